@@ -1,0 +1,280 @@
+//! What the live database looks like: plain data read from `pg_catalog`, no behaviour.
+//!
+//! [`introspect`] reads it in a fixed number of set-based queries; [`fingerprint`] reduces it to
+//! checksums that survive the conversion itself (so drift is told apart from our own changes).
+
+mod fingerprint;
+mod introspect;
+
+pub use fingerprint::{FingerprintIgnore, catalog_fingerprint, table_fingerprint, view_fingerprint};
+pub use introspect::{INTROSPECTION_QUERY_COUNT, introspect};
+
+use crate::sql::QualifiedName;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Catalog {
+    pub server: ServerInfo,
+    pub role: RoleInfo,
+    /// The schemas that were introspected, in the order asked for.
+    pub schemas: Vec<String>,
+    pub tables: Vec<Table>,
+    pub views: Vec<View>,
+    pub security_definer_functions: Vec<FunctionRef>,
+    /// Every relation name (tables, indexes, sequences, views...) per introspected schema:
+    /// generated names must not collide with any of them.
+    pub relation_names: Vec<QualifiedName>,
+    /// Schemas in which the role may create objects.
+    pub creatable_schemas: Vec<String>,
+    /// Whether the journal schema already exists (then no CREATE on the database is needed).
+    pub journal_exists: bool,
+    /// Foreign keys from tables outside the introspected schemas into them.
+    pub external_foreign_keys: Vec<ExternalForeignKey>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExternalForeignKey {
+    pub table: QualifiedName,
+    pub foreign_key: ForeignKey,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerInfo {
+    /// `server_version_num`, e.g. 150018.
+    pub version_num: i32,
+    /// `version()`.
+    pub version: String,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RoleInfo {
+    pub name: String,
+    pub superuser: bool,
+    pub bypass_rls: bool,
+    /// May create schemas in the database (needed for the journal schema).
+    pub can_create_in_database: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    Ordinary,
+    Partitioned,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Table {
+    pub name: QualifiedName,
+    pub kind: TableKind,
+    /// The direct parent when this table is a partition.
+    pub partition_of: Option<QualifiedName>,
+    pub partition_bound: Option<String>,
+    pub partition_key: Option<String>,
+    /// Parent through old-style inheritance (not partitioning): not supported by the planner.
+    pub inherits_from: Vec<QualifiedName>,
+    pub owner: String,
+    /// The connected role owns the table (or is a member of the owning role).
+    pub owned_by_current_role: bool,
+    pub unlogged: bool,
+    pub columns: Vec<Column>,
+    pub primary_key: Option<KeyConstraint>,
+    /// Unique constraints and unique indexes other than the primary key.
+    pub uniques: Vec<UniqueIndex>,
+    /// Indexes that are not unique (and not the primary key's).
+    pub indexes: Vec<Index>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub check_constraints: Vec<NamedDefinition>,
+    pub exclusion_constraints: Vec<NamedDefinition>,
+    pub triggers: Vec<Trigger>,
+    pub rls_enabled: bool,
+    pub rls_forced: bool,
+    pub policies: Vec<NamedDefinition>,
+    /// `pg_class.reltuples` (-1 when never analysed).
+    pub row_estimate: i64,
+    pub total_bytes: i64,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn is_partition(&self) -> bool {
+        self.partition_of.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// `format_type()` with every name qualified.
+    pub data_type: String,
+    pub not_null: bool,
+    pub default: Option<String>,
+    /// `a` (always) or `d` (by default) for identity columns.
+    pub identity: Option<String>,
+    /// `s` for stored generated columns.
+    pub generated: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyConstraint {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NamedDefinition {
+    pub name: String,
+    pub definition: String,
+}
+
+/// A unique constraint or a unique index (not the primary key).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UniqueIndex {
+    /// The index name (equal to the constraint name for constraints).
+    pub index_name: String,
+    /// Set when the index backs a `UNIQUE` constraint.
+    pub constraint: Option<UniqueConstraintInfo>,
+    /// `pg_get_indexdef()` of the index, fully qualified.
+    pub index_definition: String,
+    /// One entry per key column: the column or expression text as `pg_get_indexdef(oid, n)`
+    /// prints it.
+    pub key_columns: Vec<String>,
+    /// Plain column names when every key column is a plain column; `None` with expressions.
+    pub key_column_names: Option<Vec<String>>,
+    pub predicate: Option<String>,
+    pub access_method: String,
+    pub nulls_not_distinct: bool,
+    pub valid: bool,
+    /// The index is a partition of a partitioned index (managed through its parent).
+    pub is_partition_child: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UniqueConstraintInfo {
+    pub definition: String,
+    pub deferrable: bool,
+    pub initially_deferred: bool,
+    /// Inherited from a partitioned parent's constraint.
+    pub inherited: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Index {
+    pub name: String,
+    pub definition: String,
+    pub key_columns: Vec<String>,
+    pub valid: bool,
+    pub is_partition_child: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub referenced_table: QualifiedName,
+    pub referenced_columns: Vec<String>,
+    /// `pg_get_constraintdef()`, e.g. `FOREIGN KEY (a) REFERENCES public.t(id) ON DELETE CASCADE`.
+    pub definition: String,
+    /// `confupdtype`/`confdeltype`: a (no action), r (restrict), c (cascade), n (set null),
+    /// d (set default).
+    pub on_update: String,
+    pub on_delete: String,
+    /// PG 15+: the columns `ON DELETE SET NULL (...)` / `SET DEFAULT (...)` is limited to.
+    pub on_delete_columns: Vec<String>,
+    /// `confmatchtype`: s (simple), f (full), p (partial).
+    pub match_type: String,
+    pub deferrable: bool,
+    pub initially_deferred: bool,
+    pub validated: bool,
+    /// Cloned from a partitioned parent's constraint (managed through the parent).
+    pub inherited: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Trigger {
+    pub name: String,
+    pub definition: String,
+    /// `tgenabled`: O (origin), D (disabled), R (replica), A (always).
+    pub enabled: String,
+    pub fires_on_update: bool,
+    pub fires_on_insert: bool,
+    pub row_level: bool,
+    /// Cloned from a partitioned parent's trigger.
+    pub inherited: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct View {
+    pub name: QualifiedName,
+    pub materialized: bool,
+    pub owner: String,
+    /// The owner is a superuser or has BYPASSRLS: reading through the view ignores RLS.
+    pub owner_bypasses_rls: bool,
+    /// `security_invoker` from the view's options (PG 15+), `None` when not set.
+    pub security_invoker: Option<bool>,
+    /// Tables (and partitions) the view reads directly.
+    pub reads_tables: Vec<QualifiedName>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FunctionRef {
+    pub name: QualifiedName,
+    pub arguments: String,
+    pub owner: String,
+}
+
+impl Catalog {
+    pub fn table(&self, name: &QualifiedName) -> Option<&Table> {
+        self.tables.iter().find(|t| &t.name == name)
+    }
+
+    /// The topmost partitioned ancestor of `name` (itself when it is not a partition).
+    pub fn partition_root<'a>(&'a self, name: &'a QualifiedName) -> &'a QualifiedName {
+        let mut current = name;
+        while let Some(parent) = self.table(current).and_then(|t| t.partition_of.as_ref()) {
+            current = parent;
+        }
+        current
+    }
+
+    /// Direct partitions of a partitioned table.
+    pub fn partitions_of(&self, parent: &QualifiedName) -> Vec<&Table> {
+        self.tables.iter().filter(|t| t.partition_of.as_ref() == Some(parent)).collect()
+    }
+
+    /// All partitions below `parent`, leaves and intermediate ones, parents before children.
+    pub fn partition_descendants(&self, parent: &QualifiedName) -> Vec<&Table> {
+        let mut out = Vec::new();
+        let mut frontier = vec![parent.clone()];
+        while let Some(current) = frontier.pop() {
+            let mut children: Vec<&Table> = self.partitions_of(&current);
+            children.sort_by(|a, b| a.name.cmp(&b.name));
+            for child in children.into_iter().rev() {
+                frontier.push(child.name.clone());
+                out.push(child);
+            }
+        }
+        out.sort_by(|a, b| {
+            (self.partition_depth(&a.name), &a.name).cmp(&(self.partition_depth(&b.name), &b.name))
+        });
+        out
+    }
+
+    fn partition_depth(&self, name: &QualifiedName) -> usize {
+        let mut depth = 0;
+        let mut current = name;
+        while let Some(parent) = self.table(current).and_then(|t| t.partition_of.as_ref()) {
+            depth += 1;
+            current = parent;
+        }
+        depth
+    }
+
+    pub fn relation_exists(&self, name: &QualifiedName) -> bool {
+        self.relation_names.binary_search(name).is_ok()
+    }
+}
