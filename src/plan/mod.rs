@@ -1,0 +1,11 @@
+//! Pure planning: `build(&Catalog, &PlanOptions) -> Plan`, the plan file and its checksums.
+//! Nothing here touches a database or the clock.
+
+mod backfill;
+mod build;
+pub mod file;
+mod model;
+
+pub use backfill::{BackfillSql, backfill_sql};
+pub use build::{PlanError, build};
+pub use model::*;

@@ -1,0 +1,527 @@
+//! The plan: what will run, in what order, under which locks, how to undo it and how to prove
+//! it worked. Plain data, saved as TOML for review.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::sql::QualifiedName;
+
+/// The eight stages, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum Stage {
+    TenantTable = 1,
+    DefaultTenant = 2,
+    AddColumn = 3,
+    Backfill = 4,
+    NotNull = 5,
+    Indexes = 6,
+    Unique = 7,
+    Rls = 8,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 8] = [
+        Stage::TenantTable,
+        Stage::DefaultTenant,
+        Stage::AddColumn,
+        Stage::Backfill,
+        Stage::NotNull,
+        Stage::Indexes,
+        Stage::Unique,
+        Stage::Rls,
+    ];
+
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// The name used on the command line and in step ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::TenantTable => "tenant-table",
+            Stage::DefaultTenant => "default-tenant",
+            Stage::AddColumn => "add-column",
+            Stage::Backfill => "backfill",
+            Stage::NotNull => "not-null",
+            Stage::Indexes => "indexes",
+            Stage::Unique => "unique",
+            Stage::Rls => "rls",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Stage::TenantTable => "Tenant table",
+            Stage::DefaultTenant => "Default tenant row",
+            Stage::AddColumn => "Nullable tenant column",
+            Stage::Backfill => "Backfill",
+            Stage::NotNull => "NOT NULL",
+            Stage::Indexes => "Composite indexes",
+            Stage::Unique => "Tenant-scoped uniques and foreign keys",
+            Stage::Rls => "Row-level security",
+        }
+    }
+
+    /// Parse a stage number (1-8) or name.
+    pub fn parse(text: &str) -> Option<Stage> {
+        let text = text.trim();
+        if let Ok(n) = text.parse::<u8>() {
+            return Stage::try_from(n).ok();
+        }
+        Stage::ALL.into_iter().find(|s| s.name().eq_ignore_ascii_case(text))
+    }
+}
+
+impl TryFrom<u8> for Stage {
+    type Error = String;
+
+    fn try_from(n: u8) -> Result<Self, Self::Error> {
+        Stage::ALL
+            .get((n as usize).wrapping_sub(1))
+            .copied()
+            .ok_or_else(|| format!("stage {n} does not exist (stages are 1-8)"))
+    }
+}
+
+impl From<Stage> for u8 {
+    fn from(stage: Stage) -> u8 {
+        stage as u8
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.number(), self.name())
+    }
+}
+
+/// PostgreSQL's table lock modes, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum LockMode {
+    #[serde(rename = "none")]
+    None,
+    #[serde(rename = "ACCESS SHARE")]
+    AccessShare,
+    #[serde(rename = "ROW SHARE")]
+    RowShare,
+    #[serde(rename = "ROW EXCLUSIVE")]
+    RowExclusive,
+    #[serde(rename = "SHARE UPDATE EXCLUSIVE")]
+    ShareUpdateExclusive,
+    #[serde(rename = "SHARE")]
+    Share,
+    #[serde(rename = "SHARE ROW EXCLUSIVE")]
+    ShareRowExclusive,
+    #[serde(rename = "EXCLUSIVE")]
+    Exclusive,
+    #[serde(rename = "ACCESS EXCLUSIVE")]
+    AccessExclusive,
+}
+
+impl LockMode {
+    /// Does holding this lock make INSERT/UPDATE/DELETE on the table wait?
+    pub fn blocks_writes(self) -> bool {
+        self >= LockMode::Share
+    }
+
+    /// Does holding this lock make plain SELECTs wait?
+    pub fn blocks_reads(self) -> bool {
+        self == LockMode::AccessExclusive
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LockMode::None => "none",
+            LockMode::AccessShare => "ACCESS SHARE",
+            LockMode::RowShare => "ROW SHARE",
+            LockMode::RowExclusive => "ROW EXCLUSIVE",
+            LockMode::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            LockMode::Share => "SHARE",
+            LockMode::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            LockMode::Exclusive => "EXCLUSIVE",
+            LockMode::AccessExclusive => "ACCESS EXCLUSIVE",
+        }
+    }
+
+    /// What the lock means for the application, in a few words.
+    pub fn effect(self) -> &'static str {
+        if self.blocks_reads() {
+            "blocks reads and writes"
+        } else if self.blocks_writes() {
+            "blocks writes"
+        } else if self == LockMode::None {
+            "no table lock"
+        } else {
+            "reads and writes go on"
+        }
+    }
+}
+
+/// How long a statement may wait for its lock, and how long it may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutProfile {
+    /// Short DDL under a strong lock: a short `lock_timeout`, retried with backoff.
+    #[default]
+    Ddl,
+    /// Long work under a weak lock (VALIDATE, CONCURRENTLY, batches): waiting longer harms
+    /// nobody, so the lock timeout is longer and there is no statement timeout.
+    Long,
+}
+
+/// How a statement must be executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatementKind {
+    /// One transaction (possibly several commands).
+    #[default]
+    Transaction,
+    /// `CREATE [UNIQUE] INDEX CONCURRENTLY` of the statement's `index`: outside any transaction.
+    /// Before it runs, an index of that name left INVALID by an earlier attempt is dropped; a
+    /// VALID one means it already ran.
+    ConcurrentIndex,
+    /// A command that cannot run in a transaction block and is idempotent as written
+    /// (`DROP INDEX CONCURRENTLY IF EXISTS`).
+    NonTransactional,
+    /// The template of a batched backfill: run by the engine once per key range.
+    Batch,
+}
+
+impl StatementKind {
+    fn is_default(&self) -> bool {
+        *self == StatementKind::Transaction
+    }
+}
+
+/// One unit of execution: a transaction's worth of SQL, or one command that cannot run in a
+/// transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Statement {
+    /// The strongest table lock the statement takes.
+    pub lock: LockMode,
+    /// The tables (or views) that lock is taken on.
+    pub on: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_ddl_profile")]
+    pub profile: TimeoutProfile,
+    #[serde(default, skip_serializing_if = "StatementKind::is_default")]
+    pub kind: StatementKind,
+    /// The index a `concurrent-index` statement builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<QualifiedName>,
+    pub sql: String,
+}
+
+fn is_ddl_profile(profile: &TimeoutProfile) -> bool {
+    *profile == TimeoutProfile::Ddl
+}
+
+/// A query returning one number, and the number that proves the step worked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub expect: i64,
+    pub sql: String,
+}
+
+/// A count taken before a rollback; a non-zero count means the rollback would lose or break
+/// something, and it stops (unless `forceable` and `--force` was given).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Guard {
+    pub name: String,
+    /// Shown with the count when the guard stops a rollback.
+    pub message: String,
+    pub forceable: bool,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BackfillKey {
+    /// Keyset over the primary key (text forms of the values are the resume key).
+    Keyset { columns: Vec<String>, types: Vec<String> },
+    /// Block ranges of the heap (`ctid`), for tables without a primary key.
+    Ctid,
+}
+
+/// The parameters of a batched backfill. The SQL the engine runs per batch is built from these
+/// by `plan::backfill_sql`, and shown in the step's `forward` statement.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Backfill {
+    pub table: QualifiedName,
+    pub column: String,
+    /// The SQL value written into NULL tenant columns (a typed literal).
+    pub value_sql: String,
+    pub key: BackfillKey,
+    pub batch_rows: u32,
+    /// Block ranges per batch for `Ctid` keys.
+    pub batch_blocks: u32,
+    /// Run each batch with `session_replication_role = replica` so user triggers do not fire.
+    pub suppress_triggers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Step {
+    pub id: String,
+    pub stage: Stage,
+    pub title: String,
+    /// Why the step looks the way it does, for the reviewer.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    pub tables: Vec<QualifiedName>,
+    /// Every forward statement in one transaction (true), or each statement committed on its
+    /// own and the step resumed from the first one not yet done (false).
+    pub atomic: bool,
+    /// Rows the step writes (estimate from `pg_class.reltuples`).
+    pub rows_estimate: i64,
+    pub forward: Vec<Statement>,
+    pub rollback_atomic: bool,
+    pub rollback: Vec<Statement>,
+    /// Set when the step has no rollback statements: why none is needed or possible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_rollback_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollback_guards: Vec<Guard>,
+    pub checks: Vec<Check>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<Backfill>,
+    /// SHA-256 of the step's content (everything above, SQL normalized).
+    #[serde(default)]
+    pub hash: String,
+}
+
+impl Step {
+    pub fn strongest_lock(&self) -> LockMode {
+        self.forward.iter().map(|s| s.lock).max().unwrap_or(LockMode::None)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// Something the planner noticed: errors stop `plan` and `apply`, warnings are shown.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub code: String,
+    pub object: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyType {
+    Uuid,
+    Bigint,
+    Text,
+}
+
+impl KeyType {
+    pub fn sql(self) -> &'static str {
+        match self {
+            KeyType::Uuid => "uuid",
+            KeyType::Bigint => "bigint",
+            KeyType::Text => "text",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<KeyType> {
+        match text.to_ascii_lowercase().as_str() {
+            "uuid" => Some(KeyType::Uuid),
+            "bigint" | "int8" => Some(KeyType::Bigint),
+            "text" => Some(KeyType::Text),
+            _ => None,
+        }
+    }
+
+    pub fn default_tenant_id(self) -> &'static str {
+        match self {
+            KeyType::Uuid => "00000000-0000-0000-0000-000000000001",
+            KeyType::Bigint => "1",
+            KeyType::Text => "default",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillMode {
+    /// The column is added with the default tenant as its default: metadata only, no row written.
+    Fast,
+    /// The column is added empty and filled in keyset batches, one short transaction each.
+    Batched,
+}
+
+/// What `tenantize plan` was asked for. Stored in the plan so it can be rebuilt and compared.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PlanOptions {
+    pub schemas: Vec<String>,
+    /// Shared tables, as `schema.table`.
+    pub exclude: Vec<String>,
+    pub tenant_table: QualifiedName,
+    pub tenant_column: String,
+    pub tenant_key_type: KeyType,
+    pub default_tenant_id: String,
+    pub default_tenant_name: String,
+    pub tenant_setting: String,
+    /// `None` means fast where the server allows it (PostgreSQL 11+), else batched.
+    pub backfill: Option<BackfillMode>,
+    pub batch_rows: u32,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            schemas: vec!["public".to_string()],
+            exclude: Vec::new(),
+            tenant_table: QualifiedName::new("public", "tenants"),
+            tenant_column: "tenant_id".to_string(),
+            tenant_key_type: KeyType::Uuid,
+            default_tenant_id: KeyType::Uuid.default_tenant_id().to_string(),
+            default_tenant_name: "Default tenant".to_string(),
+            tenant_setting: "app.tenant_id".to_string(),
+            backfill: None,
+            batch_rows: 5000,
+        }
+    }
+}
+
+/// Everything the planner decided about the tenant itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TenantSpec {
+    pub table: QualifiedName,
+    pub key_column: String,
+    pub key_type: KeyType,
+    pub column: String,
+    pub default_id: String,
+    pub default_name: String,
+    pub setting: String,
+    pub backfill: BackfillMode,
+}
+
+/// A table the plan knows about, converted or shared.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PlanTable {
+    pub name: QualifiedName,
+    /// Gets the tenant column and a policy (false: shared, left alone).
+    pub scoped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<QualifiedName>,
+    pub row_estimate: i64,
+    pub total_bytes: i64,
+    /// See `catalog::table_fingerprint`.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PlanView {
+    pub name: QualifiedName,
+    pub materialized: bool,
+    pub fingerprint: String,
+}
+
+/// Where the plan was built; shown to users, not covered by the plan hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSource {
+    pub database: String,
+    pub server_version: String,
+    pub server_version_num: i32,
+    pub role: String,
+    pub generated_at: String,
+    pub tool_version: String,
+}
+
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    /// SHA-256 over the options, tenant, tables, views, fingerprint and every step hash.
+    pub plan_hash: String,
+    /// See `catalog::catalog_fingerprint`.
+    pub catalog_fingerprint: String,
+    /// Set by `tenantize plan seal` after a reviewer edited the SQL by hand.
+    #[serde(default)]
+    pub edited: bool,
+    pub source: PlanSource,
+    pub options: PlanOptions,
+    pub tenant: TenantSpec,
+    /// Names of the indexes, constraints and policies the plan creates (left out of drift
+    /// fingerprints, since they appear as the plan runs).
+    pub owned_names: Vec<String>,
+    pub tables: Vec<PlanTable>,
+    #[serde(default)]
+    pub views: Vec<PlanView>,
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+
+    pub fn steps_in(&self, stage: Stage) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(move |s| s.stage == stage)
+    }
+
+    pub fn scoped_tables(&self) -> impl Iterator<Item = &PlanTable> {
+        self.tables.iter().filter(|t| t.scoped)
+    }
+
+    pub fn owned_name_set(&self) -> std::collections::BTreeSet<String> {
+        self.owned_names.iter().cloned().collect()
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity == Severity::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_parse_by_number_and_name() {
+        assert_eq!(Stage::parse("3"), Some(Stage::AddColumn));
+        assert_eq!(Stage::parse("not-null"), Some(Stage::NotNull));
+        assert_eq!(Stage::parse("RLS"), Some(Stage::Rls));
+        assert_eq!(Stage::parse("9"), None);
+        assert_eq!(Stage::parse("0"), None);
+        assert_eq!(Stage::parse("nope"), None);
+        for stage in Stage::ALL {
+            assert_eq!(Stage::parse(stage.name()), Some(stage));
+            assert_eq!(Stage::try_from(stage.number()), Ok(stage));
+        }
+    }
+
+    #[test]
+    fn lock_modes_know_what_they_block() {
+        assert!(!LockMode::ShareUpdateExclusive.blocks_writes());
+        assert!(LockMode::Share.blocks_writes());
+        assert!(LockMode::ShareRowExclusive.blocks_writes());
+        assert!(!LockMode::ShareRowExclusive.blocks_reads());
+        assert!(LockMode::AccessExclusive.blocks_reads());
+    }
+}
