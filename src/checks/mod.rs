@@ -1,0 +1,324 @@
+//! Validation counts, on their own connection with `row_security = off`: a query that RLS would
+//! filter then fails loudly instead of returning a smaller number.
+//!
+//! `verify` judges the counts against what the journal says is applied: after stage 4 no row
+//! may lack a tenant, after stage 7 no unique may be global, after stage 8 every table and
+//! partition must have RLS enabled, forced and the policy.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::catalog::{Catalog, Table, introspect};
+use crate::conn::{ConnSpec, describe_pg_error};
+use crate::engine::journal::{self, StepState};
+use crate::engine::{EngineError, db_error};
+use crate::plan::{Plan, Stage};
+use crate::sql::{QualifiedName, quote_ident, quote_literal};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableCounts {
+    pub table: String,
+    pub scoped: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<String>,
+    pub rows: i64,
+    pub tenant_column: bool,
+    pub tenant_not_null: bool,
+    pub null_tenant: i64,
+    /// Rows whose tenant id is not in the tenant table.
+    pub unknown_tenant: i64,
+    /// Rows per tenant id (text), largest first.
+    pub rows_per_tenant: Vec<(String, i64)>,
+    /// Child rows whose tenant differs from their parent's, per foreign key.
+    pub cross_tenant: i64,
+    pub invalid_indexes: Vec<String>,
+    pub unscoped_uniques: Vec<String>,
+    pub rls_enabled: bool,
+    pub rls_forced: bool,
+    pub has_policy: bool,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub database: String,
+    pub plan_hash: String,
+    /// The last stage whose steps are all done, per the journal (0: none).
+    pub applied_through: u8,
+    pub tenant_table_exists: bool,
+    pub default_tenant_exists: bool,
+    pub tables: Vec<TableCounts>,
+    pub problems: Vec<String>,
+    pub ok: bool,
+}
+
+/// Open a connection for counts (never the one running DDL).
+pub async fn connect(spec: &ConnSpec, application: &str) -> Result<Client, EngineError> {
+    let client = spec.connect(application).await.map_err(|e| EngineError::Connection(e.to_string()))?;
+    client.batch_execute("SET row_security = off").await.map_err(db_error)?;
+    Ok(client)
+}
+
+/// The stage through which every step of the plan is done in the journal.
+pub async fn applied_through(client: &Client, plan: &Plan) -> Result<u8, EngineError> {
+    if !journal::journal_exists(client).await? {
+        return Ok(0);
+    }
+    let entries = journal::load(client, &plan.plan_hash).await?;
+    let mut through = 0;
+    for stage in Stage::ALL {
+        let all_done =
+            plan.steps_in(stage).all(|s| entries.get(&s.id).is_some_and(|e| e.state == StepState::Done));
+        if !all_done {
+            break;
+        }
+        through = stage.number();
+    }
+    Ok(through)
+}
+
+pub async fn verify(spec: &ConnSpec, plan: &Plan) -> Result<VerifyReport, EngineError> {
+    let client = connect(spec, "tenantize verify").await?;
+    let catalog = introspect(&client, &plan.options.schemas, std::slice::from_ref(&plan.tenant.table.schema))
+        .await
+        .map_err(|e| EngineError::Database(e.to_string()))?;
+    let through = applied_through(&client, plan).await?;
+    let mut report = count_all(&client, plan, &catalog).await?;
+    report.applied_through = through;
+    judge(plan, &mut report, through);
+    Ok(report)
+}
+
+/// Every count, whatever the stage (the TUI shows these live).
+pub async fn count_all(client: &Client, plan: &Plan, catalog: &Catalog) -> Result<VerifyReport, EngineError> {
+    let tenant_table = &plan.tenant.table;
+    let col = &plan.tenant.column;
+    let qcol = quote_ident(col);
+    let key = quote_ident(&plan.tenant.key_column);
+    let tenant_table_exists = catalog.table(tenant_table).is_some();
+    let default_tenant_exists = if tenant_table_exists {
+        let sql = format!(
+            "SELECT count(*) FROM {tenant_table} WHERE {key}::text = {}",
+            quote_literal(&plan.tenant.default_id)
+        );
+        client.query_one(sql.as_str(), &[]).await.map_err(db_error)?.get::<_, i64>(0) > 0
+    } else {
+        false
+    };
+    let owned = plan.owned_name_set();
+    let mut tables = Vec::new();
+    let mut by_name: BTreeMap<QualifiedName, usize> = BTreeMap::new();
+    for planned in &plan.tables {
+        let Some(table) = catalog.table(&planned.name) else {
+            continue;
+        };
+        let mut counts = TableCounts {
+            table: planned.name.display_plain(),
+            scoped: planned.scoped,
+            partition_of: table.partition_of.as_ref().map(|p| p.display_plain()),
+            rls_enabled: table.rls_enabled,
+            rls_forced: table.rls_forced,
+            has_policy: table.policies.iter().any(|p| owned.contains(&p.name)),
+            ..TableCounts::default()
+        };
+        let column = table.column(col);
+        counts.tenant_column = planned.scoped && column.is_some();
+        counts.tenant_not_null = column.is_some_and(|c| c.not_null);
+        counts.invalid_indexes = table
+            .uniques
+            .iter()
+            .filter(|u| !u.valid)
+            .map(|u| u.index_name.clone())
+            .chain(table.indexes.iter().filter(|i| !i.valid).map(|i| i.name.clone()))
+            .collect();
+        if planned.scoped {
+            counts.unscoped_uniques = table
+                .uniques
+                .iter()
+                .filter(|u| !u.is_partition_child && u.key_columns.first().map(String::as_str) != Some(&qcol))
+                .filter(|u| u.key_columns.first() != Some(col))
+                .map(|u| u.index_name.clone())
+                .collect();
+        }
+        // Partitioned parents hold no rows: their counts are the sum of their partitions'.
+        if table.kind == crate::catalog::TableKind::Ordinary {
+            let sql = if counts.tenant_column && tenant_table_exists {
+                format!(
+                    "SELECT count(*), count(*) FILTER (WHERE t.{qcol} IS NULL),
+                            count(*) FILTER (WHERE t.{qcol} IS NOT NULL AND x.{key} IS NULL)
+                       FROM {} t LEFT JOIN {tenant_table} x ON x.{key} = t.{qcol}",
+                    planned.name
+                )
+            } else if counts.tenant_column {
+                format!(
+                    "SELECT count(*), count(*) FILTER (WHERE {qcol} IS NULL), count(*) FILTER (WHERE {qcol} IS NOT NULL) FROM {}",
+                    planned.name
+                )
+            } else {
+                format!("SELECT count(*), 0::int8, 0::int8 FROM {}", planned.name)
+            };
+            let row = client.query_one(sql.as_str(), &[]).await.map_err(|e| {
+                EngineError::Database(format!(
+                    "counting {}: {}",
+                    planned.name.display_plain(),
+                    describe_pg_error(&e)
+                ))
+            })?;
+            counts.rows = row.get(0);
+            counts.null_tenant = row.get(1);
+            counts.unknown_tenant = row.get(2);
+            if counts.tenant_column {
+                let sql = format!(
+                    "SELECT coalesce({qcol}::text, 'NULL'), count(*) FROM {} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
+                    planned.name
+                );
+                let rows = client.query(sql.as_str(), &[]).await.map_err(db_error)?;
+                counts.rows_per_tenant = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            }
+        }
+        by_name.insert(planned.name.clone(), tables.len());
+        tables.push(counts);
+    }
+    // Cross-tenant references: each FK between scoped tables, compared on its own columns.
+    for table in &catalog.tables {
+        let Some(&child_index) = by_name.get(&table.name) else { continue };
+        if !tables[child_index].tenant_column {
+            continue;
+        }
+        for fk in table.foreign_keys.iter().filter(|f| !f.inherited) {
+            let Some(&parent_index) = by_name.get(&fk.referenced_table) else { continue };
+            if !tables[parent_index].tenant_column {
+                continue;
+            }
+            let pairs: Vec<(String, String)> = fk
+                .columns
+                .iter()
+                .zip(fk.referenced_columns.iter())
+                .filter(|(c, _)| *c != col)
+                .map(|(c, p)| (c.clone(), p.clone()))
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let join: Vec<String> =
+                pairs.iter().map(|(c, p)| format!("p.{} = c.{}", quote_ident(p), quote_ident(c))).collect();
+            let sql = format!(
+                "SELECT count(*) FROM {} c JOIN {} p ON {} WHERE c.{qcol} <> p.{qcol}",
+                table.name,
+                fk.referenced_table,
+                join.join(" AND ")
+            );
+            let n: i64 = client.query_one(sql.as_str(), &[]).await.map_err(db_error)?.get(0);
+            tables[child_index].cross_tenant += n;
+        }
+    }
+    sum_partitions(catalog, &mut tables, &by_name);
+    Ok(VerifyReport {
+        database: catalog.server.database.clone(),
+        plan_hash: plan.plan_hash.clone(),
+        applied_through: 0,
+        tenant_table_exists,
+        default_tenant_exists,
+        tables,
+        problems: Vec::new(),
+        ok: true,
+    })
+}
+
+fn sum_partitions(catalog: &Catalog, tables: &mut [TableCounts], by_name: &BTreeMap<QualifiedName, usize>) {
+    let partitioned: Vec<&Table> =
+        catalog.tables.iter().filter(|t| t.kind == crate::catalog::TableKind::Partitioned).collect();
+    for parent in partitioned {
+        let Some(&parent_index) = by_name.get(&parent.name) else { continue };
+        let (mut rows, mut nulls, mut unknown) = (0, 0, 0);
+        for leaf in catalog.partition_descendants(&parent.name) {
+            if leaf.kind != crate::catalog::TableKind::Ordinary {
+                continue;
+            }
+            if let Some(&i) = by_name.get(&leaf.name) {
+                rows += tables[i].rows;
+                nulls += tables[i].null_tenant;
+                unknown += tables[i].unknown_tenant;
+            }
+        }
+        let parent = &mut tables[parent_index];
+        parent.rows = rows;
+        parent.null_tenant = nulls;
+        parent.unknown_tenant = unknown;
+    }
+}
+
+/// Turn counts into problems, given what the journal says is applied.
+pub fn judge(plan: &Plan, report: &mut VerifyReport, through: u8) {
+    let kept_global: Vec<&str> = plan
+        .findings
+        .iter()
+        .filter(|f| f.code == "unique-kept-global" || f.code == "unique-invalid")
+        .map(|f| f.object.as_str())
+        .collect();
+    let owned = plan.owned_name_set();
+    let mut problems = Vec::new();
+    if through >= 1 && !report.tenant_table_exists {
+        problems.push(format!("tenant table {} is missing", plan.tenant.table.display_plain()));
+    }
+    if through >= 2 && !report.default_tenant_exists {
+        problems.push(format!("default tenant {} is missing", plan.tenant.default_id));
+    }
+    for t in &mut report.tables {
+        if !t.scoped {
+            continue;
+        }
+        let mut mine = Vec::new();
+        if through >= 3 && !t.tenant_column {
+            mine.push(format!("has no {} column", plan.tenant.column));
+        }
+        if through >= 4 && t.null_tenant > 0 {
+            mine.push(format!("{} rows without a tenant", t.null_tenant));
+        }
+        if through >= 3 && t.unknown_tenant > 0 {
+            mine.push(format!("{} rows whose tenant does not exist", t.unknown_tenant));
+        }
+        if through >= 5 && !t.tenant_not_null {
+            mine.push(format!("{} is not NOT NULL", plan.tenant.column));
+        }
+        if t.cross_tenant > 0 {
+            mine.push(format!("{} rows reference a parent of another tenant", t.cross_tenant));
+        }
+        // Invalid indexes of ours (an interrupted concurrent build) fail; others are listed only.
+        let ours_invalid: Vec<&String> = t.invalid_indexes.iter().filter(|i| owned.contains(*i)).collect();
+        if !ours_invalid.is_empty() {
+            mine.push(format!(
+                "invalid indexes: {}",
+                ours_invalid.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if through >= 7 {
+            let table = t.table.clone();
+            let unscoped: Vec<&String> = t
+                .unscoped_uniques
+                .iter()
+                .filter(|u| !kept_global.iter().any(|k| *k == format!("{u} on {table}")))
+                .collect();
+            if !unscoped.is_empty() {
+                mine.push(format!(
+                    "uniques not scoped to the tenant: {}",
+                    unscoped.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        if through >= 8 && !(t.rls_enabled && t.rls_forced && t.has_policy) {
+            mine.push(format!(
+                "row-level security incomplete (enabled: {}, forced: {}, policy: {})",
+                t.rls_enabled, t.rls_forced, t.has_policy
+            ));
+        }
+        for p in &mine {
+            problems.push(format!("{}: {p}", t.table));
+        }
+        t.problems = mine;
+    }
+    report.ok = problems.is_empty();
+    report.problems = problems;
+}

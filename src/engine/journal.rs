@@ -1,0 +1,366 @@
+//! The journal in schema `tenantize`: created by the tool's own versioned migrations
+//! (`migrations/*.sql`, embedded), one row per plan step with its state, timings, rows, error
+//! and resume key.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use super::{EngineError, db_error};
+use crate::checksum::sha256_hex;
+use crate::conn::ConnSpec;
+use crate::event::Direction;
+use crate::plan::Plan;
+
+/// The tool's own migrations, in order. Never edit one that has shipped: add a new file.
+pub const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "journal", include_str!("../../migrations/0001_journal.sql"))];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    RolledBack,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+            StepState::RolledBack => "rolled_back",
+        }
+    }
+
+    fn parse(text: &str) -> StepState {
+        match text {
+            "running" => StepState::Running,
+            "done" => StepState::Done,
+            "failed" => StepState::Failed,
+            "rolled_back" => StepState::RolledBack,
+            _ => StepState::Pending,
+        }
+    }
+
+    /// The step may have changed the database (fully or partly).
+    pub fn has_effects(self) -> bool {
+        matches!(self, StepState::Running | StepState::Done | StepState::Failed)
+    }
+}
+
+/// Where an interrupted step picks up again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    pub direction: Option<Direction>,
+    /// The first statement not yet committed.
+    pub statement: usize,
+    /// Keyset backfill: the last key done, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_key: Option<Vec<String>>,
+    /// Ctid backfill: the next heap block to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block: Option<i64>,
+    #[serde(default)]
+    pub sweep: u32,
+}
+
+impl Resume {
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).expect("resume key serializes")
+    }
+
+    fn from_text(text: Option<String>) -> Resume {
+        text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    }
+
+    /// Where to start in `direction` (a resume key of the other direction means: start over).
+    pub fn for_direction(&self, direction: Direction) -> Resume {
+        if self.direction == Some(direction) {
+            self.clone()
+        } else {
+            Resume { direction: Some(direction), ..Resume::default() }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalStep {
+    pub step_id: String,
+    pub position: i32,
+    pub stage: i16,
+    pub step_hash: String,
+    pub state: StepState,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub rows_affected: i64,
+    pub error: Option<String>,
+    pub resume: Resume,
+    pub attempts: i32,
+}
+
+pub async fn journal_exists(client: &Client) -> Result<bool, EngineError> {
+    let row =
+        client.query_one("SELECT to_regclass('tenantize.steps') IS NOT NULL", &[]).await.map_err(db_error)?;
+    Ok(row.get(0))
+}
+
+/// Create or upgrade the journal schema (under the advisory lock, so never concurrently).
+pub async fn migrate(client: &Client) -> Result<(), EngineError> {
+    client
+        .batch_execute(
+            "BEGIN;
+             CREATE SCHEMA IF NOT EXISTS tenantize;
+             CREATE TABLE IF NOT EXISTS tenantize.schema_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 checksum   text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             COMMIT;",
+        )
+        .await
+        .map_err(|e| {
+            EngineError::Preflight(vec![format!(
+                "cannot create the journal schema tenantize: {}",
+                crate::conn::describe_pg_error(&e)
+            )])
+        })?;
+    for (version, name, sql) in MIGRATIONS {
+        let checksum = sha256_hex(crate::checksum::normalize_sql(sql).as_bytes());
+        let applied = client
+            .query_opt("SELECT checksum FROM tenantize.schema_migrations WHERE version = $1", &[version])
+            .await
+            .map_err(db_error)?;
+        match applied {
+            Some(row) => {
+                let recorded: String = row.get(0);
+                if recorded != checksum {
+                    return Err(EngineError::Usage(format!(
+                        "journal migration {version} ({name}) in this database differs from the one \
+                         this tenantize ships; the journal was changed by hand or by another version"
+                    )));
+                }
+            }
+            None => {
+                client.batch_execute("BEGIN").await.map_err(db_error)?;
+                let result = async {
+                    client.batch_execute(sql).await?;
+                    client
+                        .execute(
+                            "INSERT INTO tenantize.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                            &[version, name, &checksum],
+                        )
+                        .await?;
+                    client.batch_execute("COMMIT").await
+                }
+                .await;
+                if let Err(e) = result {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(db_error(e));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn register_plan(client: &Client, plan: &Plan) -> Result<(), EngineError> {
+    client.batch_execute("BEGIN").await.map_err(db_error)?;
+    let result = async {
+        client
+            .execute(
+                "INSERT INTO tenantize.plans (plan_hash, catalog_fingerprint, database_name, step_count)
+                 VALUES ($1, $2, current_database(), $3) ON CONFLICT (plan_hash) DO NOTHING",
+                &[&plan.plan_hash, &plan.catalog_fingerprint, &(plan.steps.len() as i32)],
+            )
+            .await?;
+        for (position, step) in plan.steps.iter().enumerate() {
+            client
+                .execute(
+                    "INSERT INTO tenantize.steps (plan_hash, step_id, position, stage, step_hash)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plan_hash, step_id) DO NOTHING",
+                    &[
+                        &plan.plan_hash,
+                        &step.id,
+                        &(position as i32),
+                        &(step.stage.number() as i16),
+                        &step.hash,
+                    ],
+                )
+                .await?;
+        }
+        client.batch_execute("COMMIT").await
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(db_error(e));
+    }
+    Ok(())
+}
+
+/// Plans other than `plan_hash` whose steps have changed the database, with how many.
+pub async fn other_active_plans(client: &Client, plan_hash: &str) -> Result<Vec<(String, i64)>, EngineError> {
+    let rows = client
+        .query(
+            "SELECT plan_hash, count(*) FROM tenantize.steps
+              WHERE plan_hash <> $1 AND state IN ('running', 'done', 'failed')
+              GROUP BY plan_hash ORDER BY plan_hash",
+            &[&plan_hash],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+pub async fn load(client: &Client, plan_hash: &str) -> Result<BTreeMap<String, JournalStep>, EngineError> {
+    let rows = client
+        .query(
+            "SELECT step_id, position, stage, step_hash, state, started_at, finished_at, duration_ms,
+                    rows_affected, error, resume_key, attempts
+               FROM tenantize.steps WHERE plan_hash = $1 ORDER BY position",
+            &[&plan_hash],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let step = JournalStep {
+                step_id: r.get(0),
+                position: r.get(1),
+                stage: r.get(2),
+                step_hash: r.get(3),
+                state: StepState::parse(r.get(4)),
+                started_at: r.get(5),
+                finished_at: r.get(6),
+                duration_ms: r.get(7),
+                rows_affected: r.get(8),
+                error: r.get(9),
+                resume: Resume::from_text(r.get(10)),
+                attempts: r.get(11),
+            };
+            (step.step_id.clone(), step)
+        })
+        .collect())
+}
+
+pub async fn mark_running(
+    client: &Client,
+    plan_hash: &str,
+    step_id: &str,
+    resume: &Resume,
+) -> Result<(), EngineError> {
+    client
+        .execute(
+            "UPDATE tenantize.steps SET state = 'running', started_at = now(), finished_at = NULL,
+                    duration_ms = NULL, error = NULL, resume_key = $3, attempts = attempts + 1,
+                    updated_at = now()
+              WHERE plan_hash = $1 AND step_id = $2",
+            &[&plan_hash, &step_id, &resume.to_text()],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Record progress; callers run this inside the transaction of the work it records.
+pub async fn save_resume(
+    client: &Client,
+    plan_hash: &str,
+    step_id: &str,
+    resume: &Resume,
+    rows_added: i64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE tenantize.steps SET resume_key = $3, rows_affected = rows_affected + $4, updated_at = now()
+              WHERE plan_hash = $1 AND step_id = $2",
+            &[&plan_hash, &step_id, &resume.to_text(), &rows_added],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Finish a step (done, failed or rolled back); may run inside the step's own transaction.
+pub async fn finish(
+    client: &Client,
+    plan_hash: &str,
+    step_id: &str,
+    state: StepState,
+    rows_added: i64,
+    error: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE tenantize.steps SET state = $3, finished_at = clock_timestamp(),
+                    duration_ms = (extract(epoch FROM clock_timestamp() - coalesce(started_at, clock_timestamp())) * 1000)::int8,
+                    rows_affected = CASE WHEN $3 = 'rolled_back' THEN rows_affected ELSE rows_affected + $4 END,
+                    error = $5,
+                    resume_key = CASE WHEN $3 = 'failed' THEN resume_key END,
+                    updated_at = now()
+              WHERE plan_hash = $1 AND step_id = $2",
+            &[&plan_hash, &step_id, &state.as_str(), &rows_added, &error],
+        )
+        .await
+        .map(|_| ())
+}
+
+pub async fn start_run(client: &Client, plan_hash: &str, command: &str) -> Result<i64, EngineError> {
+    let row = client
+        .query_one(
+            "INSERT INTO tenantize.runs (plan_hash, command, tool_version) VALUES ($1, $2, $3) RETURNING run_id",
+            &[&plan_hash, &command, &env!("CARGO_PKG_VERSION")],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(row.get(0))
+}
+
+pub async fn finish_run(client: &Client, run_id: i64, outcome: &str, detail: &str) {
+    let _ = client
+        .execute(
+            "UPDATE tenantize.runs SET finished_at = now(), outcome = $2, detail = $3 WHERE run_id = $1",
+            &[&run_id, &outcome, &detail],
+        )
+        .await;
+}
+
+/// The journal's view of a plan, for `tenantize status` (read only: creates nothing).
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub plan_hash: String,
+    pub database: String,
+    pub journal_present: bool,
+    pub steps: Vec<JournalStep>,
+    /// Other plans with applied steps in this database.
+    pub other_active_plans: Vec<(String, i64)>,
+}
+
+pub async fn read_status(spec: &ConnSpec, plan: &Plan) -> Result<Status, EngineError> {
+    let client =
+        spec.connect("tenantize status").await.map_err(|e| EngineError::Connection(e.to_string()))?;
+    let present = journal_exists(&client).await?;
+    let (steps, others) = if present {
+        let map = load(&client, &plan.plan_hash).await?;
+        let mut steps: Vec<JournalStep> = map.into_values().collect();
+        steps.sort_by_key(|s| s.position);
+        (steps, other_active_plans(&client, &plan.plan_hash).await?)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    Ok(Status {
+        plan_hash: plan.plan_hash.clone(),
+        database: spec.database().to_string(),
+        journal_present: present,
+        steps,
+        other_active_plans: others,
+    })
+}

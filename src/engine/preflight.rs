@@ -1,0 +1,163 @@
+//! Before anything runs: does the database still look like the plan expects (drift), and may
+//! the connected role do what the remaining steps need (privileges)? Pure functions over the
+//! plan and a fresh catalog.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::catalog::{Catalog, FingerprintIgnore, table_fingerprint, view_fingerprint};
+use crate::plan::{Plan, Severity, Stage, Step};
+use crate::sql::QualifiedName;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DriftReport {
+    pub missing_tables: Vec<String>,
+    pub new_tables: Vec<String>,
+    pub changed_tables: Vec<String>,
+    pub missing_views: Vec<String>,
+    pub new_views: Vec<String>,
+    pub changed_views: Vec<String>,
+}
+
+impl DriftReport {
+    pub fn is_empty(&self) -> bool {
+        self.missing_tables.is_empty()
+            && self.new_tables.is_empty()
+            && self.changed_tables.is_empty()
+            && self.missing_views.is_empty()
+            && self.new_views.is_empty()
+            && self.changed_views.is_empty()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in &self.missing_tables {
+            out.push(format!("table {t} is gone"));
+        }
+        for t in &self.new_tables {
+            out.push(format!("table {t} was added after planning (the plan does not cover it)"));
+        }
+        for t in &self.changed_tables {
+            out.push(format!(
+                "table {t} changed (columns, keys, uniques, indexes, foreign keys or triggers)"
+            ));
+        }
+        for v in &self.missing_views {
+            out.push(format!("view {v} is gone"));
+        }
+        for v in &self.new_views {
+            out.push(format!("view {v} was added after planning"));
+        }
+        for v in &self.changed_views {
+            out.push(format!("view {v} changed"));
+        }
+        out
+    }
+}
+
+/// Compare the live catalog with the plan. With `only`, just those tables (the ones the steps
+/// still to run touch) are compared; new tables and views count whenever any step remains.
+pub fn drift(plan: &Plan, catalog: &Catalog, only: Option<&BTreeSet<QualifiedName>>) -> DriftReport {
+    let owned = plan.owned_name_set();
+    let ignore = FingerprintIgnore {
+        tenant_column: &plan.tenant.column,
+        tenant_table: &plan.tenant.table,
+        owned_names: &owned,
+    };
+    let live: BTreeMap<&QualifiedName, String> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.name != plan.tenant.table)
+        .map(|t| (&t.name, table_fingerprint(t, &ignore)))
+        .collect();
+    let mut report = DriftReport::default();
+    for table in &plan.tables {
+        if only.is_some_and(|set| !set.contains(&table.name)) {
+            continue;
+        }
+        match live.get(&table.name) {
+            None => report.missing_tables.push(table.name.display_plain()),
+            Some(fp) if *fp != table.fingerprint => report.changed_tables.push(table.name.display_plain()),
+            Some(_) => {}
+        }
+    }
+    let planned: BTreeSet<&QualifiedName> = plan.tables.iter().map(|t| &t.name).collect();
+    for name in live.keys() {
+        if !planned.contains(name) {
+            report.new_tables.push(name.display_plain());
+        }
+    }
+    let live_views: BTreeMap<&QualifiedName, String> =
+        catalog.views.iter().map(|v| (&v.name, view_fingerprint(v))).collect();
+    for view in &plan.views {
+        match live_views.get(&view.name) {
+            None => report.missing_views.push(view.name.display_plain()),
+            Some(fp) if *fp != view.fingerprint => report.changed_views.push(view.name.display_plain()),
+            Some(_) => {}
+        }
+    }
+    let planned_views: BTreeSet<&QualifiedName> = plan.views.iter().map(|v| &v.name).collect();
+    for name in live_views.keys() {
+        if !planned_views.contains(name) {
+            report.new_views.push(name.display_plain());
+        }
+    }
+    report
+}
+
+/// What the role lacks for the steps still to run (empty: go ahead).
+pub fn privilege_problems(plan: &Plan, catalog: &Catalog, pending: &[&Step]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for finding in plan.findings.iter().filter(|f| f.severity == Severity::Error) {
+        problems.push(format!("{}: {}", finding.object, finding.message));
+    }
+    if !catalog.journal_exists && !catalog.role.can_create_in_database {
+        problems.push(format!(
+            "role {} may not create the journal schema `tenantize` (needs CREATE on database {}): \
+             GRANT CREATE ON DATABASE {} TO {}",
+            catalog.role.name, catalog.server.database, catalog.server.database, catalog.role.name
+        ));
+    }
+    if pending.iter().any(|s| s.stage == Stage::TenantTable)
+        && !catalog.creatable_schemas.contains(&plan.tenant.table.schema)
+    {
+        problems.push(format!(
+            "role {} may not create tables in schema {} (for the tenant table)",
+            catalog.role.name, plan.tenant.table.schema
+        ));
+    }
+    let mut reported = BTreeSet::new();
+    for step in pending {
+        for name in &step.tables {
+            if name == &plan.tenant.table {
+                continue;
+            }
+            if let Some(table) = catalog.table(name)
+                && !table.owned_by_current_role
+                && reported.insert(name.clone())
+            {
+                problems.push(format!(
+                    "role {} does not own {} (owner: {}); ALTER TABLE needs the owner or a member of its role",
+                    catalog.role.name,
+                    name.display_plain(),
+                    table.owner
+                ));
+            }
+        }
+        if let Some(backfill) = &step.backfill
+            && backfill.suppress_triggers
+            && !catalog.role.superuser
+        {
+            problems.push(format!(
+                "step {} keeps triggers from firing with session_replication_role, which needs a \
+                 superuser; role {} is not one (use a plan with --backfill fast)",
+                step.id, catalog.role.name
+            ));
+        }
+    }
+    problems
+}
+
+/// Tables the steps touch (for drift).
+pub fn tables_of(steps: &[&Step]) -> BTreeSet<QualifiedName> {
+    steps.iter().flat_map(|s| s.tables.iter().cloned()).collect()
+}

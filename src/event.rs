@@ -1,0 +1,148 @@
+//! The one contract between the engine and the front ends (headless printer, TUI, run log).
+//!
+//! The engine sends these on a channel and never prints; every front end renders them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Finding, LockMode, Stage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Forward,
+    Rollback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressUnit {
+    Rows,
+    Blocks,
+}
+
+/// A session another transaction is waiting behind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocker {
+    pub pid: i32,
+    pub application: String,
+    pub state: String,
+    pub query: String,
+    /// How long its current transaction has been open.
+    pub transaction_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Success,
+    Failed,
+    Cancelled,
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        direction: Direction,
+        plan_hash: String,
+        database: String,
+        server_version: String,
+        steps_total: usize,
+        steps_to_run: usize,
+    },
+    Findings {
+        findings: Vec<Finding>,
+    },
+    StepStarted {
+        step_id: String,
+        stage: Stage,
+        title: String,
+        direction: Direction,
+        position: usize,
+        /// Resuming at this statement (0 on a fresh start).
+        resume_statement: usize,
+    },
+    StatementStarted {
+        step_id: String,
+        index: usize,
+        lock: LockMode,
+        on: Vec<String>,
+        sql: String,
+        attempt: u32,
+    },
+    StatementFinished {
+        step_id: String,
+        index: usize,
+        duration_ms: u64,
+        rows: u64,
+        /// Skipped because an earlier, interrupted run already did it.
+        skipped: bool,
+    },
+    LockWait {
+        step_id: String,
+        index: usize,
+        waited_ms: u64,
+        blockers: Vec<Blocker>,
+    },
+    Retry {
+        step_id: String,
+        index: usize,
+        attempt: u32,
+        max_attempts: u32,
+        backoff_ms: u64,
+        reason: String,
+        blockers: Vec<Blocker>,
+    },
+    Progress {
+        step_id: String,
+        done: u64,
+        total: Option<u64>,
+        unit: ProgressUnit,
+        phase: Option<String>,
+    },
+    Paused {
+        step_id: String,
+        paused: bool,
+    },
+    GuardResult {
+        step_id: String,
+        name: String,
+        count: i64,
+        forceable: bool,
+    },
+    CheckResult {
+        step_id: String,
+        name: String,
+        value: i64,
+        expected: i64,
+        ok: bool,
+    },
+    StepSkipped {
+        step_id: String,
+        reason: String,
+    },
+    StepFinished {
+        step_id: String,
+        direction: Direction,
+        duration_ms: u64,
+        rows: u64,
+    },
+    StepFailed {
+        step_id: String,
+        direction: Direction,
+        error: String,
+    },
+    RunFinished {
+        outcome: RunOutcome,
+        duration_ms: u64,
+        message: String,
+    },
+}
+
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<Event>;
+pub type EventReceiver = tokio::sync::mpsc::UnboundedReceiver<Event>;
+
+pub fn channel() -> (EventSender, EventReceiver) {
+    tokio::sync::mpsc::unbounded_channel()
+}
