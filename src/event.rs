@@ -60,8 +60,9 @@ pub enum Event {
         title: String,
         direction: Direction,
         position: usize,
-        /// Resuming at this statement (0 on a fresh start).
-        resume_statement: usize,
+        /// Set when an interrupted run is picked up again: where ("at statement 3",
+        /// "after key [2999]", "at block 120").
+        resumed: Option<String>,
     },
     StatementStarted {
         step_id: String,

@@ -111,12 +111,8 @@ impl<W: Write> Printer<W> {
                     self.line(format!("  {:<7} {} {}: {}", f.severity.label(), f.code, f.object, f.message));
                 }
             }
-            Event::StepStarted { step_id, title, position, direction, resume_statement, .. } => {
-                let resumed = if *resume_statement > 0 {
-                    format!(" (resuming at statement {})", resume_statement + 1)
-                } else {
-                    String::new()
-                };
+            Event::StepStarted { step_id, title, position, direction, resumed, .. } => {
+                let resumed = resumed.as_ref().map(|r| format!(" (resuming {r})")).unwrap_or_default();
                 let arrow = if *direction == Direction::Rollback { "undo " } else { "" };
                 let text =
                     format!("[{:>3}/{}] {arrow}{step_id}: {title}{resumed}", position + 1, self.steps_total);
@@ -309,7 +305,7 @@ mod tests {
                 title: "Add tenant_id to public.users".into(),
                 direction: Direction::Forward,
                 position: 2,
-                resume_statement: 0,
+                resumed: None,
             });
             p.handle(&Event::StatementStarted {
                 step_id: "3.add-column:public.users".into(),

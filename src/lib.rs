@@ -13,5 +13,6 @@ pub mod engine;
 pub mod event;
 pub mod headless;
 pub mod plan;
+pub mod sample;
 pub mod sandbox;
 pub mod sql;

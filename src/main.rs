@@ -4,7 +4,15 @@ use clap::Parser;
 use tenantize::cli::{Cli, run};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit with 5 as documented (clap's own default would be 2, "a step failed").
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 5 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     let Some(command) = cli.command else {
         eprintln!("tenantize: no command given; see `tenantize --help`");
         return ExitCode::from(5);

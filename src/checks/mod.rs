@@ -202,13 +202,19 @@ pub async fn count_all(client: &Client, plan: &Plan, catalog: &Catalog) -> Resul
             if pairs.is_empty() {
                 continue;
             }
-            let join: Vec<String> =
+            // Rows whose parent is not in their own tenant (a join on the key alone would
+            // count a same-key parent of another tenant as a cross reference).
+            let same_key: Vec<String> =
                 pairs.iter().map(|(c, p)| format!("p.{} = c.{}", quote_ident(p), quote_ident(c))).collect();
+            let present: Vec<String> =
+                pairs.iter().map(|(c, _)| format!("c.{} IS NOT NULL", quote_ident(c))).collect();
             let sql = format!(
-                "SELECT count(*) FROM {} c JOIN {} p ON {} WHERE c.{qcol} <> p.{qcol}",
+                "SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS \
+                 (SELECT 1 FROM {} p WHERE {} AND p.{qcol} = c.{qcol})",
                 table.name,
+                present.join(" AND "),
                 fk.referenced_table,
-                join.join(" AND ")
+                same_key.join(" AND ")
             );
             let n: i64 = client.query_one(sql.as_str(), &[]).await.map_err(db_error)?.get(0);
             tables[child_index].cross_tenant += n;

@@ -170,7 +170,7 @@ async fn run_step(
             title: step.title.clone(),
             direction: Direction::Forward,
             position,
-            resume_statement: resume.statement,
+            resumed: resume.describe(),
         },
     );
     journal::mark_running(client, &plan.plan_hash, &step.id, &resume).await?;

@@ -225,8 +225,9 @@ impl<'a> Executor<'a> {
     ) -> Result<T, ExecError> {
         let mut work = std::pin::pin!(work);
         let started = Instant::now();
-        let mut ticker =
-            tokio::time::interval(std::time::Duration::from_millis(self.settings.monitor_interval_ms));
+        // Poll well within the lock timeout, or a short wait ends before anyone sees who blocked it.
+        let poll_ms = self.settings.monitor_interval_ms.min(self.settings.lock_timeout_ms / 4).max(20);
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(poll_ms));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let mut cancel_sent = false;

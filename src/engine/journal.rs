@@ -80,6 +80,17 @@ impl Resume {
         text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
     }
 
+    /// A few words on where a resumed step picks up, or `None` for a fresh start.
+    pub fn describe(&self) -> Option<String> {
+        if let Some(key) = &self.batch_key {
+            return Some(format!("after key [{}]", key.join(", ")));
+        }
+        if let Some(block) = self.block {
+            return Some(format!("at heap block {block}"));
+        }
+        (self.statement > 0).then(|| format!("at statement {}", self.statement + 1))
+    }
+
     /// Where to start in `direction` (a resume key of the other direction means: start over).
     pub fn for_direction(&self, direction: Direction) -> Resume {
         if self.direction == Some(direction) {

@@ -183,7 +183,7 @@ async fn undo_step(
             title: step.title.clone(),
             direction: Direction::Rollback,
             position,
-            resume_statement: resume.statement,
+            resumed: resume.describe(),
         },
     );
     journal::mark_running(client, &plan.plan_hash, &step.id, &resume).await?;

@@ -1142,8 +1142,10 @@ impl<'a> Planner<'a> {
             tables: vec![name.clone()],
             atomic: false,
             rows_estimate: target.row_estimate.max(0),
+            // Short lock timeout: a batch that waits on an application's row lock holds the
+            // rows it already updated, so it gives up quickly and retries instead.
             forward: vec![Statement {
-                profile: TimeoutProfile::Long,
+                profile: TimeoutProfile::Ddl,
                 kind: StatementKind::Batch,
                 ..stmt(LockMode::RowExclusive, &[name], batch.update_next.clone())
             }],

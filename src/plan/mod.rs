@@ -5,6 +5,8 @@ mod backfill;
 mod build;
 pub mod file;
 mod model;
+#[cfg(test)]
+mod tests;
 
 pub use backfill::{BackfillSql, backfill_sql};
 pub use build::{PlanError, build};

@@ -1,0 +1,277 @@
+//! Shared test harness: one throwaway cluster per test binary, one fresh database per test.
+//!
+//! Tests that need the database fail loudly when the cluster cannot start; they never skip.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{LazyLock, OnceLock};
+
+use tenantize::conn::ConnSpec;
+use tenantize::sandbox::{Cluster, ClusterOptions, client_tool};
+use tokio_postgres::Client;
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+static TEMPLATES: LazyLock<tokio::sync::Mutex<BTreeSet<String>>> = LazyLock::new(Default::default);
+
+pub fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| match Cluster::start(&ClusterOptions::default()) {
+        Ok(cluster) => cluster,
+        Err(e) => panic!("the test PostgreSQL cluster could not be started: {e}"),
+    })
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub spec: ConnSpec,
+}
+
+impl TestDb {
+    pub async fn connect(&self) -> Client {
+        self.spec.connect("tenantize-test").await.expect("connect to the test database")
+    }
+
+    /// Run a SQL script as the superuser, with the public schema on the search path.
+    pub async fn exec(&self, sql: &str) {
+        let client = self.connect().await;
+        client
+            .batch_execute(&format!("SET search_path = public; {sql}"))
+            .await
+            .unwrap_or_else(|e| panic!("{}\n--- in ---\n{sql}", tenantize::conn::describe_pg_error(&e)));
+    }
+
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        let client = self.connect().await;
+        client.batch_execute("SET row_security = off").await.unwrap();
+        client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{}\n--- in ---\n{sql}", tenantize::conn::describe_pg_error(&e)))
+            .get(0)
+    }
+
+    /// `pg_dump --schema-only`, without tenantize's journal, with a fixed restrict key.
+    pub fn schema_dump(&self) -> String {
+        let out = Command::new(client_tool("pg_dump"))
+            .args([
+                "--schema-only",
+                "--exclude-schema=tenantize",
+                "--restrict-key=tenantize",
+                "-d",
+                &self.url,
+            ])
+            .output()
+            .expect("run pg_dump");
+        assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8 dump")
+    }
+
+    /// Run the tenantize binary with this database as DATABASE_URL.
+    pub fn tenantize(&self, args: &[&str]) -> Run {
+        run_tenantize(args, &[("DATABASE_URL", self.url.as_str())])
+    }
+
+    /// Per table (ordinary tables and partitions): row count and a checksum of every row's
+    /// columns, excluding `skip_column`; independent of row order.
+    pub async fn row_checksums(
+        &self,
+        schemas: &[&str],
+        skip_column: &str,
+    ) -> BTreeMap<String, (i64, String)> {
+        let client = self.connect().await;
+        client.batch_execute("SET row_security = off").await.unwrap();
+        let schemas: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
+        let rows = client
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname),
+                        string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum)
+                   FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                  WHERE c.relkind = 'r' AND n.nspname = ANY($1) AND a.attname <> $2
+                  GROUP BY 1 ORDER BY 1",
+                &[&schemas, &skip_column],
+            )
+            .await
+            .unwrap();
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let table: String = row.get(0);
+            let columns: String = row.get(1);
+            let sql = format!(
+                "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '')
+                   FROM (SELECT md5(ROW({columns})::text) AS h FROM {table}) t"
+            );
+            let r = client.query_one(sql.as_str(), &[]).await.unwrap();
+            out.insert(table, (r.get(0), r.get(1)));
+        }
+        out
+    }
+}
+
+/// A new, empty database.
+pub async fn fresh_db(prefix: &str) -> TestDb {
+    let cluster = cluster();
+    let name = cluster.create_database(prefix, None).await.expect("create a test database");
+    db_handle(name)
+}
+
+fn db_handle(name: String) -> TestDb {
+    let cluster = cluster();
+    TestDb { url: cluster.url(&name), spec: cluster.conn_spec(&name), name }
+}
+
+/// A copy of a template database, created once per test binary by `build`.
+async fn from_template(prefix: &str, template: &str, build: impl AsyncFnOnce(&TestDb)) -> TestDb {
+    {
+        let mut built = TEMPLATES.lock().await;
+        if !built.contains(template) {
+            let cluster = cluster();
+            let admin = cluster.conn_spec("postgres").connect("tenantize-test").await.unwrap();
+            admin.batch_execute(&format!("CREATE DATABASE {template}")).await.unwrap();
+            let db = db_handle(template.to_string());
+            build(&db).await;
+            built.insert(template.to_string());
+        }
+    }
+    let name = cluster().create_database(prefix, Some(template)).await.expect("copy the template database");
+    db_handle(name)
+}
+
+/// The sample application with `rows` in its largest table.
+pub async fn sample_db(prefix: &str, rows: u64) -> TestDb {
+    from_template(prefix, &format!("tpl_sample_{rows}"), async |db| {
+        let client = db.connect().await;
+        tenantize::sample::load(&client, rows).await.expect("load the sample application");
+    })
+    .await
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+}
+
+pub async fn pagila_db(prefix: &str) -> TestDb {
+    from_template(prefix, "tpl_pagila", async |db| {
+        let dir = fixtures_dir().join("pagila");
+        cluster().run_sql_file(&db.name, &dir.join("pagila-schema.sql")).expect("load pagila schema");
+        cluster().run_sql_file(&db.name, &dir.join("pagila-data.sql")).expect("load pagila data");
+        db.exec("ANALYZE").await;
+    })
+    .await
+}
+
+pub async fn chinook_db(prefix: &str) -> TestDb {
+    from_template(prefix, "tpl_chinook", async |db| {
+        cluster().run_sql_file(&db.name, &fixtures_dir().join("chinook/chinook.sql")).expect("load chinook");
+        db.exec("ANALYZE").await;
+    })
+    .await
+}
+
+/// The outcome of one tenantize invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn text(&self) -> String {
+        format!("exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\n{}", self.text());
+        self
+    }
+
+    #[track_caller]
+    pub fn expect_ok(&self) -> &Self {
+        self.expect_code(0)
+    }
+
+    #[track_caller]
+    pub fn expect_output(&self, needle: &str) -> &Self {
+        assert!(
+            self.stdout.contains(needle) || self.stderr.contains(needle),
+            "output lacks {needle:?}\n{}",
+            self.text()
+        );
+        self
+    }
+}
+
+pub fn run_tenantize(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantize"));
+    command.args(args);
+    for key in ["DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE"] {
+        command.env_remove(key);
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out: Output = command.output().expect("run the tenantize binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A temporary directory for plan files.
+pub fn scratch_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("tenantize-test-").tempdir().expect("temp dir")
+}
+
+/// The whole cycle every schema must survive: plan → apply all → verify → rows unchanged →
+/// rollback --all → schema dump and data identical to before.
+pub async fn full_cycle(db: &TestDb, plan_args: &[&str], schemas: &[&str]) -> String {
+    let dir = scratch_dir();
+    let plan_path = dir.path().join("plan.toml");
+    let plan = plan_path.to_str().unwrap();
+    let dump_before = db.schema_dump();
+    let rows_before = db.row_checksums(schemas, "tenant_id").await;
+
+    let mut args = vec!["plan", "--out", plan];
+    args.extend_from_slice(plan_args);
+    db.tenantize(&args).expect_ok();
+    db.tenantize(&["apply", plan, "--yes"]).expect_ok();
+    db.tenantize(&["verify", plan]).expect_ok().expect_output("(applied through stage 8): ok");
+    let mut rows_after = db.row_checksums(schemas, "tenant_id").await;
+    // Compare the tables that existed before (the tenant table is new).
+    rows_after.retain(|table, _| rows_before.contains_key(table));
+    assert_eq!(rows_before, rows_after, "a pre-existing row changed during the conversion");
+    let applied_dump = db.schema_dump();
+    assert_ne!(dump_before, applied_dump, "apply changed nothing in the schema");
+
+    db.tenantize(&["rollback", plan, "--all", "--yes"]).expect_ok();
+    let dump_after = db.schema_dump();
+    if dump_before != dump_after {
+        let diff = text_diff(&dump_before, &dump_after);
+        panic!("schema after rollback differs from before:\n{diff}");
+    }
+    let rows_rolled_back = db.row_checksums(schemas, "tenant_id").await;
+    assert_eq!(rows_before, rows_rolled_back, "data after rollback differs from before");
+    std::fs::read_to_string(&plan_path).unwrap()
+}
+
+/// Lines only in `a` (-) or only in `b` (+), for readable failures.
+pub fn text_diff(a: &str, b: &str) -> String {
+    let left: BTreeSet<&str> = a.lines().collect();
+    let right: BTreeSet<&str> = b.lines().collect();
+    let mut out = String::new();
+    for l in left.difference(&right).take(40) {
+        out.push_str(&format!("- {l}\n"));
+    }
+    for l in right.difference(&left).take(40) {
+        out.push_str(&format!("+ {l}\n"));
+    }
+    if out.is_empty() {
+        out.push_str("(same lines, different order)\n");
+    }
+    out
+}
