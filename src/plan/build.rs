@@ -29,8 +29,6 @@ struct TableNames {
     leaf_tenant_fks: Vec<(QualifiedName, String)>,
     not_null_check: String,
     policy: String,
-    /// The policy is RESTRICTIVE because the table already has permissive policies.
-    policy_restrictive: bool,
 }
 
 /// An index stage 6 creates.
@@ -422,18 +420,7 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let mut done: BTreeSet<QualifiedName> = BTreeSet::new();
-        let mut order = Vec::new();
-        while order.len() < roots.len() {
-            let ready = roots
-                .iter()
-                .find(|r| !done.contains(*r) && parents_of[*r].iter().all(|p| done.contains(p)))
-                .or_else(|| roots.iter().find(|r| !done.contains(*r)))
-                .cloned()
-                .expect("a root is left");
-            done.insert(ready.clone());
-            order.push(ready);
-        }
+        let order = foreign_key_order(&parents_of);
         self.roots = order;
     }
 
@@ -552,7 +539,7 @@ impl<'a> Planner<'a> {
     fn decide_names(&mut self) {
         let col = self.tenant.column.clone();
         let tenant_table = self.tenant.table.clone();
-        let pkey = format!("{}_pkey", tenant_table.name);
+        let pkey = bounded_name(&format!("{}_pkey", tenant_table.name));
         self.taken.insert(tenant_table.clone());
         if self.taken.contains(&tenant_table.sibling(pkey.clone())) {
             self.finding(
@@ -576,7 +563,6 @@ impl<'a> Planner<'a> {
                 }
             }
             let not_null_check = self.fresh_name(&schema, &format!("{}_{}_not_null", root.name, col));
-            let existing_policies: Vec<&str> = table.policies.iter().map(|p| p.name.as_str()).collect();
             let mut policy = "tenant_isolation".to_string();
             let mut n = 1;
             let mut all_tables = vec![table];
@@ -586,23 +572,24 @@ impl<'a> Planner<'a> {
                 n += 1;
             }
             self.owned.insert(policy.clone());
-            let policy_restrictive = !existing_policies.is_empty();
-            if policy_restrictive {
+            for relation in &all_tables {
+                if relation.policies.is_empty() {
+                    continue;
+                }
+                let existing: Vec<&str> = relation.policies.iter().map(|p| p.name.as_str()).collect();
                 self.finding(
                     Severity::Warning,
                     "existing-policies",
-                    root.display_plain(),
+                    relation.name.display_plain(),
                     format!(
                         "already has policies ({}); the tenant policy is added AS RESTRICTIVE so \
                          it narrows them instead of widening them",
-                        existing_policies.join(", ")
+                        existing.join(", ")
                     ),
                 );
             }
-            self.names.insert(
-                root.clone(),
-                TableNames { tenant_fk, leaf_tenant_fks, not_null_check, policy, policy_restrictive },
-            );
+            self.names
+                .insert(root.clone(), TableNames { tenant_fk, leaf_tenant_fks, not_null_check, policy });
         }
     }
 
@@ -676,6 +663,12 @@ impl<'a> Planner<'a> {
                 ext.foreign_key.referenced_columns.clone(),
             ));
         }
+        // A scoped FK that stays single-column keeps depending on the global unique it references.
+        for (child, fk) in self.scoped_foreign_keys() {
+            if self.unconvertible_reason(fk).is_some() {
+                external_refs.push((child, fk.referenced_table.clone(), fk.referenced_columns.clone()));
+            }
+        }
         let scoped_fk_targets: Vec<(QualifiedName, Vec<String>)> = self
             .scoped_foreign_keys()
             .into_iter()
@@ -703,8 +696,8 @@ impl<'a> Planner<'a> {
                         "unique-kept-global",
                         object,
                         format!(
-                            "kept global: {} (not tenant-scoped) references it with a foreign key; \
-                             values stay unique across all tenants",
+                            "kept global: a foreign key of {} that is not made tenant-scoped \
+                             references it; values stay unique across all tenants",
                             from.display_plain()
                         ),
                     );
@@ -834,7 +827,7 @@ impl<'a> Planner<'a> {
     fn stage_tenant_table(&mut self) {
         let t = self.tenant.table.clone();
         let key = quote_ident(&self.tenant.key_column);
-        let pkey = quote_ident(&format!("{}_pkey", t.name));
+        let pkey = quote_ident(&bounded_name(&format!("{}_pkey", t.name)));
         let sql = format!(
             "CREATE TABLE {t} (\n    {key} {ty} NOT NULL,\n    name text NOT NULL,\n    \
              created_at timestamp with time zone NOT NULL DEFAULT now(),\n    \
@@ -1014,7 +1007,7 @@ impl<'a> Planner<'a> {
         }
         let rows = table_rows(self.catalog, root);
         self.push(Step {
-            id: format!("3.{}:{}", Stage::AddColumn.name(), root.display_plain()),
+            id: format!("3.{}:{}", Stage::AddColumn.name(), root),
             stage: Stage::AddColumn,
             title: format!("Add {} to {}", self.tenant.column, root.display_plain()),
             note,
@@ -1060,7 +1053,7 @@ impl<'a> Planner<'a> {
             BackfillMode::Fast => {
                 let rows = table_rows(self.catalog, root);
                 self.push(Step {
-                    id: format!("4.{}:{}", Stage::Backfill.name(), root.display_plain()),
+                    id: format!("4.{}:{}", Stage::Backfill.name(), root),
                     stage: Stage::Backfill,
                     title: format!("Prove every row of {} has a tenant", root.display_plain()),
                     note: "Nothing to update: the column default filled every existing row \
@@ -1135,7 +1128,7 @@ impl<'a> Planner<'a> {
         }
         let _ = root;
         self.push(Step {
-            id: format!("4.{}:{}", Stage::Backfill.name(), name.display_plain()),
+            id: format!("4.{}:{}", Stage::Backfill.name(), name),
             stage: Stage::Backfill,
             title: format!("Backfill {} in batches", name.display_plain()),
             note,
@@ -1250,7 +1243,7 @@ impl<'a> Planner<'a> {
         }
         let on: Vec<&QualifiedName> = rollback_on.iter().collect();
         self.push(Step {
-            id: format!("5.{}:{}", Stage::NotNull.name(), root.display_plain()),
+            id: format!("5.{}:{}", Stage::NotNull.name(), root),
             stage: Stage::NotNull,
             title: format!("Make {}.{} NOT NULL", root.display_plain(), self.tenant.column),
             note: "CHECK NOT VALID, then VALIDATE under a lock that lets writes go on; SET NOT NULL \
@@ -1379,7 +1372,7 @@ impl<'a> Planner<'a> {
         }
         let names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
         self.push(Step {
-            id: format!("6.{}:{}", Stage::Indexes.name(), table_name.display_plain()),
+            id: format!("6.{}:{}", Stage::Indexes.name(), table_name),
             stage: Stage::Indexes,
             title: format!("Build {} on {}", names.join(", "), table_name.display_plain()),
             note: "Built CONCURRENTLY: writes go on. An index left INVALID by an interrupted build \
@@ -1481,7 +1474,7 @@ impl<'a> Planner<'a> {
         }
         let names: Vec<&str> = uniques.iter().map(|u| u.original.index_name.as_str()).collect();
         self.push(Step {
-            id: format!("7.unique-build:{}", table.display_plain()),
+            id: format!("7.unique-build:{}", table),
             stage: Stage::Unique,
             title: format!("Build tenant-scoped copies of {} on {}", names.join(", "), table.display_plain()),
             note: "Each unique is rebuilt with the tenant column in front, keeping its predicate, \
@@ -1500,6 +1493,20 @@ impl<'a> Planner<'a> {
             backfill: None,
             hash: String::new(),
         });
+    }
+
+    /// Why a foreign key between scoped tables cannot become a composite tenant key, if it
+    /// cannot (whatever its target).
+    fn unconvertible_reason(&self, fk: &ForeignKey) -> Option<&'static str> {
+        if matches!(fk.on_update.as_str(), "n" | "d") {
+            return Some("ON UPDATE SET NULL/SET DEFAULT would also change the tenant column");
+        }
+        if matches!(fk.on_delete.as_str(), "n" | "d") && !self.pg15 {
+            return Some(
+                "ON DELETE SET NULL/SET DEFAULT needs a column list (PostgreSQL 15+) to spare the tenant column",
+            );
+        }
+        None
     }
 
     /// The index a composite FK to `parent (tenant, cols)` will use, if the plan provides one.
@@ -1541,22 +1548,12 @@ impl<'a> Planner<'a> {
                 );
                 continue;
             }
-            if matches!(fk.on_update.as_str(), "n" | "d") {
+            if let Some(reason) = self.unconvertible_reason(fk) {
                 self.finding(
                     Severity::Warning,
                     "foreign-key-not-scoped",
                     object,
-                    "ON UPDATE SET NULL/SET DEFAULT would also change the tenant column; left as it is",
-                );
-                continue;
-            }
-            if matches!(fk.on_delete.as_str(), "n" | "d") && !self.pg15 {
-                self.finding(
-                    Severity::Warning,
-                    "foreign-key-not-scoped",
-                    object,
-                    "ON DELETE SET NULL/SET DEFAULT needs a column list (PostgreSQL 15+) to spare \
-                     the tenant column; left as it is",
+                    format!("{reason}; left as it is"),
                 );
                 continue;
             }
@@ -1699,7 +1696,7 @@ impl<'a> Planner<'a> {
             }
         }
         self.push(Step {
-            id: format!("7.foreign-keys:{}", child.display_plain()),
+            id: format!("7.foreign-keys:{}", child),
             stage: Stage::Unique,
             title: format!("Make {} on {} tenant-consistent", converted.join(", "), child.display_plain()),
             note: if partitioned_child {
@@ -1885,7 +1882,7 @@ impl<'a> Planner<'a> {
         }
         let names: Vec<&str> = uniques.iter().map(|u| u.original.index_name.as_str()).collect();
         self.push(Step {
-            id: format!("7.unique-swap:{}", table.display_plain()),
+            id: format!("7.unique-swap:{}", table),
             stage: Stage::Unique,
             title: format!("Swap in tenant-scoped {} on {}", names.join(", "), table.display_plain()),
             note: "Each swap is one short transaction under the original name. Rolling back first \
@@ -1912,12 +1909,13 @@ impl<'a> Planner<'a> {
         relations.extend(self.catalog.partition_descendants(root).into_iter().map(|t| t.name.clone()));
         let expression = self.policy_expression();
         let policy = quote_ident(&names.policy);
-        let kind = if names.policy_restrictive { "RESTRICTIVE" } else { "PERMISSIVE" };
         let mut forward_sql = String::new();
         let mut rollback_sql = String::new();
         let mut regclasses = Vec::new();
         for relation in &relations {
             let table = self.table(relation);
+            // Permissive policies are OR'ed: next to existing ones ours must narrow, not widen.
+            let kind = if table.policies.is_empty() { "PERMISSIVE" } else { "RESTRICTIVE" };
             forward_sql.push_str(&format!(
                 "CREATE POLICY {policy} ON {relation} AS {kind} FOR ALL\n    USING ({expression})\n    WITH CHECK ({expression});\n\
                  ALTER TABLE {relation} ENABLE ROW LEVEL SECURITY;\n\
@@ -1941,7 +1939,7 @@ impl<'a> Planner<'a> {
             quote_literal(&names.policy)
         );
         self.push(Step {
-            id: format!("8.{}:{}", Stage::Rls.name(), root.display_plain()),
+            id: format!("8.{}:{}", Stage::Rls.name(), root),
             stage: Stage::Rls,
             title: format!(
                 "Row-level security on {}{}",
@@ -2035,6 +2033,100 @@ impl<'a> Planner<'a> {
             hash: String::new(),
         });
     }
+}
+
+/// Roots ordered parents first. Tables in a foreign-key cycle form one group (strongly
+/// connected component) ordered by name; groups come in dependency order, the smallest name
+/// first among those ready, so the order is deterministic and readable.
+fn foreign_key_order(parents_of: &BTreeMap<QualifiedName, BTreeSet<QualifiedName>>) -> Vec<QualifiedName> {
+    let names: Vec<&QualifiedName> = parents_of.keys().collect();
+    let index: HashMap<&QualifiedName, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let edges: Vec<Vec<usize>> =
+        names.iter().map(|n| parents_of[*n].iter().filter_map(|p| index.get(p).copied()).collect()).collect();
+    // Tarjan's algorithm, iteratively (thousands of tables must not exhaust the stack).
+    let count = names.len();
+    let mut component = vec![usize::MAX; count];
+    let mut low = vec![0usize; count];
+    let mut order_of = vec![usize::MAX; count];
+    let mut on_stack = vec![false; count];
+    let mut stack = Vec::new();
+    let mut next_order = 0;
+    let mut components = 0;
+    for start in 0..count {
+        if order_of[start] != usize::MAX {
+            continue;
+        }
+        let mut work: Vec<(usize, usize)> = vec![(start, 0)];
+        order_of[start] = next_order;
+        low[start] = next_order;
+        next_order += 1;
+        stack.push(start);
+        on_stack[start] = true;
+        while let Some((node, edge)) = work.pop() {
+            if edge < edges[node].len() {
+                work.push((node, edge + 1));
+                let next = edges[node][edge];
+                if order_of[next] == usize::MAX {
+                    order_of[next] = next_order;
+                    low[next] = next_order;
+                    next_order += 1;
+                    stack.push(next);
+                    on_stack[next] = true;
+                    work.push((next, 0));
+                } else if on_stack[next] {
+                    low[node] = low[node].min(order_of[next]);
+                }
+                continue;
+            }
+            if low[node] == order_of[node] {
+                while let Some(member) = stack.pop() {
+                    on_stack[member] = false;
+                    component[member] = components;
+                    if member == node {
+                        break;
+                    }
+                }
+                components += 1;
+            }
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[node]);
+            }
+        }
+    }
+    // Kahn's algorithm over the components: a component is ready when every parent outside it
+    // is placed; among ready ones the smallest member name goes first.
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); components];
+    for (node, &c) in component.iter().enumerate() {
+        members[c].push(node);
+    }
+    let mut waiting_on: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); components];
+    let mut children: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); components];
+    for (node, parents) in edges.iter().enumerate() {
+        for &parent in parents {
+            let (c, p) = (component[node], component[parent]);
+            if c != p {
+                waiting_on[c].insert(p);
+                children[p].insert(c);
+            }
+        }
+    }
+    let first_name = |c: usize| members[c].iter().map(|&n| names[n]).min().expect("components are not empty");
+    let mut ready: BTreeSet<(&QualifiedName, usize)> =
+        (0..components).filter(|&c| waiting_on[c].is_empty()).map(|c| (first_name(c), c)).collect();
+    let mut out = Vec::with_capacity(count);
+    while let Some(&(name, c)) = ready.iter().next() {
+        ready.remove(&(name, c));
+        let mut group: Vec<&QualifiedName> = members[c].iter().map(|&n| names[n]).collect();
+        group.sort();
+        out.extend(group.into_iter().cloned());
+        for &child in &children[c] {
+            waiting_on[child].remove(&c);
+            if waiting_on[child].is_empty() {
+                ready.insert((first_name(child), child));
+            }
+        }
+    }
+    out
 }
 
 fn sorted(columns: &[String]) -> Vec<String> {

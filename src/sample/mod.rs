@@ -62,7 +62,7 @@ mod tests {
     fn every_size_placeholder_is_filled() {
         let sql = data_sql(SampleSize::for_largest_table(1000));
         assert!(!sql.contains(":comments") && !sql.contains(":users") && !sql.contains(":issues"));
-        assert!(sql.contains("generate_series(1, 1000)"));
+        assert!(sql.contains("generate_series(1::bigint, 1000)"));
     }
 
     #[test]
