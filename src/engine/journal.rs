@@ -189,7 +189,7 @@ pub async fn register_plan(client: &Client, plan: &Plan) -> Result<(), EngineErr
             .execute(
                 "INSERT INTO tenantize.plans (plan_hash, catalog_fingerprint, database_name, step_count)
                  VALUES ($1, $2, current_database(), $3) ON CONFLICT (plan_hash) DO NOTHING",
-                &[&plan.plan_hash, &plan.catalog_fingerprint, &(plan.steps.len() as i32)],
+                &[&plan.plan_hash, &plan.drift.catalog_fingerprint, &(plan.steps.len() as i32)],
             )
             .await?;
         for (position, step) in plan.steps.iter().enumerate() {

@@ -157,10 +157,13 @@ pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Re
     for step in &mut steps {
         step.hash = super::file::step_hash(step);
     }
+    let drift = DriftBasis {
+        catalog_fingerprint: catalog_fingerprint(catalog, &ignore),
+        owned_names: owned.iter().cloned().collect(),
+    };
     let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         plan_hash: String::new(),
-        catalog_fingerprint: catalog_fingerprint(catalog, &ignore),
         edited: false,
         source: PlanSource {
             database: catalog.server.database.clone(),
@@ -172,11 +175,11 @@ pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Re
         },
         options: options.clone(),
         tenant,
-        owned_names: owned.iter().cloned().collect(),
-        tables,
-        views,
         findings,
         steps,
+        tables,
+        views,
+        drift,
     };
     plan.plan_hash = super::file::plan_hash(&plan);
     Ok(plan)

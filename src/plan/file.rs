@@ -76,11 +76,11 @@ pub fn plan_hash(plan: &Plan) -> String {
         plan.tables.iter().map(|t| PlanTable { row_estimate: 0, total_bytes: 0, ..t.clone() }).collect();
     let hashed = HashedPlan {
         format_version: plan.format_version,
-        catalog_fingerprint: &plan.catalog_fingerprint,
+        catalog_fingerprint: &plan.drift.catalog_fingerprint,
         edited: plan.edited,
         options: &plan.options,
         tenant: &plan.tenant,
-        owned_names: &plan.owned_names,
+        owned_names: &plan.drift.owned_names,
         tables: &tables,
         views: &plan.views,
         findings: &plan.findings,

@@ -448,28 +448,36 @@ pub struct PlanSource {
 
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
+/// What drift detection compares against (kept at the end of the file: bookkeeping, not
+/// something a reviewer needs to read).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftBasis {
+    /// See `catalog::catalog_fingerprint`.
+    pub catalog_fingerprint: String,
+    /// Names of the indexes, constraints and policies the plan creates (left out of drift
+    /// fingerprints, since they appear as the plan runs).
+    pub owned_names: Vec<String>,
+}
+
+/// Field order is file order: what a reviewer reads first comes first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub format_version: u32,
     /// SHA-256 over the options, tenant, tables, views, fingerprint and every step hash.
     pub plan_hash: String,
-    /// See `catalog::catalog_fingerprint`.
-    pub catalog_fingerprint: String,
     /// Set by `tenantize plan seal` after a reviewer edited the SQL by hand.
     #[serde(default)]
     pub edited: bool,
     pub source: PlanSource,
     pub options: PlanOptions,
     pub tenant: TenantSpec,
-    /// Names of the indexes, constraints and policies the plan creates (left out of drift
-    /// fingerprints, since they appear as the plan runs).
-    pub owned_names: Vec<String>,
-    pub tables: Vec<PlanTable>,
-    #[serde(default)]
-    pub views: Vec<PlanView>,
     #[serde(default)]
     pub findings: Vec<Finding>,
     pub steps: Vec<Step>,
+    pub tables: Vec<PlanTable>,
+    #[serde(default)]
+    pub views: Vec<PlanView>,
+    pub drift: DriftBasis,
 }
 
 impl Plan {
@@ -490,7 +498,7 @@ impl Plan {
     }
 
     pub fn owned_name_set(&self) -> std::collections::BTreeSet<String> {
-        self.owned_names.iter().cloned().collect()
+        self.drift.owned_names.iter().cloned().collect()
     }
 
     pub fn errors(&self) -> impl Iterator<Item = &Finding> {

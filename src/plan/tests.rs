@@ -1694,7 +1694,7 @@ fn generated_names_fit_63_bytes_and_stay_distinct_for_long_table_names() {
     let names = created_names(&plan);
     // Per table: tenant FK, NOT NULL check, (tenant_id, id) key, (tenant_id, ref_id) index, scoped FK.
     assert_eq!(names.len(), 10, "{names:#?}");
-    for name in names.iter().chain(plan.owned_names.iter()) {
+    for name in names.iter().chain(plan.drift.owned_names.iter()) {
         assert!(name.len() <= MAX_IDENTIFIER_BYTES, "{name:?} is {} bytes", name.len());
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
