@@ -41,6 +41,10 @@ pub struct ClusterOptions {
     pub durable: bool,
     /// Extra `postgresql.conf` lines.
     pub extra_settings: Vec<String>,
+    /// Serve TLS with this certificate and key (PEM files, copied into the data directory).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Lines put in front of the default `pg_hba.conf` rules.
+    pub hba_lines: Vec<String>,
 }
 
 /// Where the PostgreSQL server binaries are, in the order the brief asks for.
@@ -121,6 +125,7 @@ pub struct Cluster {
     data_dir: PathBuf,
     port: u16,
     tcp: bool,
+    tls: bool,
     run_as: Option<RunAs>,
     stopped: AtomicBool,
     keep: AtomicBool,
@@ -144,6 +149,7 @@ impl Cluster {
             data_dir,
             port,
             tcp: options.tcp,
+            tls: options.tls.is_some(),
             run_as,
             stopped: AtomicBool::new(false),
             keep: AtomicBool::new(false),
@@ -181,6 +187,23 @@ impl Cluster {
             );
         }
         settings.extend(options.extra_settings.iter().cloned());
+        if let Some((cert, key)) = &options.tls {
+            for (source, name) in [(cert, "server.crt"), (key, "server.key")] {
+                let target = cluster.data_dir.join(name);
+                std::fs::copy(source, &target)?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))?;
+                if let Some(user) = &cluster.run_as {
+                    std::os::unix::fs::chown(&target, Some(user.uid), Some(user.gid))?;
+                }
+            }
+            settings.push("ssl = on".to_string());
+        }
+        if !options.hba_lines.is_empty() {
+            let hba = cluster.data_dir.join("pg_hba.conf");
+            let existing = std::fs::read_to_string(&hba)?;
+            std::fs::write(&hba, format!("{}\n{existing}", options.hba_lines.join("\n")))?;
+        }
         let conf = cluster.data_dir.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf)?;
         text.push_str("\n# tenantize sandbox\n");
@@ -225,7 +248,8 @@ impl Cluster {
     /// cluster listens there).
     pub fn url(&self, database: &str) -> String {
         if self.tcp {
-            format!("postgresql://postgres@127.0.0.1:{}/{}?sslmode=disable", self.port, database)
+            let mode = if self.tls { "require" } else { "disable" };
+            format!("postgresql://postgres@127.0.0.1:{}/{}?sslmode={mode}", self.port, database)
         } else {
             format!(
                 "postgresql://postgres@localhost:{}/{}?host={}&sslmode=disable",
