@@ -376,7 +376,7 @@ async fn apply_command(args: ApplyArgs) -> Result<(), CliError> {
     let request = engine::ApplyRequest {
         plan,
         spec,
-        through: args.through,
+        stop_after: args.through.map(engine::StopAfter::Stage).unwrap_or(engine::StopAfter::All),
         dry_run: args.dry_run,
         settings: args.run.settings("apply"),
     };

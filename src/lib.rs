@@ -16,3 +16,4 @@ pub mod plan;
 pub mod sample;
 pub mod sandbox;
 pub mod sql;
+pub mod tui;

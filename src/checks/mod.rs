@@ -43,6 +43,10 @@ pub struct TableCounts {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
+    /// Quick reports (the wizard's once-a-second refresh) leave out rows per tenant and
+    /// cross-tenant references, which need a scan per foreign key.
+    #[serde(skip)]
+    pub full: bool,
     pub database: String,
     pub plan_hash: String,
     /// The last stage whose steps are all done, per the journal (0: none).
@@ -85,14 +89,20 @@ pub async fn verify(spec: &ConnSpec, plan: &Plan) -> Result<VerifyReport, Engine
         .await
         .map_err(|e| EngineError::Database(e.to_string()))?;
     let through = applied_through(&client, plan).await?;
-    let mut report = count_all(&client, plan, &catalog).await?;
+    let mut report = count_all(&client, plan, &catalog, true).await?;
     report.applied_through = through;
     judge(plan, &mut report, through);
     Ok(report)
 }
 
-/// Every count, whatever the stage (the TUI shows these live).
-pub async fn count_all(client: &Client, plan: &Plan, catalog: &Catalog) -> Result<VerifyReport, EngineError> {
+/// Every count, whatever the stage (the TUI shows these live). `full: false` skips rows per
+/// tenant and cross-tenant references.
+pub async fn count_all(
+    client: &Client,
+    plan: &Plan,
+    catalog: &Catalog,
+    full: bool,
+) -> Result<VerifyReport, EngineError> {
     let tenant_table = &plan.tenant.table;
     let col = &plan.tenant.column;
     let qcol = quote_ident(col);
@@ -169,7 +179,7 @@ pub async fn count_all(client: &Client, plan: &Plan, catalog: &Catalog) -> Resul
             counts.rows = row.get(0);
             counts.null_tenant = row.get(1);
             counts.unknown_tenant = row.get(2);
-            if counts.tenant_column {
+            if counts.tenant_column && full {
                 let sql = format!(
                     "SELECT coalesce({qcol}::text, 'NULL'), count(*) FROM {} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
                     planned.name
@@ -182,7 +192,7 @@ pub async fn count_all(client: &Client, plan: &Plan, catalog: &Catalog) -> Resul
         tables.push(counts);
     }
     // Cross-tenant references: each FK between scoped tables, compared on its own columns.
-    for table in &catalog.tables {
+    for table in catalog.tables.iter().filter(|_| full) {
         let Some(&child_index) = by_name.get(&table.name) else { continue };
         if !tables[child_index].tenant_column {
             continue;
@@ -222,6 +232,7 @@ pub async fn count_all(client: &Client, plan: &Plan, catalog: &Catalog) -> Resul
     }
     sum_partitions(catalog, &mut tables, &by_name);
     Ok(VerifyReport {
+        full,
         database: catalog.server.database.clone(),
         plan_hash: plan.plan_hash.clone(),
         applied_through: 0,
@@ -327,4 +338,72 @@ pub fn judge(plan: &Plan, report: &mut VerifyReport, through: u8) {
     }
     report.ok = problems.is_empty();
     report.problems = problems;
+}
+
+/// A session of someone else's, as the overview and the lock panel show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Activity {
+    pub pid: i32,
+    pub application: String,
+    pub state: String,
+    pub query: String,
+    pub transaction_ms: u64,
+}
+
+/// What others are doing right now that a conversion would trip over.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LivePreflight {
+    /// Transactions open for more than 5 s (they block DDL and CONCURRENTLY builds).
+    pub long_transactions: Vec<Activity>,
+    /// Locks other sessions hold on the plan's tables: (session, mode, table).
+    pub locks: Vec<(Activity, String, String)>,
+}
+
+/// Read the live preflight picture, skipping tenantize's own sessions.
+pub async fn live_preflight(client: &Client, plan: &Plan) -> Result<LivePreflight, EngineError> {
+    let activity = |r: &tokio_postgres::Row| Activity {
+        pid: r.get(0),
+        application: r.get(1),
+        state: r.get(2),
+        query: r.get(3),
+        transaction_ms: r.get::<_, i64>(4).max(0) as u64,
+    };
+    let columns =
+        "a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''), left(coalesce(a.query, ''), 200),
+                   coalesce((extract(epoch FROM now() - a.xact_start) * 1000)::int8, 0)";
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {columns} FROM pg_catalog.pg_stat_activity a
+                  WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+                    AND a.xact_start < now() - interval '5 seconds'
+                    AND coalesce(a.application_name, '') NOT LIKE 'tenantize%'
+                  ORDER BY a.xact_start LIMIT 20"
+            ),
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
+    let long_transactions = rows.iter().map(activity).collect();
+    let tables: Vec<String> = plan.tables.iter().map(|t| t.name.to_string()).collect();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {columns}, l.mode, format('%I.%I', n.nspname, c.relname)
+                   FROM pg_catalog.pg_locks l
+                   JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+                   JOIN pg_catalog.pg_class c ON c.oid = l.relation
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE l.locktype = 'relation' AND l.granted AND a.pid <> pg_backend_pid()
+                    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+                    AND coalesce(a.application_name, '') NOT LIKE 'tenantize%'
+                    AND format('%I.%I', n.nspname, c.relname) = ANY ($1)
+                  ORDER BY a.pid, 7 LIMIT 50"
+            ),
+            &[&tables],
+        )
+        .await
+        .map_err(db_error)?;
+    let locks = rows.iter().map(|r| (activity(r), r.get(5), r.get(6))).collect();
+    Ok(LivePreflight { long_transactions, locks })
 }

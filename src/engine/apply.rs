@@ -14,10 +14,34 @@ use crate::conn::ConnSpec;
 use crate::event::{Blocker, Direction, Event, EventSender, ProgressUnit, RunOutcome};
 use crate::plan::{BackfillKey, Plan, Severity, Stage, Statement, StatementKind, Step, backfill_sql};
 
+/// Where an `apply` stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopAfter {
+    /// Run every step.
+    All,
+    /// Run the steps of this stage and the ones before it.
+    Stage(Stage),
+    /// Run the steps up to and including this one.
+    Step(String),
+}
+
+impl StopAfter {
+    fn includes(&self, plan: &Plan, step: &Step) -> bool {
+        match self {
+            StopAfter::All => true,
+            StopAfter::Stage(stage) => step.stage <= *stage,
+            StopAfter::Step(id) => match (plan.position(id), plan.position(&step.id)) {
+                (Some(last), Some(here)) => here <= last,
+                _ => false,
+            },
+        }
+    }
+}
+
 pub struct ApplyRequest {
     pub plan: Plan,
     pub spec: ConnSpec,
-    pub through: Option<Stage>,
+    pub stop_after: StopAfter,
     pub dry_run: bool,
     pub settings: RunSettings,
 }
@@ -86,7 +110,7 @@ async fn apply_locked(
     let pending: Vec<&Step> = plan
         .steps
         .iter()
-        .filter(|s| request.through.is_none_or(|t| s.stage <= t))
+        .filter(|s| request.stop_after.includes(plan, s))
         .filter(|s| state_of(s) != StepState::Done)
         .collect();
     emit(

@@ -14,11 +14,11 @@ use tokio::sync::watch;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-pub use apply::{ApplyRequest, apply};
+pub use apply::{ApplyOutcome, ApplyRequest, StopAfter, apply};
 pub use journal::{JournalStep, StepState, read_status};
 pub use lock::LockHolder;
 pub use preflight::{DriftReport, drift};
-pub use rollback::{RollbackRequest, RollbackTarget, rollback};
+pub use rollback::{GuardCount, RollbackOutcome, RollbackRequest, RollbackTarget, guard_counts, rollback};
 
 use crate::conn::{ConnSpec, describe_pg_error};
 use crate::event::{Event, EventSender};

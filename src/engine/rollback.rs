@@ -18,6 +18,38 @@ pub enum RollbackTarget {
     All,
     /// Keep stages up to and including this one; undo the later ones.
     ToStage(Stage),
+    /// Undo only the last step that changed the database.
+    LastStep,
+}
+
+/// One rollback guard's count, taken before anything is undone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GuardCount {
+    pub step_id: String,
+    pub name: String,
+    pub message: String,
+    pub count: i64,
+    pub forceable: bool,
+}
+
+/// Count what undoing `steps` would lose, on a connection of its own (the wizard shows these
+/// in its rollback confirmation).
+pub async fn guard_counts(spec: &ConnSpec, steps: &[&Step]) -> Result<Vec<GuardCount>, EngineError> {
+    let client = crate::checks::connect(spec, "tenantize guards").await?;
+    let mut out = Vec::new();
+    for step in steps {
+        for guard in &step.rollback_guards {
+            let count: i64 = client.query_one(guard.sql.as_str(), &[]).await.map_err(db_error)?.get(0);
+            out.push(GuardCount {
+                step_id: step.id.clone(),
+                name: guard.name.clone(),
+                message: guard.message.clone(),
+                count,
+                forceable: guard.forceable,
+            });
+        }
+    }
+    Ok(out)
 }
 
 pub struct RollbackRequest {
@@ -81,16 +113,19 @@ async fn rollback_locked(
         Default::default()
     };
     let in_scope = |step: &Step| match request.target {
-        RollbackTarget::All => true,
+        RollbackTarget::All | RollbackTarget::LastStep => true,
         RollbackTarget::ToStage(stage) => step.stage > stage,
     };
-    let to_undo: Vec<(&Step, &JournalStep)> = plan
+    let mut to_undo: Vec<(&Step, &JournalStep)> = plan
         .steps
         .iter()
         .rev()
         .filter(|s| in_scope(s))
         .filter_map(|s| entries.get(&s.id).filter(|e| e.state.has_effects()).map(|e| (s, e)))
         .collect();
+    if request.target == RollbackTarget::LastStep {
+        to_undo.truncate(1);
+    }
     let catalog = introspect(client, &plan.options.schemas, std::slice::from_ref(&plan.tenant.table.schema))
         .await
         .map_err(|e| EngineError::Database(e.to_string()))?;

@@ -149,8 +149,9 @@ pub async fn sample_db(prefix: &str, rows: u64) -> TestDb {
     .await
 }
 
+/// Copies of `../shared/fixtures` (with their licences), so a clean clone has them.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 pub async fn pagila_db(prefix: &str) -> TestDb {

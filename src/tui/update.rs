@@ -1,0 +1,692 @@
+//! `update(&mut Model, Msg) -> Vec<Command>`: every change to the model happens here, and
+//! nothing here waits on the database. Work the user asks for comes back as [`Command`]s that
+//! the runtime runs on tasks; their results come back as messages.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::keys::Action;
+use super::state::*;
+use crate::checks::{LivePreflight, VerifyReport};
+use crate::engine::{GuardCount, RollbackTarget, StopAfter};
+use crate::event::{Direction, Event};
+use crate::plan::Severity;
+
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Action(Action),
+    /// An engine event, with the time it arrived.
+    Engine(Event, Instant),
+    /// A background apply or rollback ended (Ok: summary, Err: what failed).
+    JobDone(Result<String, String>),
+    Counts(Result<VerifyReport, String>, Instant),
+    Guards(Result<Vec<GuardCount>, String>),
+    Live(LivePreflight),
+    /// The result of writing the plan file.
+    Wrote(Result<PathBuf, String>),
+    Tick(Instant),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Apply(StopAfter),
+    Rollback { target: RollbackTarget, force: bool },
+    CountGuards(Vec<String>),
+    RefreshCounts { full: bool },
+    SetPaused(bool),
+    Cancel,
+    WritePlan(PathBuf),
+    Quit,
+}
+
+pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
+    match msg {
+        Msg::Action(action) => on_action(model, action),
+        Msg::Engine(event, at) => {
+            on_event(model, event, at);
+            Vec::new()
+        }
+        Msg::JobDone(result) => {
+            model.job = None;
+            match result {
+                Ok(summary) => {
+                    model.log(LogKind::Done, summary.clone());
+                    model.message = Some((Severity::Info, summary));
+                }
+                Err(error) => {
+                    model.log(LogKind::Failure, error.clone());
+                    model.message = Some((Severity::Error, error));
+                }
+            }
+            // Steps the engine left "running" (a lost connection) are not running any more.
+            for step in &mut model.steps {
+                if step.state == UiStepState::Running {
+                    step.state = UiStepState::Failed;
+                    step.error.get_or_insert_with(|| "interrupted; apply resumes it".to_string());
+                }
+            }
+            vec![Command::RefreshCounts { full: true }]
+        }
+        Msg::Counts(result, at) => {
+            match result {
+                Ok(mut report) => {
+                    if !report.full
+                        && let Some(previous) = &model.counts
+                    {
+                        // A quick refresh keeps the last full counts it does not take itself.
+                        for table in &mut report.tables {
+                            if let Some(old) = previous.tables.iter().find(|t| t.table == table.table) {
+                                table.rows_per_tenant = old.rows_per_tenant.clone();
+                                table.cross_tenant = old.cross_tenant;
+                            }
+                        }
+                    }
+                    model.counts = Some(report);
+                    model.counts_at = Some(at);
+                    model.counts_error = None;
+                }
+                Err(error) => model.counts_error = Some(error),
+            }
+            Vec::new()
+        }
+        Msg::Guards(result) => {
+            if let Some(Overlay::ConfirmRollback { guards, .. }) = &mut model.overlay {
+                *guards = Some(result);
+            }
+            Vec::new()
+        }
+        Msg::Live(live) => {
+            model.live = Some(live);
+            Vec::new()
+        }
+        Msg::Wrote(result) => {
+            match result {
+                Ok(path) => {
+                    model.message = Some((Severity::Info, format!("wrote {}", path.display())));
+                    model.plan_path = Some(path);
+                }
+                Err(e) => model.message = Some((Severity::Error, e)),
+            }
+            Vec::new()
+        }
+        Msg::Tick(now) => {
+            model.clock = now;
+            Vec::new()
+        }
+    }
+}
+
+fn busy(model: &mut Model) -> bool {
+    if let Some(job) = &model.job {
+        model.message = Some((
+            Severity::Warning,
+            format!("{} is running: wait, or press c to cancel it", job.description),
+        ));
+        return true;
+    }
+    false
+}
+
+fn on_action(model: &mut Model, action: Action) -> Vec<Command> {
+    match &model.overlay {
+        Some(Overlay::Help) => {
+            if matches!(action, Action::Dismiss | Action::Help | Action::Quit) {
+                model.overlay = None;
+            }
+            return Vec::new();
+        }
+        Some(Overlay::ConfirmApply { .. })
+        | Some(Overlay::ConfirmRollback { .. })
+        | Some(Overlay::ConfirmQuit) => {
+            return on_confirm(model, action);
+        }
+        Some(Overlay::WritePlan { .. }) => return on_prompt(model, action),
+        None => {}
+    }
+    match action {
+        Action::Up | Action::Down | Action::PageUp | Action::PageDown => {
+            move_cursor(model, action);
+            Vec::new()
+        }
+        Action::Open => {
+            if model.screen == Screen::Plan {
+                let stage = match model.selected_row() {
+                    Row::Stage(stage) => stage,
+                    Row::Step(i) => model.steps[i].stage,
+                };
+                if !model.expanded.remove(&stage) {
+                    model.expanded.insert(stage);
+                }
+                // Keep the cursor on the stage row.
+                if let Some(row) = model.rows().iter().position(|r| *r == Row::Stage(stage)) {
+                    model.cursor = row;
+                }
+            } else if model.screen == Screen::Overview {
+                model.screen = Screen::Plan;
+            }
+            Vec::new()
+        }
+        Action::NextScreen | Action::PrevScreen => {
+            let at = Screen::ALL.iter().position(|s| *s == model.screen).unwrap_or(0);
+            let n = Screen::ALL.len();
+            let next = if action == Action::NextScreen { (at + 1) % n } else { (at + n - 1) % n };
+            model.screen = Screen::ALL[next];
+            Vec::new()
+        }
+        Action::Apply | Action::ApplyStage => {
+            if model.read_only {
+                model.message = Some((Severity::Warning, "a replay is read-only".into()));
+                return Vec::new();
+            }
+            if busy(model) {
+                return Vec::new();
+            }
+            let Some(selected) = model.selected_step() else { return Vec::new() };
+            let (stop_after, scope, last) = if action == Action::Apply {
+                let id = model.steps[selected].id.clone();
+                (StopAfter::Step(id.clone()), format!("through step {id}"), selected)
+            } else {
+                let stage = model.steps[selected].stage;
+                let last = model.steps.iter().rposition(|s| s.stage == stage).unwrap_or(selected);
+                (StopAfter::Stage(stage), format!("through stage {stage}"), last)
+            };
+            let step_ids: Vec<String> = model.steps[..=last]
+                .iter()
+                .filter(|s| !matches!(s.state, UiStepState::Done | UiStepState::Skipped))
+                .map(|s| s.id.clone())
+                .collect();
+            if step_ids.is_empty() {
+                model.message = Some((Severity::Info, format!("nothing to apply {scope}: already done")));
+                return Vec::new();
+            }
+            model.overlay = Some(Overlay::ConfirmApply { step_ids, scope, stop_after });
+            Vec::new()
+        }
+        Action::Rollback => {
+            if model.read_only {
+                model.message = Some((Severity::Warning, "a replay is read-only".into()));
+                return Vec::new();
+            }
+            if busy(model) {
+                return Vec::new();
+            }
+            let Some(last) = model.last_applied() else {
+                model.message = Some((Severity::Info, "nothing has been applied".into()));
+                return Vec::new();
+            };
+            let step_id = model.steps[last].id.clone();
+            model.overlay =
+                Some(Overlay::ConfirmRollback { step_id: step_id.clone(), guards: None, force: false });
+            vec![Command::CountGuards(vec![step_id])]
+        }
+        Action::Pause => {
+            let backfilling = model
+                .running_step()
+                .and_then(|s| s.progress.as_ref())
+                .is_some_and(|p| p.phase.as_deref() == Some("backfill"));
+            match &mut model.job {
+                Some(job) if job.kind == JobKind::Apply && (backfilling || job.paused) => {
+                    job.paused = !job.paused;
+                    let paused = job.paused;
+                    model.message = Some((
+                        Severity::Info,
+                        if paused {
+                            "backfill pauses after the current batch".into()
+                        } else {
+                            "backfill resumed".into()
+                        },
+                    ));
+                    vec![Command::SetPaused(paused)]
+                }
+                _ => {
+                    model.message =
+                        Some((Severity::Info, "p pauses a running backfill; none is running".into()));
+                    Vec::new()
+                }
+            }
+        }
+        Action::Cancel => match &mut model.job {
+            Some(job) if !job.cancelling => {
+                job.cancelling = true;
+                model.message = Some((
+                    Severity::Warning,
+                    "cancelling: the running statement is stopped and its transaction rolled back".into(),
+                ));
+                vec![Command::Cancel]
+            }
+            Some(_) => Vec::new(),
+            None => {
+                model.message = Some((Severity::Info, "nothing is running".into()));
+                Vec::new()
+            }
+        },
+        Action::Validate => {
+            model.message = Some((Severity::Info, "validating: counting every table…".into()));
+            vec![Command::RefreshCounts { full: true }]
+        }
+        Action::ToggleShared => {
+            toggle_shared(model);
+            Vec::new()
+        }
+        Action::WritePlan => {
+            let path = model
+                .plan_path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("plans/{}.plan.toml", model.server.database)));
+            model.overlay = Some(Overlay::WritePlan { path: path.display().to_string() });
+            Vec::new()
+        }
+        Action::Help => {
+            model.overlay = Some(Overlay::Help);
+            Vec::new()
+        }
+        Action::Quit => {
+            if model.job.is_some() {
+                model.overlay = Some(Overlay::ConfirmQuit);
+                Vec::new()
+            } else {
+                model.quit = true;
+                vec![Command::Quit]
+            }
+        }
+        Action::StepBack | Action::StepForward => {
+            if !model.read_only {
+                model.message =
+                    Some((Severity::Info, "←/→ step through a replay (tenantize replay RUNLOG)".into()));
+            }
+            Vec::new()
+        }
+        Action::Confirm | Action::Dismiss | Action::Force | Action::Input(_) | Action::Backspace => {
+            Vec::new()
+        }
+    }
+}
+
+fn on_confirm(model: &mut Model, action: Action) -> Vec<Command> {
+    let overlay = model.overlay.clone();
+    match (overlay, action) {
+        (_, Action::Dismiss) => {
+            model.overlay = None;
+            Vec::new()
+        }
+        (Some(Overlay::ConfirmApply { step_ids, stop_after, scope }), Action::Confirm) => {
+            model.overlay = None;
+            model.screen = Screen::Plan;
+            model.job = Some(Job {
+                kind: JobKind::Apply,
+                description: format!("apply {scope} ({} steps)", step_ids.len()),
+                paused: false,
+                cancelling: false,
+            });
+            vec![Command::Apply(stop_after)]
+        }
+        (Some(Overlay::ConfirmRollback { force, .. }), Action::Force) => {
+            if let Some(Overlay::ConfirmRollback { force: f, .. }) = &mut model.overlay {
+                *f = !force;
+            }
+            Vec::new()
+        }
+        (Some(Overlay::ConfirmRollback { step_id, guards, force }), Action::Confirm) => match guards {
+            None => {
+                model.message = Some((Severity::Info, "still counting what the rollback would lose…".into()));
+                Vec::new()
+            }
+            Some(Err(e)) => {
+                model.message = Some((Severity::Error, format!("cannot count before rolling back: {e}")));
+                Vec::new()
+            }
+            Some(Ok(counts)) => {
+                if let Some(blocking) = counts.iter().find(|g| g.count > 0 && !g.forceable) {
+                    model.message =
+                        Some((Severity::Error, format!("{} {}", blocking.count, blocking.message)));
+                    return Vec::new();
+                }
+                if let Some(lossy) = counts.iter().find(|g| g.count > 0 && g.forceable)
+                    && !force
+                {
+                    model.message = Some((
+                        Severity::Warning,
+                        format!("{} {}: press F to undo anyway, then y", lossy.count, lossy.message),
+                    ));
+                    return Vec::new();
+                }
+                model.overlay = None;
+                model.screen = Screen::Plan;
+                model.job = Some(Job {
+                    kind: JobKind::Rollback,
+                    description: format!("roll back {step_id}"),
+                    paused: false,
+                    cancelling: false,
+                });
+                vec![Command::Rollback { target: RollbackTarget::LastStep, force }]
+            }
+        },
+        (Some(Overlay::ConfirmQuit), Action::Confirm) => {
+            model.overlay = None;
+            model.quit = true;
+            if let Some(job) = &mut model.job {
+                job.cancelling = true;
+            }
+            vec![Command::Cancel, Command::Quit]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn on_prompt(model: &mut Model, action: Action) -> Vec<Command> {
+    let Some(Overlay::WritePlan { path }) = &mut model.overlay else { return Vec::new() };
+    match action {
+        Action::Input(c) => {
+            path.push(c);
+            Vec::new()
+        }
+        Action::Backspace => {
+            path.pop();
+            Vec::new()
+        }
+        Action::Confirm => {
+            let target = PathBuf::from(path.trim());
+            model.overlay = None;
+            if target.as_os_str().is_empty() {
+                model.message = Some((Severity::Warning, "no file name given; nothing written".into()));
+                return Vec::new();
+            }
+            vec![Command::WritePlan(target)]
+        }
+        Action::Dismiss => {
+            model.overlay = None;
+            Vec::new()
+        }
+        Action::Quit => {
+            model.overlay = None;
+            on_action(model, Action::Quit)
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn move_cursor(model: &mut Model, action: Action) {
+    let page = 10;
+    let delta: isize = match action {
+        Action::Up => -1,
+        Action::Down => 1,
+        Action::PageUp => -page,
+        _ => page,
+    };
+    let step = |value: usize, len: usize| -> usize {
+        if len == 0 {
+            return 0;
+        }
+        (value as isize + delta).clamp(0, len as isize - 1) as usize
+    };
+    match model.screen {
+        Screen::Plan => model.cursor = step(model.cursor, model.rows().len()),
+        Screen::Overview | Screen::Counts => {
+            model.table_cursor = step(model.table_cursor, model.plan.tables.len());
+        }
+        Screen::Log => {
+            // Scrolling up goes back in time: the offset counts lines from the bottom.
+            let offset = model.log_scroll as isize - delta;
+            model.log_scroll = offset.clamp(0, model.log.len().saturating_sub(1) as isize) as usize;
+        }
+    }
+}
+
+fn toggle_shared(model: &mut Model) {
+    if model.screen != Screen::Overview {
+        model.message = Some((Severity::Info, "e toggles the table selected on the Overview screen".into()));
+        return;
+    }
+    if model.read_only || model.job.is_some() || !model.nothing_applied() {
+        model.message =
+            Some((Severity::Warning, "tables can be toggled only while nothing is applied".into()));
+        return;
+    }
+    let Some(catalog) = model.catalog.clone() else {
+        model.message = Some((
+            Severity::Warning,
+            "this plan was loaded from a file: rebuild it with tenantize plan".into(),
+        ));
+        return;
+    };
+    let Some(table) = model.plan.tables.get(model.table_cursor) else { return };
+    let root = catalog.partition_root(&table.name).clone();
+    let key = root.display_plain();
+    let mut options = model.options.clone();
+    let now_shared = if let Some(at) = options.exclude.iter().position(|e| *e == key) {
+        options.exclude.remove(at);
+        false
+    } else {
+        options.exclude.push(key.clone());
+        options.exclude.sort();
+        true
+    };
+    let generated_at = model.plan.source.generated_at.clone();
+    match crate::plan::build(&catalog, &options, &generated_at) {
+        Ok(plan) => {
+            let mut rebuilt = Model::new(plan, options, model.server.clone(), model.clock);
+            rebuilt.catalog = model.catalog.take();
+            rebuilt.screen = model.screen;
+            rebuilt.table_cursor = model.table_cursor;
+            rebuilt.counts = model.counts.take();
+            rebuilt.counts_at = model.counts_at;
+            rebuilt.live = model.live.take();
+            rebuilt.log = std::mem::take(&mut model.log);
+            rebuilt.started = model.started;
+            rebuilt.theme = model.theme;
+            rebuilt.plan_check = std::mem::take(&mut model.plan_check);
+            rebuilt.plan_path = None;
+            *model = rebuilt;
+            let what = if now_shared { "shared (no tenant column, no policy)" } else { "tenant-scoped" };
+            let text =
+                format!("{key} is now {what}; the plan was rebuilt ({} steps)", model.plan.steps.len());
+            model.log(LogKind::Info, text.clone());
+            model.message = Some((Severity::Info, text));
+        }
+        Err(e) => model.message = Some((Severity::Error, e.to_string())),
+    }
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+}
+
+fn on_event(model: &mut Model, event: Event, at: Instant) {
+    match event {
+        Event::RunStarted { direction, steps_to_run, .. } => {
+            let verb = if direction == Direction::Forward { "apply" } else { "rollback" };
+            model.log(LogKind::Info, format!("{verb}: {steps_to_run} steps to run"));
+        }
+        Event::Findings { findings } => {
+            for f in findings {
+                model.log(LogKind::Warning, format!("{} {}: {}", f.severity.label(), f.object, f.message));
+            }
+        }
+        Event::StepStarted { step_id, direction, resumed, title, .. } => {
+            if let Some(i) = model.step_index(&step_id) {
+                let step = &mut model.steps[i];
+                step.state = UiStepState::Running;
+                step.started = Some(at);
+                step.error = None;
+                step.checks.clear();
+                step.progress = None;
+                step.lock_wait = None;
+                step.statement = None;
+                // Follow the running step in the tree.
+                let stage = step.stage;
+                model.expanded.insert(stage);
+                if let Some(row) = model.rows().iter().position(|r| *r == Row::Step(i)) {
+                    model.cursor = row;
+                }
+            }
+            let verb = if direction == Direction::Forward { "start" } else { "undo" };
+            let resumed = resumed.map(|r| format!(" (resuming {r})")).unwrap_or_default();
+            model.log(LogKind::Info, format!("{verb} {step_id}: {title}{resumed}"));
+        }
+        Event::StatementStarted { step_id, index, lock, on, sql, attempt } => {
+            if let Some(i) = model.step_index(&step_id) {
+                model.steps[i].statement = Some(index);
+                if attempt == 0 {
+                    model.steps[i].lock_wait = None;
+                }
+            }
+            let retry = if attempt > 0 { format!(" (attempt {})", attempt + 1) } else { String::new() };
+            model.log(
+                LogKind::Statement,
+                format!(
+                    "{step_id} #{} {} on {}{retry}: {}",
+                    index + 1,
+                    lock.label(),
+                    on.join(", "),
+                    first_line(&sql)
+                ),
+            );
+        }
+        Event::StatementFinished { step_id, index, duration_ms, rows, skipped } => {
+            if let Some(i) = model.step_index(&step_id) {
+                model.steps[i].lock_wait = None;
+            }
+            let outcome = if skipped {
+                "already done by an earlier run".to_string()
+            } else {
+                format!("ok in {duration_ms} ms, {rows} rows")
+            };
+            model.log(LogKind::Done, format!("{step_id} #{} {outcome}", index + 1));
+        }
+        Event::LockWait { step_id, waited_ms, blockers, .. } => {
+            if let Some(i) = model.step_index(&step_id) {
+                let previous = model.steps[i].lock_wait.take();
+                model.steps[i].lock_wait = Some(LockWaitView {
+                    blockers,
+                    waited_ms,
+                    retries: previous.as_ref().map(|p| p.retries).unwrap_or(0),
+                    max_attempts: previous.map(|p| p.max_attempts).unwrap_or(0),
+                });
+            }
+        }
+        Event::Retry { step_id, index, attempt, max_attempts, backoff_ms, reason, blockers } => {
+            if let Some(i) = model.step_index(&step_id) {
+                let previous = model.steps[i].lock_wait.take();
+                let blockers = if blockers.is_empty() {
+                    previous.map(|p| p.blockers).unwrap_or_default()
+                } else {
+                    blockers
+                };
+                model.steps[i].lock_wait =
+                    Some(LockWaitView { blockers, waited_ms: 0, retries: attempt, max_attempts });
+            }
+            model.log(
+                LogKind::Warning,
+                format!(
+                    "{step_id} #{}: {reason}; retry {attempt}/{} in {backoff_ms} ms",
+                    index + 1,
+                    max_attempts.saturating_sub(1)
+                ),
+            );
+        }
+        Event::Progress { step_id, done, total, unit, phase } => {
+            if let Some(i) = model.step_index(&step_id) {
+                let step = &mut model.steps[i];
+                let mut view = step.progress.take().unwrap_or(ProgressView {
+                    done: 0,
+                    total,
+                    unit,
+                    phase: phase.clone(),
+                    rate_per_s: 0.0,
+                    eta_s: None,
+                    rate_samples: VecDeque::new(),
+                    last_sample: None,
+                });
+                if view.unit != unit || view.phase != phase {
+                    // A new phase of an index build: rates do not carry over.
+                    view.rate_per_s = 0.0;
+                    view.rate_samples.clear();
+                    view.last_sample = None;
+                }
+                if let Some((then, then_done)) = view.last_sample {
+                    let seconds = at.saturating_duration_since(then).as_secs_f64();
+                    if seconds >= 0.2 && done >= then_done {
+                        let rate = (done - then_done) as f64 / seconds;
+                        view.rate_per_s =
+                            if view.rate_per_s > 0.0 { 0.7 * view.rate_per_s + 0.3 * rate } else { rate };
+                        view.rate_samples.push_back(rate as u64);
+                        while view.rate_samples.len() > 60 {
+                            view.rate_samples.pop_front();
+                        }
+                        view.last_sample = Some((at, done));
+                    }
+                } else {
+                    view.last_sample = Some((at, done));
+                }
+                view.done = done;
+                view.total = total;
+                view.unit = unit;
+                view.phase = phase;
+                view.eta_s = match (view.total, view.rate_per_s > 0.0) {
+                    (Some(total), true) => {
+                        Some(((total.saturating_sub(done)) as f64 / view.rate_per_s).ceil() as u64)
+                    }
+                    _ => None,
+                };
+                step.progress = Some(view);
+            }
+        }
+        Event::Paused { paused, .. } => {
+            if let Some(job) = &mut model.job {
+                job.paused = paused;
+            }
+            model.log(LogKind::Info, if paused { "backfill paused" } else { "backfill resumed" });
+        }
+        Event::GuardResult { step_id, name, count, forceable } => {
+            let kind = if count == 0 { LogKind::Info } else { LogKind::Warning };
+            let note = if count == 0 {
+                "ok"
+            } else if forceable {
+                "needs force"
+            } else {
+                "blocks the rollback"
+            };
+            model.log(kind, format!("before undoing {step_id}: {name} = {count} ({note})"));
+        }
+        Event::CheckResult { step_id, name, value, expected, ok } => {
+            if let Some(i) = model.step_index(&step_id) {
+                model.steps[i].checks.push(CheckView { name: name.clone(), value, expected, ok });
+            }
+            let kind = if ok { LogKind::Info } else { LogKind::Failure };
+            model.log(kind, format!("{step_id} check {name}: {value} (expected {expected})"));
+        }
+        Event::StepSkipped { step_id, reason } => {
+            if let Some(i) = model.step_index(&step_id) {
+                model.steps[i].state = UiStepState::Skipped;
+            }
+            model.log(LogKind::Info, format!("skip {step_id}: {reason}"));
+        }
+        Event::StepFinished { step_id, direction, duration_ms, rows } => {
+            if let Some(i) = model.step_index(&step_id) {
+                let step = &mut model.steps[i];
+                step.state =
+                    if direction == Direction::Forward { UiStepState::Done } else { UiStepState::RolledBack };
+                step.duration_ms = Some(duration_ms);
+                step.rows = rows;
+                step.progress = None;
+                step.lock_wait = None;
+                step.statement = None;
+            }
+            let verb = if direction == Direction::Forward { "done" } else { "rolled back" };
+            model.log(LogKind::Done, format!("{verb} {step_id} in {duration_ms} ms, {rows} rows"));
+        }
+        Event::StepFailed { step_id, error, .. } => {
+            if let Some(i) = model.step_index(&step_id) {
+                let step = &mut model.steps[i];
+                step.state = UiStepState::Failed;
+                step.error = Some(error.clone());
+                step.progress = None;
+            }
+            model.log(LogKind::Failure, format!("FAILED {step_id}: {error}"));
+        }
+        Event::RunFinished { message, .. } => {
+            model.log(LogKind::Info, message);
+        }
+    }
+}
