@@ -379,17 +379,15 @@ impl Model {
     pub fn stage_state(&self, stage: Stage) -> UiStepState {
         let states: Vec<UiStepState> =
             self.steps.iter().filter(|s| s.stage == stage).map(|s| s.state).collect();
-        if states.iter().any(|s| *s == UiStepState::Running) {
+        if states.contains(&UiStepState::Running) {
             UiStepState::Running
-        } else if states.iter().any(|s| *s == UiStepState::Failed) {
+        } else if states.contains(&UiStepState::Failed) {
             UiStepState::Failed
         } else if !states.is_empty()
             && states.iter().all(|s| matches!(s, UiStepState::Done | UiStepState::Skipped))
         {
             UiStepState::Done
-        } else if states.iter().any(|s| *s == UiStepState::RolledBack)
-            && !states.iter().any(|s| *s == UiStepState::Done)
-        {
+        } else if states.contains(&UiStepState::RolledBack) && !states.contains(&UiStepState::Done) {
             UiStepState::RolledBack
         } else {
             UiStepState::Pending
