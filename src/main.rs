@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tenantize::cli::{Cli, run};
+use tenantize::cli::{Cli, run, run_default};
 
 fn main() -> ExitCode {
     // Usage errors exit with 5 as documented (clap's own default would be 2, "a step failed").
@@ -13,10 +13,6 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let Some(command) = cli.command else {
-        eprintln!("tenantize: no command given; see `tenantize --help`");
-        return ExitCode::from(5);
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -24,7 +20,11 @@ fn main() -> ExitCode {
             return ExitCode::from(5);
         }
     };
-    match runtime.block_on(run(command)) {
+    let outcome = match cli.command {
+        Some(command) => runtime.block_on(run(command)),
+        None => runtime.block_on(run_default()),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", error.message);

@@ -5,6 +5,7 @@
 //! that talk to the database and report back as messages.
 
 pub mod keys;
+pub mod replay;
 pub mod runtime;
 pub mod state;
 pub mod update;

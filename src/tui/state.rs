@@ -243,6 +243,8 @@ pub struct Model {
     pub theme: Theme,
     /// Replay: nothing can be applied or rolled back.
     pub read_only: bool,
+    /// Set when the wizard replays a run log.
+    pub replay: Option<super::replay::Replay>,
     pub quit: bool,
 }
 
@@ -291,6 +293,7 @@ impl Model {
             clock: now,
             theme: Theme { color: true },
             read_only: false,
+            replay: None,
             quit: false,
         }
     }

@@ -91,8 +91,12 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
             Vec::new()
         }
         Msg::Guards(result) => {
-            if let Some(Overlay::ConfirmRollback { guards, .. }) = &mut model.overlay {
-                *guards = Some(result);
+            if let Some(Overlay::ConfirmRollback { step_id, guards, .. }) = &mut model.overlay {
+                // Counts for another step (a dialog closed and opened again meanwhile) are stale.
+                let stale = matches!(&result, Ok(counts) if counts.iter().any(|g| g.step_id != *step_id));
+                if !stale {
+                    *guards = Some(result);
+                }
             }
             Vec::new()
         }
@@ -291,6 +295,15 @@ fn on_action(model: &mut Model, action: Action) -> Vec<Command> {
             }
         }
         Action::StepBack | Action::StepForward => {
+            if let Some(replay) = &model.replay {
+                let position = if action == Action::StepForward {
+                    replay.position + 1
+                } else {
+                    replay.position.saturating_sub(1)
+                };
+                super::replay::seek(model, position);
+                return Vec::new();
+            }
             if !model.read_only {
                 model.message =
                     Some((Severity::Info, "←/→ step through a replay (tenantize replay RUNLOG)".into()));
@@ -309,6 +322,13 @@ fn on_confirm(model: &mut Model, action: Action) -> Vec<Command> {
         (_, Action::Dismiss) => {
             model.overlay = None;
             Vec::new()
+        }
+        // Ctrl-C in a dialog: a second Ctrl-C confirms quitting; elsewhere it closes the dialog
+        // and quits as it would without one (asking first while a step runs).
+        (Some(Overlay::ConfirmQuit), Action::Quit) => on_confirm(model, Action::Confirm),
+        (_, Action::Quit) => {
+            model.overlay = None;
+            on_action(model, Action::Quit)
         }
         (Some(Overlay::ConfirmApply { step_ids, stop_after, scope }), Action::Confirm) => {
             model.overlay = None;
@@ -649,7 +669,11 @@ fn on_event(model: &mut Model, event: Event, at: Instant) {
             };
             model.log(kind, format!("before undoing {step_id}: {name} = {count} ({note})"));
         }
-        Event::CheckResult { step_id, name, value, expected, ok } => {
+        Event::CheckResult { step_id, name, value, expected, ok, phase } => {
+            if phase == crate::event::CheckPhase::Before {
+                // Counted before the step ran: the run log keeps these, the wizard shows the after.
+                return;
+            }
             if let Some(i) = model.step_index(&step_id) {
                 model.steps[i].checks.push(CheckView { name: name.clone(), value, expected, ok });
             }
@@ -690,3 +714,7 @@ fn on_event(model: &mut Model, event: Event, at: Instant) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "update_tests.rs"]
+mod update_tests;
