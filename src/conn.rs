@@ -177,16 +177,24 @@ impl ConnSpec {
     /// the password from `PGPASSWORD`, see [`ConnSpec::password`]).
     pub fn libpq_args(&self) -> Vec<String> {
         let mut args = Vec::new();
-        if let Some(host) = self.config.get_hosts().first() {
-            args.push("-h".to_string());
-            args.push(match host {
+        // libpq takes host and port lists, as tokio-postgres does.
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
                 Host::Tcp(name) => name.clone(),
                 Host::Unix(path) => path.display().to_string(),
-            });
+            })
+            .collect();
+        if !hosts.is_empty() {
+            args.push("-h".to_string());
+            args.push(hosts.join(","));
         }
-        if let Some(port) = self.config.get_ports().first() {
+        let ports: Vec<String> = self.config.get_ports().iter().map(|p| p.to_string()).collect();
+        if !ports.is_empty() {
             args.push("-p".to_string());
-            args.push(port.to_string());
+            args.push(ports.join(","));
         }
         args.push("-U".to_string());
         args.push(self.user().to_string());

@@ -31,6 +31,15 @@ pub struct Blocker {
     pub transaction_ms: u64,
 }
 
+/// When a step's checks were counted: before the step ran, or after (where they must hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckPhase {
+    Before,
+    #[default]
+    After,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
@@ -118,6 +127,8 @@ pub enum Event {
         value: i64,
         expected: i64,
         ok: bool,
+        #[serde(default)]
+        phase: CheckPhase,
     },
     StepSkipped {
         step_id: String,

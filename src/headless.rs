@@ -234,6 +234,7 @@ impl<W: Write> Printer<W> {
                 };
                 self.line(format!("  before undoing {step_id}: {name} = {count} ({mark})"));
             }
+            Event::CheckResult { phase: crate::event::CheckPhase::Before, .. } => {}
             Event::CheckResult { name, value, expected, ok, .. } => {
                 let mark = if *ok { "✓" } else { "✗" };
                 self.line(format!("        {mark} {name}: {value} (expected {expected})"));

@@ -251,8 +251,10 @@ impl Cluster {
             let mode = if self.tls { "require" } else { "disable" };
             format!("postgresql://postgres@127.0.0.1:{}/{}?sslmode={mode}", self.port, database)
         } else {
+            // No host in the authority: the socket directory is the only host (libpq tools
+            // such as pg_dump would otherwise try a TCP localhost first).
             format!(
-                "postgresql://postgres@localhost:{}/{}?host={}&sslmode=disable",
+                "postgresql://postgres@:{}/{}?host={}&sslmode=disable",
                 self.port,
                 database,
                 self.root.display()

@@ -6,7 +6,10 @@
 mod fingerprint;
 mod introspect;
 
-pub use fingerprint::{FingerprintIgnore, catalog_fingerprint, table_fingerprint, view_fingerprint};
+pub use fingerprint::{
+    FingerprintIgnore, TableShape, catalog_fingerprint, shape_diff, shape_fingerprint, table_fingerprint,
+    table_shape, view_fingerprint,
+};
 pub use introspect::{INTROSPECTION_QUERY_COUNT, introspect};
 
 use crate::sql::QualifiedName;

@@ -11,7 +11,7 @@ use super::preflight::{drift, privilege_problems, tables_of};
 use super::{Control, EngineError, RunSettings, Session, db_error, elapsed_ms, emit, lock};
 use crate::catalog::introspect;
 use crate::conn::ConnSpec;
-use crate::event::{Blocker, Direction, Event, EventSender, ProgressUnit, RunOutcome};
+use crate::event::{Blocker, CheckPhase, Direction, Event, EventSender, ProgressUnit, RunOutcome};
 use crate::plan::{BackfillKey, Plan, Severity, Stage, Statement, StatementKind, Step, backfill_sql};
 
 /// Where an `apply` stops.
@@ -197,6 +197,7 @@ async fn run_step(
             resumed: resume.describe(),
         },
     );
+    observe_checks(&exec.session.checks, exec.events, step, CheckPhase::Before).await;
     journal::mark_running(client, &plan.plan_hash, &step.id, &resume).await?;
     let started = Instant::now();
     let result = if step.atomic {
@@ -360,6 +361,32 @@ async fn index_state(client: &tokio_postgres::Client, qualified: &str) -> Result
     Ok(row.map(|r| r.get(0)))
 }
 
+/// Count a step's checks without judging them (before a step runs, after a rollback), for the
+/// run log's before/after story. A check that cannot run yet is left out.
+pub(super) async fn observe_checks(
+    client: &tokio_postgres::Client,
+    events: &EventSender,
+    step: &Step,
+    phase: CheckPhase,
+) {
+    for check in &step.checks {
+        if let Ok(row) = client.query_one(check.sql.as_str(), &[]).await {
+            let value: i64 = row.get(0);
+            emit(
+                events,
+                Event::CheckResult {
+                    step_id: step.id.clone(),
+                    name: check.name.clone(),
+                    value,
+                    expected: check.expect,
+                    ok: value == check.expect,
+                    phase,
+                },
+            );
+        }
+    }
+}
+
 pub(super) async fn run_checks(
     client: &tokio_postgres::Client,
     events: &EventSender,
@@ -376,6 +403,7 @@ pub(super) async fn run_checks(
                 value,
                 expected: check.expect,
                 ok,
+                phase: CheckPhase::After,
             },
         );
         if !ok {

@@ -156,7 +156,15 @@ impl<'a> Executor<'a> {
             }
             client.batch_execute(&setup).await?;
             let result = match body(attempt, &blockers).await {
-                Ok(value) => client.batch_execute("COMMIT").await.map(|_| value).map_err(ExecError::from),
+                Ok(value) => {
+                    let unit = super::failpoint::before_commit(step_id);
+                    let committed =
+                        client.batch_execute("COMMIT").await.map(|_| value).map_err(ExecError::from);
+                    if committed.is_ok() {
+                        super::failpoint::after_commit(unit);
+                    }
+                    committed
+                }
                 Err(e) => Err(e),
             };
             if result.is_err() {
@@ -356,8 +364,13 @@ impl<'a> Executor<'a> {
             }
             before_attempt().await?;
             client.batch_execute(&set).await?;
+            let unit = super::failpoint::before_commit(step_id);
             let result = self.run_sql(step_id, index, statement, attempt, &blockers, watch).await;
             let _ = client.batch_execute("RESET lock_timeout; RESET statement_timeout;").await;
+            if result.is_ok() {
+                // The statement is done but its journal entry is not: a kill here must resume.
+                super::failpoint::after_commit(unit);
+            }
             result
         })
         .await

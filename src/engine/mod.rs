@@ -3,6 +3,7 @@
 
 mod apply;
 mod exec;
+mod failpoint;
 pub mod journal;
 mod lock;
 mod preflight;

@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::catalog::{Catalog, FingerprintIgnore, table_fingerprint, view_fingerprint};
+use crate::catalog::{
+    Catalog, FingerprintIgnore, TableShape, shape_diff, shape_fingerprint, table_shape, view_fingerprint,
+};
 use crate::plan::{Plan, Severity, Stage, Step};
 use crate::sql::QualifiedName;
 
@@ -13,6 +15,8 @@ pub struct DriftReport {
     pub missing_tables: Vec<String>,
     pub new_tables: Vec<String>,
     pub changed_tables: Vec<String>,
+    /// What changed, per changed table: "column nickname text added", ….
+    pub changes: Vec<(String, Vec<String>)>,
     pub missing_views: Vec<String>,
     pub new_views: Vec<String>,
     pub changed_views: Vec<String>,
@@ -37,9 +41,11 @@ impl DriftReport {
             out.push(format!("table {t} was added after planning (the plan does not cover it)"));
         }
         for t in &self.changed_tables {
-            out.push(format!(
-                "table {t} changed (columns, keys, uniques, indexes, foreign keys or triggers)"
-            ));
+            let details = self.changes.iter().find(|(name, _)| name == t).map(|(_, d)| d.join("; "));
+            match details {
+                Some(details) if !details.is_empty() => out.push(format!("table {t} changed: {details}")),
+                _ => out.push(format!("table {t} changed")),
+            }
         }
         for v in &self.missing_views {
             out.push(format!("view {v} is gone"));
@@ -63,11 +69,11 @@ pub fn drift(plan: &Plan, catalog: &Catalog, only: Option<&BTreeSet<QualifiedNam
         tenant_table: &plan.tenant.table,
         owned_names: &owned,
     };
-    let live: BTreeMap<&QualifiedName, String> = catalog
+    let live: BTreeMap<&QualifiedName, TableShape> = catalog
         .tables
         .iter()
         .filter(|t| t.name != plan.tenant.table)
-        .map(|t| (&t.name, table_fingerprint(t, &ignore)))
+        .map(|t| (&t.name, table_shape(t, &ignore)))
         .collect();
     let mut report = DriftReport::default();
     for table in &plan.tables {
@@ -76,7 +82,10 @@ pub fn drift(plan: &Plan, catalog: &Catalog, only: Option<&BTreeSet<QualifiedNam
         }
         match live.get(&table.name) {
             None => report.missing_tables.push(table.name.display_plain()),
-            Some(fp) if *fp != table.fingerprint => report.changed_tables.push(table.name.display_plain()),
+            Some(shape) if shape_fingerprint(shape) != table.fingerprint => {
+                report.changed_tables.push(table.name.display_plain());
+                report.changes.push((table.name.display_plain(), shape_diff(&table.shape, shape)));
+            }
             Some(_) => {}
         }
     }

@@ -2,14 +2,14 @@
 
 use std::time::Instant;
 
-use super::apply::{run_statement, step_failure};
+use super::apply::{observe_checks, run_statement, step_failure};
 use super::exec::{Executor, Watch};
 use super::journal::{self, JournalStep, Resume, StepState};
 use super::preflight::privilege_problems;
 use super::{Control, EngineError, Session, db_error, elapsed_ms, emit, lock};
 use crate::catalog::introspect;
 use crate::conn::ConnSpec;
-use crate::event::{Direction, Event, EventSender, RunOutcome};
+use crate::event::{CheckPhase, Direction, Event, EventSender, RunOutcome};
 use crate::plan::{Plan, Stage, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +221,7 @@ async fn undo_step(
             resumed: resume.describe(),
         },
     );
+    observe_checks(&exec.session.checks, exec.events, step, CheckPhase::Before).await;
     journal::mark_running(client, &plan.plan_hash, &step.id, &resume).await?;
     let started = Instant::now();
     let result = if step.rollback_atomic {
@@ -247,6 +248,7 @@ async fn undo_step(
     };
     match result {
         Ok(()) => {
+            observe_checks(&exec.session.checks, exec.events, step, CheckPhase::After).await;
             emit(
                 exec.events,
                 Event::StepFinished {

@@ -10,7 +10,7 @@ use super::backfill::backfill_sql;
 use super::model::*;
 use crate::catalog::{
     Catalog, FingerprintIgnore, ForeignKey, Table, TableKind, UniqueIndex, catalog_fingerprint,
-    table_fingerprint, view_fingerprint,
+    table_fingerprint, table_shape, view_fingerprint,
 };
 use crate::sql::{QualifiedName, bounded_name, ident_list, quote_ident, quote_literal};
 
@@ -143,6 +143,7 @@ pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Re
             row_estimate: t.row_estimate.max(0),
             total_bytes: t.total_bytes,
             fingerprint: table_fingerprint(t, &ignore),
+            shape: table_shape(t, &ignore),
         })
         .collect();
     let views = catalog

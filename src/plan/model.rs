@@ -424,8 +424,11 @@ pub struct PlanTable {
     pub partition_of: Option<QualifiedName>,
     pub row_estimate: i64,
     pub total_bytes: i64,
-    /// See `catalog::table_fingerprint`.
+    /// SHA-256 of `shape` (see `catalog::table_fingerprint`).
     pub fingerprint: String,
+    /// The table as it was when planned, normalized (see `catalog::table_shape`): drift
+    /// reports diff against it.
+    pub shape: crate::catalog::TableShape,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

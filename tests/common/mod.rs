@@ -83,31 +83,7 @@ impl TestDb {
         let client = self.connect().await;
         client.batch_execute("SET row_security = off").await.unwrap();
         let schemas: Vec<String> = schemas.iter().map(|s| s.to_string()).collect();
-        let rows = client
-            .query(
-                "SELECT format('%I.%I', n.nspname, c.relname),
-                        string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum)
-                   FROM pg_class c
-                   JOIN pg_namespace n ON n.oid = c.relnamespace
-                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                  WHERE c.relkind = 'r' AND n.nspname = ANY($1) AND a.attname <> $2
-                  GROUP BY 1 ORDER BY 1",
-                &[&schemas, &skip_column],
-            )
-            .await
-            .unwrap();
-        let mut out = BTreeMap::new();
-        for row in rows {
-            let table: String = row.get(0);
-            let columns: String = row.get(1);
-            let sql = format!(
-                "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '')
-                   FROM (SELECT md5(ROW({columns})::text) AS h FROM {table}) t"
-            );
-            let r = client.query_one(sql.as_str(), &[]).await.unwrap();
-            out.insert(table, (r.get(0), r.get(1)));
-        }
-        out
+        tenantize::checks::row_checksums(&client, &schemas, skip_column).await.expect("row checksums")
     }
 }
 

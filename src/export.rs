@@ -1,0 +1,256 @@
+//! Export a plan as up/down migration files for other tools: plain SQL (psql), sqlx,
+//! golang-migrate and Flyway.
+//!
+//! Every file holds one unit: a transaction's worth of SQL, or a single statement that cannot
+//! run in a transaction (CONCURRENTLY, a batched backfill), marked as the tool requires. A step
+//! with several units spans several versions. Version k of a step carries the step's k-th
+//! forward unit and, counted from the end, its rollback units, so that running the downs in
+//! reverse version order replays each step's rollback in order. Where a step has more units in
+//! one direction than the other, the spare files are explicit no-ops.
+
+use std::path::Path;
+
+use crate::plan::{BackfillKey, LockMode, Plan, Statement, StatementKind, Step};
+use crate::sql::{quote_ident, quote_literal};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Sql,
+    Sqlx,
+    GolangMigrate,
+    Flyway,
+}
+
+impl Format {
+    pub fn parse(text: &str) -> Option<Format> {
+        match text {
+            "sql" => Some(Format::Sql),
+            "sqlx" => Some(Format::Sqlx),
+            "golang-migrate" => Some(Format::GolangMigrate),
+            "flyway" => Some(Format::Flyway),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedFile {
+    pub name: String,
+    pub content: String,
+}
+
+/// One file's worth of SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unit {
+    sql: String,
+    transactional: bool,
+    lock: LockMode,
+    note: String,
+}
+
+fn unit_of(statement: &Statement, step: &Step, lock_timeout_ms: u64) -> Unit {
+    match statement.kind {
+        StatementKind::Transaction => Unit {
+            sql: statement.sql.trim_end().to_string(),
+            transactional: true,
+            lock: statement.lock,
+            note: format!("lock: {} on {}", statement.lock.label(), statement.on.join(", ")),
+        },
+        StatementKind::ConcurrentIndex | StatementKind::NonTransactional => Unit {
+            sql: statement.sql.trim_end().to_string(),
+            transactional: false,
+            lock: statement.lock,
+            note: format!(
+                "runs outside a transaction; lock: {} on {} (writes go on)",
+                statement.lock.label(),
+                statement.on.join(", ")
+            ),
+        },
+        StatementKind::Batch => Unit {
+            sql: backfill_block(step, lock_timeout_ms),
+            transactional: false,
+            lock: statement.lock,
+            note: "batched backfill: one short transaction per batch (COMMIT inside DO needs no outer transaction)"
+                .to_string(),
+        },
+    }
+}
+
+/// A batched backfill as a DO block that commits per block range (the tool itself walks the
+/// primary key; an exported file cannot keep state between runs, so it walks the heap).
+fn backfill_block(step: &Step, lock_timeout_ms: u64) -> String {
+    let Some(b) = &step.backfill else { return "SELECT 1;".to_string() };
+    let table = &b.table;
+    let column = quote_ident(&b.column);
+    let blocks = match b.key {
+        BackfillKey::Ctid => b.batch_blocks.max(1),
+        BackfillKey::Keyset { .. } => (b.batch_rows / 50).max(1),
+    };
+    let replica = if b.suppress_triggers {
+        "    -- Keep user triggers from firing (needs a superuser).\n    PERFORM set_config('session_replication_role', 'replica', false);\n"
+    } else {
+        ""
+    };
+    let reset = if b.suppress_triggers {
+        "    PERFORM set_config('session_replication_role', 'origin', false);\n"
+    } else {
+        ""
+    };
+    format!(
+        "DO $tenantize$\nDECLARE\n    total_blocks bigint := pg_catalog.pg_relation_size({rel}::pg_catalog.regclass) / current_setting('block_size')::int8;\n    first_block bigint := 0;\nBEGIN\n    PERFORM set_config('lock_timeout', '{lock_timeout_ms}ms', false);\n{replica}    WHILE first_block <= total_blocks LOOP\n        UPDATE {table} SET {column} = {value}\n         WHERE ctid >= format('(%s,0)', first_block)::tid AND ctid < format('(%s,0)', first_block + {blocks})::tid\n           AND {column} IS NULL;\n        COMMIT;\n        first_block := first_block + {blocks};\n    END LOOP;\n    -- Rows the application moved behind the sweep.\n    UPDATE {table} SET {column} = {value} WHERE {column} IS NULL;\n    COMMIT;\n{reset}END\n$tenantize$;",
+        rel = quote_literal(&table.to_string()),
+        value = b.value_sql,
+    )
+}
+
+fn units(statements: &[Statement], atomic: bool, step: &Step, lock_timeout_ms: u64) -> Vec<Unit> {
+    if statements.is_empty() {
+        return Vec::new();
+    }
+    if atomic {
+        let sql: Vec<String> = statements.iter().map(|s| s.sql.trim_end().to_string()).collect();
+        let lock = statements.iter().map(|s| s.lock).max().unwrap_or(LockMode::None);
+        let on: Vec<String> = statements.iter().flat_map(|s| s.on.iter().cloned()).collect();
+        let mut seen = Vec::new();
+        for o in on {
+            if !seen.contains(&o) {
+                seen.push(o);
+            }
+        }
+        return vec![Unit {
+            sql: sql.join("\n"),
+            transactional: true,
+            lock,
+            note: format!("one transaction; strongest lock: {} on {}", lock.label(), seen.join(", ")),
+        }];
+    }
+    statements.iter().map(|s| unit_of(s, step, lock_timeout_ms)).collect()
+}
+
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let trimmed: String = out.trim_matches('_').chars().take(60).collect();
+    trimmed.trim_end_matches('_').to_string()
+}
+
+const NO_OP: &str = "SELECT 1; -- nothing to do in this direction for this part of the step";
+
+/// A version: one unit up, one unit down (either may be a no-op).
+struct Version {
+    name: String,
+    step_id: String,
+    up: Option<Unit>,
+    down: Option<Unit>,
+}
+
+fn versions(plan: &Plan, lock_timeout_ms: u64) -> Vec<Version> {
+    let mut out = Vec::new();
+    for step in &plan.steps {
+        let up = units(&step.forward, step.atomic, step, lock_timeout_ms);
+        let down = units(&step.rollback, step.rollback_atomic, step, lock_timeout_ms);
+        let count = up.len().max(down.len());
+        for k in 0..count {
+            let part = if count > 1 { format!("_{}", k + 1) } else { String::new() };
+            out.push(Version {
+                name: format!("{}{part}", slug(&step.id)),
+                step_id: step.id.clone(),
+                up: up.get(k).cloned(),
+                down: (count - 1 - k < down.len()).then(|| down[count - 1 - k].clone()),
+            });
+        }
+    }
+    out
+}
+
+fn body(unit: Option<&Unit>, format: Format, lock_timeout_ms: u64, header: &str) -> (String, bool) {
+    let Some(unit) = unit else {
+        return (format!("{header}\n{NO_OP}\n"), true);
+    };
+    let mut text = format!("{header}\n-- {}\n", unit.note);
+    if !unit.transactional {
+        if format == Format::Sqlx {
+            text = format!("-- no-transaction\n{text}");
+        }
+        text.push_str(&unit.sql);
+        text.push('\n');
+        return (text, false);
+    }
+    let set_local = format!("SET LOCAL lock_timeout = '{lock_timeout_ms}ms';");
+    match format {
+        // psql and golang-migrate run the file as written: it brings its own transaction.
+        Format::Sql | Format::GolangMigrate => {
+            text.push_str(&format!("BEGIN;\n{set_local}\n{}\nCOMMIT;\n", unit.sql));
+        }
+        // sqlx and Flyway wrap each file in a transaction themselves.
+        Format::Sqlx | Format::Flyway => {
+            text.push_str(&format!("{set_local}\n{}\n", unit.sql));
+        }
+    }
+    (text, true)
+}
+
+/// The files of `plan` in `format`.
+pub fn export(plan: &Plan, format: Format, lock_timeout_ms: u64) -> Vec<ExportedFile> {
+    let mut files = Vec::new();
+    let all = versions(plan, lock_timeout_ms);
+    for (i, version) in all.iter().enumerate() {
+        let n = i + 1;
+        let header = format!(
+            "-- tenantize plan {:.12}, step {} (part {} of the export)",
+            plan.plan_hash, version.step_id, n
+        );
+        let (up, up_tx) = body(version.up.as_ref(), format, lock_timeout_ms, &header);
+        let (down, down_tx) =
+            body(version.down.as_ref(), format, lock_timeout_ms, &format!("{header}, rollback"));
+        let name = &version.name;
+        match format {
+            Format::Sql | Format::Sqlx | Format::GolangMigrate => {
+                files.push(ExportedFile { name: format!("{n:04}_{name}.up.sql"), content: up });
+                files.push(ExportedFile { name: format!("{n:04}_{name}.down.sql"), content: down });
+            }
+            Format::Flyway => {
+                files.push(ExportedFile { name: format!("V{n}__{name}.sql"), content: up });
+                files.push(ExportedFile { name: format!("U{n}__{name}.sql"), content: down });
+                if !up_tx {
+                    files.push(ExportedFile {
+                        name: format!("V{n}__{name}.sql.conf"),
+                        content: "executeInTransaction=false\n".into(),
+                    });
+                }
+                if !down_tx {
+                    files.push(ExportedFile {
+                        name: format!("U{n}__{name}.sql.conf"),
+                        content: "executeInTransaction=false\n".into(),
+                    });
+                }
+            }
+        }
+    }
+    files
+}
+
+pub fn write(dir: &Path, files: &[ExportedFile]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for file in files {
+        std::fs::write(dir.join(&file.name), &file.content)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_file_name_safe() {
+        assert_eq!(slug("3.add-column:public.\"Order Items\""), "3_add_column_public_order_items");
+        assert!(slug(&"x".repeat(200)).len() <= 60);
+    }
+}
