@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+pub mod isolation;
+
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -406,4 +408,39 @@ pub async fn live_preflight(client: &Client, plan: &Plan) -> Result<LivePrefligh
         .map_err(db_error)?;
     let locks = rows.iter().map(|r| (activity(r), r.get(5), r.get(6))).collect();
     Ok(LivePreflight { long_transactions, locks })
+}
+
+/// Per table (ordinary tables and partitions in `schemas`): row count and a checksum of every
+/// row's columns except `skip_column`, independent of row order. Equal before and after means
+/// no row was lost or changed.
+pub async fn row_checksums(
+    client: &Client,
+    schemas: &[String],
+    skip_column: &str,
+) -> Result<BTreeMap<String, (i64, String)>, EngineError> {
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname),
+                    string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum)
+               FROM pg_catalog.pg_class c
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+              WHERE c.relkind = 'r' AND n.nspname = ANY($1) AND a.attname <> $2
+              GROUP BY 1 ORDER BY 1",
+            &[&schemas, &skip_column],
+        )
+        .await
+        .map_err(db_error)?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let table: String = row.get(0);
+        let columns: String = row.get(1);
+        let sql = format!(
+            "SELECT count(*), coalesce(md5(string_agg(h, '' ORDER BY h)), '')
+               FROM (SELECT md5(ROW({columns})::text) AS h FROM {table}) t"
+        );
+        let r = client.query_one(sql.as_str(), &[]).await.map_err(db_error)?;
+        out.insert(table, (r.get(0), r.get(1)));
+    }
+    Ok(out)
 }
