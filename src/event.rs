@@ -38,6 +38,8 @@ pub enum CheckPhase {
     Before,
     #[default]
     After,
+    /// After the step was rolled back: counted for the record, not judged.
+    AfterUndo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

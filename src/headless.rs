@@ -234,7 +234,10 @@ impl<W: Write> Printer<W> {
                 };
                 self.line(format!("  before undoing {step_id}: {name} = {count} ({mark})"));
             }
-            Event::CheckResult { phase: crate::event::CheckPhase::Before, .. } => {}
+            Event::CheckResult {
+                phase: crate::event::CheckPhase::Before | crate::event::CheckPhase::AfterUndo,
+                ..
+            } => {}
             Event::CheckResult { name, value, expected, ok, .. } => {
                 let mark = if *ok { "✓" } else { "✗" };
                 self.line(format!("        {mark} {name}: {value} (expected {expected})"));

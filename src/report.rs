@@ -133,7 +133,7 @@ impl Timeline {
                             CheckPhase::Before => {
                                 timeline.steps[i].checks_before.push((name.clone(), *value))
                             }
-                            CheckPhase::After => {
+                            CheckPhase::After | CheckPhase::AfterUndo => {
                                 timeline.steps[i].checks_after.push((name.clone(), *value, *expected, *ok))
                             }
                         }

@@ -36,18 +36,26 @@ pub enum Record {
     },
 }
 
-/// The run log's file name next to a plan: `<plan stem>.<UTC time>.<command>.jsonl`.
+/// The run log's file name next to a plan: `<plan stem>.<UTC time, ms>.<command>.jsonl`, never
+/// one that exists already (two runs in the same millisecond get a counter).
 pub fn default_path(plan_file: Option<&Path>, command: &str) -> PathBuf {
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    match plan_file {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ");
+    let (dir, stem) = match plan_file {
         Some(plan) => {
             let stem =
                 plan.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "plan".into());
             let stem = stem.strip_suffix(".toml").unwrap_or(&stem).to_string();
-            plan.with_file_name(format!("{stem}.{stamp}.{command}.jsonl"))
+            (plan.parent().map(Path::to_path_buf).unwrap_or_default(), stem)
         }
-        None => std::env::temp_dir().join("tenantize-runs").join(format!("run.{stamp}.{command}.jsonl")),
+        None => (std::env::temp_dir().join("tenantize-runs"), "run".to_string()),
+    };
+    let mut path = dir.join(format!("{stem}.{stamp}.{command}.jsonl"));
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(format!("{stem}.{stamp}-{n}.{command}.jsonl"));
+        n += 1;
     }
+    path
 }
 
 /// Keep only the command word of a query seen in `pg_stat_activity` (it may carry data).

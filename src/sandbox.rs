@@ -251,14 +251,10 @@ impl Cluster {
             let mode = if self.tls { "require" } else { "disable" };
             format!("postgresql://postgres@127.0.0.1:{}/{}?sslmode={mode}", self.port, database)
         } else {
-            // No host in the authority: the socket directory is the only host (libpq tools
-            // such as pg_dump would otherwise try a TCP localhost first).
-            format!(
-                "postgresql://postgres@:{}/{}?host={}&sslmode=disable",
-                self.port,
-                database,
-                self.root.display()
-            )
+            // The socket directory as the host, percent-encoded (libpq and tokio-postgres both
+            // read it so): one host, no TCP localhost tried first.
+            let host = self.root.display().to_string().replace('%', "%25").replace('/', "%2F");
+            format!("postgresql://postgres@{host}:{}/{database}?sslmode=disable", self.port)
         }
     }
 

@@ -248,7 +248,7 @@ async fn undo_step(
     };
     match result {
         Ok(()) => {
-            observe_checks(&exec.session.checks, exec.events, step, CheckPhase::After).await;
+            observe_checks(&exec.session.checks, exec.events, step, CheckPhase::AfterUndo).await;
             emit(
                 exec.events,
                 Event::StepFinished {

@@ -68,7 +68,7 @@ SELECT md5('attachment' || g)::uuid,
   FROM generate_series(1::bigint, :attachments) g;
 
 INSERT INTO audit_events (occurred_at, actor_id, action, detail)
-SELECT timestamptz '2024-01-01' + ((g * 77) % 7776000) * interval '1 second',
+SELECT timestamptz '2024-01-01' + ((g * 7776000) / :audit) * interval '1 second',
        1 + g % :users,
        (ARRAY['login', 'create', 'update', 'delete'])[1 + g % 4],
        jsonb_build_object('n', g)

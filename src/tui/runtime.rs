@@ -153,7 +153,8 @@ fn execute(
                 dry_run: false,
                 settings: RunSettings { application_name: "tenantize wizard".into(), ..settings.clone() },
             };
-            *running = Some(spawn_job(msg_tx.clone(), Job::Apply(request)));
+            let log = open_run_log(model, "apply", msg_tx);
+            *running = Some(spawn_job(msg_tx.clone(), Job::Apply(request), log));
         }
         Command::Rollback { target, force } => {
             let Some(spec) = spec else { return };
@@ -164,7 +165,8 @@ fn execute(
                 force,
                 settings: RunSettings { application_name: "tenantize wizard".into(), ..settings.clone() },
             };
-            *running = Some(spawn_job(msg_tx.clone(), Job::Rollback(request)));
+            let log = open_run_log(model, "rollback", msg_tx);
+            *running = Some(spawn_job(msg_tx.clone(), Job::Rollback(request), log));
         }
         Command::CountGuards(step_ids) => {
             let Some(spec) = spec.cloned() else { return };
@@ -197,19 +199,47 @@ fn execute(
     }
 }
 
+/// The run log of a wizard job: next to the plan file, or in the temp directory for a plan
+/// built in the wizard. Where it went (or why it could not) is reported in the log pane.
+fn open_run_log(
+    model: &Model,
+    command: &str,
+    msg_tx: &mpsc::UnboundedSender<Msg>,
+) -> Option<crate::runlog::RunLogWriter> {
+    let path = crate::runlog::default_path(model.plan_path.as_deref(), command);
+    match crate::runlog::RunLogWriter::create(&path, command, &model.plan, model.plan_path.as_deref()) {
+        Ok(writer) => {
+            let _ = msg_tx.send(Msg::Notice(format!("run log: {}", path.display())));
+            Some(writer)
+        }
+        Err(e) => {
+            let _ = msg_tx.send(Msg::Notice(format!("cannot write the run log {}: {e}", path.display())));
+            None
+        }
+    }
+}
+
 enum Job {
     Apply(engine::ApplyRequest),
     Rollback(engine::RollbackRequest),
 }
 
 /// Run an engine job on its own task; its events and its end come back as messages.
-fn spawn_job(msg_tx: mpsc::UnboundedSender<Msg>, job: Job) -> Running {
+fn spawn_job(
+    msg_tx: mpsc::UnboundedSender<Msg>,
+    job: Job,
+    mut log: Option<crate::runlog::RunLogWriter>,
+) -> Running {
     let (events_tx, mut events_rx) = event::channel();
     let (control, pause) = Control::detached();
     let cancel = control.cancel.clone();
     let forward = msg_tx.clone();
     tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
+            // The run log is written before the screen hears of the event.
+            if let Some(writer) = &mut log {
+                let _ = writer.event(&event);
+            }
             if forward.send(Msg::Engine(event, Instant::now())).is_err() {
                 break;
             }

@@ -25,6 +25,8 @@ pub enum Msg {
     Live(LivePreflight),
     /// The result of writing the plan file.
     Wrote(Result<PathBuf, String>),
+    /// A line for the log pane from the runtime (where the run log goes, …).
+    Notice(String),
     Tick(Instant),
 }
 
@@ -49,15 +51,10 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
         }
         Msg::JobDone(result) => {
             model.job = None;
+            // The engine's RunFinished event already put the outcome in the log.
             match result {
-                Ok(summary) => {
-                    model.log(LogKind::Done, summary.clone());
-                    model.message = Some((Severity::Info, summary));
-                }
-                Err(error) => {
-                    model.log(LogKind::Failure, error.clone());
-                    model.message = Some((Severity::Error, error));
-                }
+                Ok(summary) => model.message = Some((Severity::Info, summary)),
+                Err(error) => model.message = Some((Severity::Error, error)),
             }
             // Steps the engine left "running" (a lost connection) are not running any more.
             for step in &mut model.steps {
@@ -116,6 +113,10 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
         }
         Msg::Tick(now) => {
             model.clock = now;
+            Vec::new()
+        }
+        Msg::Notice(text) => {
+            model.log(LogKind::Info, text);
             Vec::new()
         }
     }
@@ -670,8 +671,9 @@ fn on_event(model: &mut Model, event: Event, at: Instant) {
             model.log(kind, format!("before undoing {step_id}: {name} = {count} ({note})"));
         }
         Event::CheckResult { step_id, name, value, expected, ok, phase } => {
-            if phase == crate::event::CheckPhase::Before {
-                // Counted before the step ran: the run log keeps these, the wizard shows the after.
+            if phase != crate::event::CheckPhase::After {
+                // Counted before the step ran or after it was undone: the run log keeps these;
+                // the wizard shows the checks that must hold.
                 return;
             }
             if let Some(i) = model.step_index(&step_id) {

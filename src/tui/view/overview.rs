@@ -197,11 +197,17 @@ fn tables(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
     // name | scope | rows | size, dropping the size when narrow.
     let show_size = width >= 52;
     let fixed = 2 + 7 + 1 + 12 + if show_size { 10 } else { 0 };
-    let longest = order
-        .iter()
-        .map(|(i, depth)| 2 * depth + super::text::width(&tables[*i].name.display_plain()))
-        .max()
-        .unwrap_or(0);
+    // A partition in its parent's schema is named without the schema: it sits indented under
+    // the parent, and the shorter name leaves room for what tells partitions apart.
+    let shown = |i: usize| -> String {
+        let table = &tables[i];
+        match &table.partition_of {
+            Some(parent) if parent.schema == table.name.schema => table.name.name.clone(),
+            _ => table.name.display_plain(),
+        }
+    };
+    let longest =
+        order.iter().map(|(i, depth)| 2 * depth + super::text::width(&shown(*i))).max().unwrap_or(0);
     let name_width = width.saturating_sub(fixed).min(longest + 2).max(8);
     for (index, depth) in order.iter().skip(offset).take(height) {
         let table = &tables[*index];
@@ -213,7 +219,7 @@ fn tables(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
             None => "?".to_string(),
         };
         let marker = if selected { "› " } else { "  " };
-        let name = format!("{}{}", "  ".repeat(*depth), table.name.display_plain());
+        let name = format!("{}{}", "  ".repeat(*depth), shown(*index));
         let (scope, scope_style) =
             if table.scoped { ("scoped", palette.plain()) } else { ("shared", palette.title()) };
         let mut spans = vec![
