@@ -28,7 +28,8 @@ fn finish(mut child: Child, limit: Duration) -> Run {
             let mut stderr = String::new();
             child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
             child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            return Run { code: status.code().unwrap_or(-1), stdout, stderr };
+            use std::os::unix::process::ExitStatusExt;
+            return Run { code: status.code().unwrap_or(-1), signal: status.signal(), stdout, stderr };
         }
         if started.elapsed() > limit {
             let _ = child.kill();

@@ -151,6 +151,8 @@ pub async fn chinook_db(prefix: &str) -> TestDb {
 /// The outcome of one tenantize invocation.
 pub struct Run {
     pub code: i32,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -192,8 +194,10 @@ pub fn run_tenantize(args: &[&str], env: &[(&str, &str)]) -> Run {
         command.env(k, v);
     }
     let out: Output = command.output().expect("run the tenantize binary");
+    use std::os::unix::process::ExitStatusExt;
     Run {
         code: out.status.code().unwrap_or(-1),
+        signal: out.status.signal(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
