@@ -530,18 +530,40 @@ async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<Is
             if fk.referenced_table == *name || !p.clones.contains_key(&(fk.referenced_table.clone(), 'b')) {
                 continue;
             }
-            // A's own row, updated to point at B's parent (an INSERT could trip over a unique
-            // before the foreign key is even checked).
+            // A's own row, updated to point at a parent of another tenant (an INSERT could trip
+            // over a unique before the foreign key is even checked). The parent's key must not
+            // exist in A: a scoped unique lets B repeat A's value, and pointing at that value
+            // would land on A's own parent.
             let Some(key) = p.where_key(table, &row_a, "") else { continue };
-            let parent_b = &p.clones[&(fk.referenced_table.clone(), 'b')];
-            let sets: Vec<String> = fk
+            let pairs: Vec<(&String, &String)> = fk
                 .columns
                 .iter()
                 .zip(fk.referenced_columns.iter())
                 .filter(|(c, _)| **c != tenancy.column)
+                .collect();
+            let parent = &fk.referenced_table;
+            let in_a: Vec<String> =
+                pairs.iter().map(|(_, r)| format!("q.{r} = o.{r}", r = quote_ident(r))).collect();
+            let find = format!(
+                "SELECT to_jsonb(o.*) FROM {parent} o WHERE o.{c} <> {a}::{ty} AND NOT EXISTS \
+                 (SELECT 1 FROM {parent} q WHERE q.{c} = {a}::{ty} AND {}) LIMIT 1",
+                in_a.join(" AND "),
+                c = p.qcol,
+                a = quote_literal(&a),
+            );
+            let Ok(Some(other)) = client.query_opt(find.as_str(), &[]).await else {
+                p.report.notes.push(format!(
+                    "{object}: no parent in {} outside tenant A to point at",
+                    parent.display_plain()
+                ));
+                continue;
+            };
+            let other: Value = other.get(0);
+            let sets: Vec<String> = pairs
+                .iter()
                 .map(|(c, r)| {
                     let ty = table.column(c).map(|c| c.data_type.clone()).unwrap_or_default();
-                    format!("{} = {}::{ty}", quote_ident(c), literal_for(&parent_b[r]))
+                    format!("{} = {}::{ty}", quote_ident(c), literal_for(&other[r.as_str()]))
                 })
                 .collect();
             let cross = format!("UPDATE {name} SET {} WHERE {key}", sets.join(", "));
