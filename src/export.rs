@@ -44,8 +44,22 @@ pub struct ExportedFile {
 struct Unit {
     sql: String,
     transactional: bool,
+    /// Long work under a weak lock (VALIDATE, CONCURRENTLY, batches): a long lock timeout and
+    /// no statement timeout, as the engine runs it.
+    long: bool,
     lock: LockMode,
     note: String,
+}
+
+/// lock_timeout for long statements (the engine's default long profile).
+const LONG_LOCK_TIMEOUT_MS: u64 = 600_000;
+/// statement_timeout for short DDL (the engine's default).
+const DDL_STATEMENT_TIMEOUT_MS: u64 = 60_000;
+
+impl Unit {
+    fn timeouts(&self, lock_timeout_ms: u64) -> (u64, u64) {
+        if self.long { (LONG_LOCK_TIMEOUT_MS, 0) } else { (lock_timeout_ms, DDL_STATEMENT_TIMEOUT_MS) }
+    }
 }
 
 fn unit_of(statement: &Statement, step: &Step, lock_timeout_ms: u64) -> Unit {
@@ -53,12 +67,14 @@ fn unit_of(statement: &Statement, step: &Step, lock_timeout_ms: u64) -> Unit {
         StatementKind::Transaction => Unit {
             sql: statement.sql.trim_end().to_string(),
             transactional: true,
+            long: statement.profile == crate::plan::TimeoutProfile::Long,
             lock: statement.lock,
             note: format!("lock: {} on {}", statement.lock.label(), statement.on.join(", ")),
         },
         StatementKind::ConcurrentIndex | StatementKind::NonTransactional => Unit {
             sql: statement.sql.trim_end().to_string(),
             transactional: false,
+            long: true,
             lock: statement.lock,
             note: format!(
                 "runs outside a transaction; lock: {} on {} (writes go on)",
@@ -69,6 +85,7 @@ fn unit_of(statement: &Statement, step: &Step, lock_timeout_ms: u64) -> Unit {
         StatementKind::Batch => Unit {
             sql: backfill_block(step, lock_timeout_ms),
             transactional: false,
+            long: true,
             lock: statement.lock,
             note: "batched backfill: one short transaction per batch (COMMIT inside DO needs no outer transaction)"
                 .to_string(),
@@ -120,6 +137,7 @@ fn units(statements: &[Statement], atomic: bool, step: &Step, lock_timeout_ms: u
         return vec![Unit {
             sql: sql.join("\n"),
             transactional: true,
+            long: statements.iter().any(|s| s.profile == crate::plan::TimeoutProfile::Long),
             lock,
             note: format!("one transaction; strongest lock: {} on {}", lock.label(), seen.join(", ")),
         }];
@@ -174,15 +192,29 @@ fn body(unit: Option<&Unit>, format: Format, lock_timeout_ms: u64, header: &str)
         return (format!("{header}\n{NO_OP}\n"), true);
     };
     let mut text = format!("{header}\n-- {}\n", unit.note);
+    let (lock_ms, statement_ms) = unit.timeouts(lock_timeout_ms);
     if !unit.transactional {
-        if format == Format::Sqlx {
-            text = format!("-- no-transaction\n{text}");
+        match format {
+            // psql sends each statement on its own, so session timeouts can frame it.
+            Format::Sql => text.push_str(&format!(
+                "SET lock_timeout = '{lock_ms}ms';\nSET statement_timeout = '{statement_ms}ms';\n{}\nRESET lock_timeout;\nRESET statement_timeout;\n",
+                unit.sql
+            )),
+            // The other tools run a file as one query string: a second statement would put
+            // this one in an implicit transaction, which CONCURRENTLY refuses. The runner's own
+            // session settings apply.
+            _ => {
+                if format == Format::Sqlx {
+                    text = format!("-- no-transaction\n{text}");
+                }
+                text.push_str(&unit.sql);
+                text.push('\n');
+            }
         }
-        text.push_str(&unit.sql);
-        text.push('\n');
         return (text, false);
     }
-    let set_local = format!("SET LOCAL lock_timeout = '{lock_timeout_ms}ms';");
+    let set_local =
+        format!("SET LOCAL lock_timeout = '{lock_ms}ms';\nSET LOCAL statement_timeout = '{statement_ms}ms';");
     match format {
         // psql and golang-migrate run the file as written: it brings its own transaction.
         Format::Sql | Format::GolangMigrate => {

@@ -310,7 +310,12 @@ fn confirm_rollback(
                 }
                 spans.push(Span::styled(format!(": {}", statement.lock.effect()), palette.dim()));
                 sql.extend(wrap_styled(spans, inner, 4));
-                for line in statement.sql.trim().lines().filter(|l| !l.trim().is_empty()) {
+                for line in statement
+                    .sql
+                    .trim()
+                    .lines()
+                    .filter(|l| !l.trim().is_empty() && !l.trim().starts_with("-- squawk-ignore"))
+                {
                     sql.extend(wrap(&format!("    {}", line.trim_end()), inner).into_iter().map(Line::raw));
                 }
             }

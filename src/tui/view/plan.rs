@@ -249,7 +249,10 @@ fn squeeze(sections: Sections, height: usize, palette: Palette) -> Vec<Line<'sta
 /// The SQL of a statement, indented, cut to `cap` lines (the last ending in "…" when cut).
 fn sql_lines(sql: &str, width: usize, cap: usize, palette: Palette) -> Vec<Line<'static>> {
     let mut out: Vec<String> = Vec::new();
-    for line in sql.trim().lines().filter(|l| !l.trim().is_empty()) {
+    // Linter directives are for squawk, not for the DBA (the reason line above each stays).
+    for line in
+        sql.trim().lines().filter(|l| !l.trim().is_empty() && !l.trim().starts_with("-- squawk-ignore"))
+    {
         out.extend(wrap(&format!("   {}", line.trim_end()), width));
     }
     if out.len() > cap {
