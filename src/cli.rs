@@ -240,7 +240,8 @@ pub enum PlanAction {
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// lock_timeout for short DDL steps; a step that times out is retried with backoff.
-    #[arg(long, default_value_t = 1000)]
+    /// Writes queue behind a statement waiting for its lock, so this bounds the stall it causes.
+    #[arg(long, default_value_t = 100)]
     pub lock_timeout_ms: u64,
     /// lock_timeout for long steps under weak locks (VALIDATE, CONCURRENTLY).
     #[arg(long, default_value_t = 600_000)]
@@ -254,6 +255,9 @@ pub struct RunArgs {
     /// Where the run log (JSON Lines) goes; default: next to the plan.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Wait for a routine autovacuum that blocks a step instead of cancelling it.
+    #[arg(long)]
+    pub no_cancel_autovacuum: bool,
 }
 
 impl RunArgs {
@@ -263,6 +267,7 @@ impl RunArgs {
             long_lock_timeout_ms: self.long_lock_timeout_ms,
             max_attempts: self.max_attempts.max(1),
             application_name: format!("tenantize {command}"),
+            cancel_autovacuum: !self.no_cancel_autovacuum,
             ..RunSettings::default()
         }
     }

@@ -97,6 +97,15 @@ pub enum Event {
         waited_ms: u64,
         blockers: Vec<Blocker>,
     },
+    /// A routine autovacuum blocked a statement and was cancelled (or could not be).
+    AutovacuumCancelled {
+        step_id: String,
+        index: usize,
+        pid: i32,
+        query: String,
+        cancelled: bool,
+        note: String,
+    },
     Retry {
         step_id: String,
         index: usize,

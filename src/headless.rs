@@ -171,6 +171,9 @@ impl<W: Write> Printer<W> {
                     ));
                 }
             }
+            Event::AutovacuumCancelled { pid, query, note, .. } => {
+                self.line(format!("        blocked by {query} (pid {pid}): {note}"));
+            }
             Event::Retry { attempt, max_attempts, backoff_ms, reason, blockers, .. } => {
                 let who = if blockers.is_empty() {
                     String::new()

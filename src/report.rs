@@ -121,6 +121,15 @@ impl Timeline {
                         note_blockers(s, blockers);
                     }
                 }
+                Event::AutovacuumCancelled { step_id, pid, cancelled, .. } => {
+                    if let Some(i) = find(&timeline, step_id) {
+                        let what = if *cancelled { "cancelled" } else { "not cancelled" };
+                        let who = format!("autovacuum pid {pid} ({what})");
+                        if !timeline.steps[i].waited_for.contains(&who) {
+                            timeline.steps[i].waited_for.push(who);
+                        }
+                    }
+                }
                 Event::Retry { step_id, blockers, .. } => {
                     if let Some(i) = find(&timeline, step_id) {
                         timeline.steps[i].retries += 1;

@@ -60,6 +60,10 @@ pub fn default_path(plan_file: Option<&Path>, command: &str) -> PathBuf {
 
 /// Keep only the command word of a query seen in `pg_stat_activity` (it may carry data).
 pub fn redact_query(query: &str) -> String {
+    // The server writes autovacuum's "query" itself: the operation and the table, no data.
+    if query.starts_with("autovacuum: ") && !query.contains(['\'', '$', '(']) {
+        return query.to_string();
+    }
     let word: String = query.trim_start().chars().take_while(|c| c.is_ascii_alphabetic()).collect();
     if word.is_empty() {
         "(query not logged)".to_string()
@@ -79,6 +83,7 @@ pub fn redact(event: &Event) -> Event {
     let mut event = event.clone();
     match &mut event {
         Event::LockWait { blockers, .. } | Event::Retry { blockers, .. } => redact_blockers(blockers),
+        Event::AutovacuumCancelled { query, .. } => *query = redact_query(query),
         _ => {}
     }
     event
@@ -206,6 +211,15 @@ mod tests {
         );
         assert_eq!(redact_query("ALTER ROLE app PASSWORD 'secret'"), "ALTER … (text not logged)");
         assert_eq!(redact_query(""), "(query not logged)");
+        // Autovacuum's own description names a table, never data: kept for the reader.
+        assert_eq!(
+            redact_query("autovacuum: VACUUM ANALYZE public.users"),
+            "autovacuum: VACUUM ANALYZE public.users"
+        );
+        assert_eq!(
+            redact_query("autovacuum: VACUUM x (to prevent wraparound)"),
+            "AUTOVACUUM … (text not logged)"
+        );
         let event = Event::LockWait {
             step_id: "s".into(),
             index: 0,

@@ -239,6 +239,7 @@ impl<'a> Executor<'a> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let mut cancel_sent = false;
+        let mut autovacuums_cancelled: Vec<i32> = Vec::new();
         loop {
             tokio::select! {
                 biased;
@@ -255,10 +256,38 @@ impl<'a> Executor<'a> {
                         .await;
                 }
                 _ = ticker.tick() => {
-                    self.poll(step_id, index, started, blockers, watch).await;
+                    self.poll(step_id, index, started, blockers, watch, &mut autovacuums_cancelled).await;
                 }
             }
         }
+    }
+
+    /// A routine autovacuum that holds the table makes the statement wait, and every write
+    /// queues behind the waiting statement. PostgreSQL cancels such an autovacuum itself, but
+    /// only after `deadlock_timeout` (1 s), longer than the short lock timeout: cancel it now.
+    /// It runs again later; one that prevents wraparound is never cancelled.
+    async fn cancel_autovacuum(&self, step_id: &str, index: usize, row: &tokio_postgres::Row) {
+        let pid: i32 = row.get(0);
+        let outcome =
+            self.session.monitor.query_one("SELECT pg_catalog.pg_cancel_backend($1)", &[&pid]).await;
+        let (cancelled, note) = match outcome {
+            Ok(r) if r.get::<_, bool>(0) => (true, "cancelled; it runs again later".to_string()),
+            Ok(_) => (false, "already gone".to_string()),
+            Err(e) => {
+                (false, format!("could not cancel it ({}); waiting and retrying", describe_pg_error(&e)))
+            }
+        };
+        emit(
+            self.events,
+            Event::AutovacuumCancelled {
+                step_id: step_id.to_string(),
+                index,
+                pid,
+                query: row.get(3),
+                cancelled,
+                note,
+            },
+        );
     }
 
     async fn poll(
@@ -268,6 +297,7 @@ impl<'a> Executor<'a> {
         started: Instant,
         blockers: &Arc<Mutex<Vec<Blocker>>>,
         watch: Watch,
+        autovacuums_cancelled: &mut Vec<i32>,
     ) {
         let rows = self
             .session
@@ -275,7 +305,9 @@ impl<'a> Executor<'a> {
             .query(
                 "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
                         left(coalesce(a.query, ''), 300),
-                        coalesce((extract(epoch FROM now() - a.xact_start) * 1000)::int8, 0)
+                        coalesce((extract(epoch FROM now() - a.xact_start) * 1000)::int8, 0),
+                        a.backend_type = 'autovacuum worker'
+                          AND a.query NOT LIKE '%to prevent wraparound%'
                    FROM pg_catalog.pg_stat_activity a
                   WHERE a.pid = ANY (pg_catalog.pg_blocking_pids($1))
                   ORDER BY a.pid",
@@ -283,6 +315,16 @@ impl<'a> Executor<'a> {
             )
             .await;
         if let Ok(rows) = rows {
+            if self.settings.cancel_autovacuum {
+                let routine_autovacuums = rows.iter().filter(|r| r.get::<_, Option<bool>>(5) == Some(true));
+                for row in routine_autovacuums {
+                    let pid: i32 = row.get(0);
+                    if !autovacuums_cancelled.contains(&pid) {
+                        autovacuums_cancelled.push(pid);
+                        self.cancel_autovacuum(step_id, index, row).await;
+                    }
+                }
+            }
             let found: Vec<Blocker> = rows
                 .iter()
                 .map(|r| Blocker {

@@ -100,12 +100,14 @@ pub struct RunSettings {
     /// How often the monitor connection looks for blockers and index-build progress.
     pub monitor_interval_ms: u64,
     pub application_name: String,
+    /// Cancel a routine autovacuum that blocks a statement (never one preventing wraparound).
+    pub cancel_autovacuum: bool,
 }
 
 impl Default for RunSettings {
     fn default() -> Self {
         RunSettings {
-            lock_timeout_ms: 1000,
+            lock_timeout_ms: 100,
             long_lock_timeout_ms: 600_000,
             ddl_statement_timeout_ms: 60_000,
             max_attempts: 30,
@@ -113,6 +115,7 @@ impl Default for RunSettings {
             retry_cap_ms: 5_000,
             monitor_interval_ms: 200,
             application_name: "tenantize".to_string(),
+            cancel_autovacuum: true,
         }
     }
 }

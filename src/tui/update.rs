@@ -586,6 +586,12 @@ fn on_event(model: &mut Model, event: Event, at: Instant) {
                 });
             }
         }
+        Event::AutovacuumCancelled { step_id, index, pid, query, note, .. } => {
+            model.log(
+                LogKind::Warning,
+                format!("{step_id} #{}: blocked by {query} (pid {pid}): {note}", index + 1),
+            );
+        }
         Event::Retry { step_id, index, attempt, max_attempts, backoff_ms, reason, blockers } => {
             if let Some(i) = model.step_index(&step_id) {
                 let previous = model.steps[i].lock_wait.take();

@@ -16,10 +16,24 @@ static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static TEMPLATES: LazyLock<tokio::sync::Mutex<BTreeSet<String>>> = LazyLock::new(Default::default);
 
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(|| match Cluster::start(&ClusterOptions::default()) {
+    CLUSTER.get_or_init(|| start(&ClusterOptions::default()))
+}
+
+/// For a test binary whose cluster needs server settings of its own: call before anything
+/// else touches the cluster.
+pub fn cluster_with_settings(settings: &[&str]) -> &'static Cluster {
+    let options = ClusterOptions {
+        extra_settings: settings.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    CLUSTER.get_or_init(|| start(&options))
+}
+
+fn start(options: &ClusterOptions) -> Cluster {
+    match Cluster::start(options) {
         Ok(cluster) => cluster,
         Err(e) => panic!("the test PostgreSQL cluster could not be started: {e}"),
-    })
+    }
 }
 
 pub struct TestDb {
