@@ -429,6 +429,13 @@ async fn run_backfill(
     let sql = backfill_sql(backfill);
     let client = &exec.session.ddl;
     let extra = if backfill.suppress_triggers { "SET LOCAL session_replication_role = replica;" } else { "" };
+    // Have the server push the backfill's writes to disk as they happen (sync_file_range every
+    // 256 kB). Left to the kernel they stay dirty for ~30 s (vm.dirty_expire_centisecs) and are
+    // then written back in one burst, during which every other session's commit waits on its
+    // WAL fsync: the benchmark measured the longest application write at 335 ms without this
+    // and 145 ms with it, and the backfill itself got faster. Session-level on the tool's own
+    // connection; a platform without the setting just goes without.
+    let _ = client.batch_execute("SET backend_flush_after = '256kB'").await;
     emit(
         exec.events,
         Event::StatementStarted {
@@ -554,6 +561,7 @@ async fn run_backfill(
         }
     }
     let _ = &blockers;
+    let _ = client.batch_execute("RESET backend_flush_after").await;
     journal::save_resume(
         client,
         &plan.plan_hash,
