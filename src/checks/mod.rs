@@ -215,11 +215,13 @@ pub async fn count_all(
                 continue;
             }
             // Rows whose parent is not in their own tenant (a join on the key alone would
-            // count a same-key parent of another tenant as a cross reference).
+            // count a same-key parent of another tenant as a cross reference). Rows without a
+            // tenant yet are counted as NULL tenants, not here.
             let same_key: Vec<String> =
                 pairs.iter().map(|(c, p)| format!("p.{} = c.{}", quote_ident(p), quote_ident(c))).collect();
-            let present: Vec<String> =
+            let mut present: Vec<String> =
                 pairs.iter().map(|(c, _)| format!("c.{} IS NOT NULL", quote_ident(c))).collect();
+            present.push(format!("c.{qcol} IS NOT NULL"));
             let sql = format!(
                 "SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS \
                  (SELECT 1 FROM {} p WHERE {} AND p.{qcol} = c.{qcol})",

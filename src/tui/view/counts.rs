@@ -8,7 +8,7 @@ use ratatui::widgets::Paragraph;
 
 use super::live::rls_text;
 use super::overview::{rule, scroll_offset};
-use super::text::{count, duration_ms, fit_line, one_line, pad, pad_left, wrap_styled};
+use super::text::{count, count_in, duration_ms, fit_line, one_line, pad, pad_left, wrap_styled};
 use super::theme::Palette;
 use crate::checks::TableCounts;
 use crate::tui::state::Model;
@@ -219,11 +219,13 @@ fn table_row(
     let none = || ("—".to_string(), palette.dim());
     for (c, w) in columns {
         let (text, style) = match c.title {
-            "rows" => (count(t.rows), palette.plain()),
+            "rows" => (count_in(t.rows, *w), palette.plain()),
             "NULL" | "unknown" | "cross" if !t.tenant_column => none(),
-            "NULL" => (count(t.null_tenant), if t.null_tenant > 0 { palette.warn() } else { palette.ok() }),
-            "unknown" => (count(t.unknown_tenant), palette.problem_if(t.unknown_tenant > 0)),
-            "cross" => (count(t.cross_tenant), palette.problem_if(t.cross_tenant > 0)),
+            "NULL" => {
+                (count_in(t.null_tenant, *w), if t.null_tenant > 0 { palette.warn() } else { palette.ok() })
+            }
+            "unknown" => (count_in(t.unknown_tenant, *w), palette.problem_if(t.unknown_tenant > 0)),
+            "cross" => (count_in(t.cross_tenant, *w), palette.problem_if(t.cross_tenant > 0)),
             "per tenant" => {
                 (per_tenant(model, t, if wide { 3 } else { 2 }, w.saturating_sub(2)), palette.plain())
             }

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{LineGauge, Paragraph, Sparkline};
 
 use super::text::{
-    count, count_u, duration_ms, duration_s, fit_line, one_line, pad, pad_left, truncate, unit,
+    count, count_in, count_u, duration_ms, duration_s, fit_line, one_line, pad, pad_left, truncate, unit,
 };
 use super::theme::Palette;
 use crate::checks::TableCounts;
@@ -281,17 +281,17 @@ fn counts(model: &Model, width: usize, room: usize, palette: Palette) -> Vec<Lin
                     pad(&format!(" {}", t.table), name_width),
                     palette.problem_if(!t.problems.is_empty()),
                 ),
-                Span::raw(pad_left(&count(t.rows), columns[0])),
+                Span::raw(pad_left(&count_in(t.rows, columns[0]), columns[0])),
                 Span::styled(
-                    pad_left(&count(t.null_tenant), columns[1]),
+                    pad_left(&count_in(t.null_tenant, columns[1]), columns[1]),
                     if t.null_tenant > 0 { palette.warn() } else { palette.ok() },
                 ),
                 Span::styled(
-                    pad_left(&count(t.unknown_tenant), columns[2]),
+                    pad_left(&count_in(t.unknown_tenant, columns[2]), columns[2]),
                     palette.problem_if(t.unknown_tenant > 0),
                 ),
                 Span::styled(
-                    pad_left(&count(t.cross_tenant), columns[3]),
+                    pad_left(&count_in(t.cross_tenant, columns[3]), columns[3]),
                     palette.problem_if(t.cross_tenant > 0),
                 ),
                 Span::styled(pad_left(rls_text(t), columns[4]), rls_style),

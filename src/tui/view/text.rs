@@ -264,6 +264,26 @@ pub fn count(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
+/// A count for a right-aligned column of `cells`, leaving at least one blank cell before it
+/// so neighbouring numbers never run together: "600,000" when it fits, else "600k", "1.2M".
+pub fn count_in(n: i64, cells: usize) -> String {
+    let full = count(n);
+    if full.len() < cells {
+        return full;
+    }
+    let magnitude = n.unsigned_abs() as f64;
+    let sign = if n < 0 { "-" } else { "" };
+    for (unit, scale) in [("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12)] {
+        let value = magnitude / scale;
+        let short =
+            if value < 10.0 { format!("{sign}{value:.1}{unit}") } else { format!("{sign}{value:.0}{unit}") };
+        if short.len() < cells && value < 1000.0 {
+            return short;
+        }
+    }
+    full
+}
+
 pub fn count_u(n: u64) -> String {
     count(n.min(i64::MAX as u64) as i64)
 }
@@ -340,6 +360,18 @@ pub fn plural(n: usize, one: &str, many: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn counts_in_a_column_always_leave_a_gap() {
+        assert_eq!(count_in(294_001, 8), "294,001");
+        assert_eq!(count_in(600_000, 7), "600k");
+        assert_eq!(count_in(1_234_567, 7), "1.2M");
+        assert_eq!(count_in(12_345_678, 6), "12M");
+        assert_eq!(count_in(-600_000, 7), "-600k");
+        for n in [0, 9, 99_999, 123_456, 9_999_999, 123_456_789_012] {
+            assert!(count_in(n, 7).len() < 7, "{n}: {}", count_in(n, 7));
+        }
+    }
     use super::*;
 
     #[test]
