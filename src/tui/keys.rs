@@ -309,6 +309,22 @@ pub fn help_lines() -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// The keymap as a Markdown table, for the README (tests/readme.rs keeps the two equal).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| key | where | what it does |\n|-----|-------|--------------|\n");
+    for binding in KEYMAP {
+        let context = match binding.context {
+            Context::Normal => "screens",
+            Context::Confirm => "confirmation",
+            Context::Prompt => "file prompt",
+            Context::Help => "help",
+        };
+        let label = binding.label.replace('|', "\\|");
+        out.push_str(&format!("| `{label}` | {context} | {} |\n", binding.help));
+    }
+    out
+}
+
 /// (keys, word) pairs for the bottom bar in `context`.
 pub fn bar(context: Context, read_only: bool) -> Vec<(&'static str, &'static str)> {
     KEYMAP
