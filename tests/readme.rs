@@ -49,3 +49,23 @@ fn every_subcommand_and_exit_code_is_documented() {
         assert!(readme.contains(&format!("\n| {code} | ")), "README's exit code table lacks {code}");
     }
 }
+
+#[test]
+fn the_quick_start_demo_command_names_one_binary() {
+    // `cargo run --release -- demo` fails ("could not determine which binary to run") once a
+    // second binary exists, unless the package names its default.
+    let readme = readme();
+    assert!(readme.contains("cargo run --release -- demo"), "the quick start runs the demo");
+    let manifest: toml::Table =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap().parse().unwrap();
+    let extra_binaries = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    if extra_binaries > 0 {
+        assert_eq!(
+            manifest["package"].get("default-run").and_then(|v| v.as_str()),
+            Some("tenantize"),
+            "Cargo.toml needs default-run = \"tenantize\""
+        );
+    }
+}
