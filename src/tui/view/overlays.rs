@@ -153,11 +153,16 @@ fn help(frame: &mut Frame, area: Rect, full: Rect, model: &Model, palette: Palet
 
 /// The strongest lock the steps take, with a step and the tables it is taken on.
 fn strongest_lock(model: &Model, step_ids: &[String]) -> Option<(LockMode, String, Vec<String>)> {
+    // A lock on the tenant table the plan creates blocks no one: rank locks on the
+    // application's own tables first.
+    let tenant_table = model.plan.tenant.table.to_string();
+    let rank = |lock: LockMode, on: &[String]| (on.iter().any(|t| *t != tenant_table), lock);
     let mut best: Option<(LockMode, String, Vec<String>)> = None;
     for id in step_ids {
         let Some(step) = model.plan.step(id) else { continue };
         for statement in &step.forward {
-            if best.as_ref().is_none_or(|(lock, _, _)| statement.lock > *lock) {
+            if best.as_ref().is_none_or(|(lock, _, on)| rank(statement.lock, &statement.on) > rank(*lock, on))
+            {
                 best = Some((statement.lock, id.clone(), statement.on.clone()));
             }
         }

@@ -466,6 +466,22 @@ fn help_overlay_lists_the_keymap() {
 }
 
 #[test]
+fn the_strongest_lock_named_is_on_an_application_table_not_the_new_tenant_table() {
+    let model = plan_selected();
+    let step_ids: Vec<String> = model.steps.iter().map(|s| s.id.clone()).collect();
+    let text = screen(
+        &with_overlay(
+            model,
+            Overlay::ConfirmApply { step_ids, scope: "everything".into(), stop_after: StopAfter::All },
+        ),
+        LARGE,
+    );
+    let line = text.lines().find(|l| l.contains("Strongest lock:")).expect("the lock line");
+    assert!(line.contains("ACCESS EXCLUSIVE on public."), "{line}");
+    assert!(!line.contains("tenants"), "the new tenant table blocks no one: {line}");
+}
+
+#[test]
 fn confirm_apply_overlay() {
     let model = confirm_apply();
     let (small, large) = snapshot_both("confirm_apply", &model);
