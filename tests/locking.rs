@@ -40,11 +40,7 @@ fn finish(mut child: Child, limit: Duration) -> Run {
 }
 
 async fn plan_for(db: &TestDb, dir: &tempfile::TempDir, extra: &[&str]) -> String {
-    let path = dir.path().join("plan.toml").to_str().unwrap().to_string();
-    let mut args = vec!["plan", "--out", path.as_str(), "--exclude", "issue_statuses"];
-    args.extend_from_slice(extra);
-    db.tenantize(&args).expect_ok();
-    path
+    db.plan_sample(&dir.path().join("plan.toml"), extra)
 }
 
 /// A connection that holds ACCESS SHARE on `table` in an open transaction.

@@ -4,11 +4,7 @@ mod common;
 use common::*;
 
 async fn planned(db: &TestDb, dir: &tempfile::TempDir, extra: &[&str]) -> String {
-    let path = dir.path().join("plan.toml").to_str().unwrap().to_string();
-    let mut args = vec!["plan", "--out", path.as_str(), "--exclude", "issue_statuses"];
-    args.extend_from_slice(extra);
-    db.tenantize(&args).expect_ok();
-    path
+    db.plan_sample(&dir.path().join("plan.toml"), extra)
 }
 
 async fn journal_exists(db: &TestDb) -> bool {

@@ -9,12 +9,7 @@ use std::process::Command;
 use tenantize::sandbox::client_tool;
 
 async fn planned(db: &TestDb, dir: &tempfile::TempDir, extra: &[&str]) -> String {
-    let path = dir.path().join("plans").join("sample.plan.toml");
-    let path = path.to_str().unwrap().to_string();
-    let mut args = vec!["plan", "--out", path.as_str(), "--exclude", "issue_statuses"];
-    args.extend_from_slice(extra);
-    db.tenantize(&args).expect_ok();
-    path
+    db.plan_sample(&dir.path().join("plans").join("sample.plan.toml"), extra)
 }
 
 fn run_logs_in(dir: &Path) -> Vec<PathBuf> {

@@ -87,6 +87,16 @@ impl TestDb {
         run_tenantize(args, &[("DATABASE_URL", self.url.as_str())])
     }
 
+    /// Plan the sample application into `path` (its lookup table shared), with `extra`
+    /// arguments; the path as a string for the commands that follow.
+    pub fn plan_sample(&self, path: &Path, extra: &[&str]) -> String {
+        let path = path.to_str().unwrap().to_string();
+        let mut args = vec!["plan", "--out", path.as_str(), "--exclude", "issue_statuses"];
+        args.extend_from_slice(extra);
+        self.tenantize(&args).expect_ok();
+        path
+    }
+
     /// Per table (ordinary tables and partitions): row count and a checksum of every row's
     /// columns, excluding `skip_column`; independent of row order.
     pub async fn row_checksums(
