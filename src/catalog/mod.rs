@@ -99,6 +99,36 @@ pub struct Table {
 }
 
 impl Table {
+    /// An ordinary table with no columns, keys or indexes, owned by `owner` (the connected
+    /// role): where the hand-built catalogs of unit tests start.
+    #[cfg(test)]
+    pub fn bare(name: QualifiedName, owner: &str) -> Table {
+        Table {
+            name,
+            kind: TableKind::Ordinary,
+            partition_of: None,
+            partition_bound: None,
+            partition_key: None,
+            inherits_from: Vec::new(),
+            owner: owner.into(),
+            owned_by_current_role: true,
+            unlogged: false,
+            columns: Vec::new(),
+            primary_key: None,
+            uniques: Vec::new(),
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+            check_constraints: Vec::new(),
+            exclusion_constraints: Vec::new(),
+            triggers: Vec::new(),
+            rls_enabled: false,
+            rls_forced: false,
+            policies: Vec::new(),
+            row_estimate: 0,
+            total_bytes: 0,
+        }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }

@@ -96,30 +96,7 @@ struct TableBuilder {
 impl TableBuilder {
     fn new(name: QualifiedName) -> Self {
         TableBuilder {
-            table: Table {
-                name,
-                kind: TableKind::Ordinary,
-                partition_of: None,
-                partition_bound: None,
-                partition_key: None,
-                inherits_from: Vec::new(),
-                owner: "app_owner".into(),
-                owned_by_current_role: true,
-                unlogged: false,
-                columns: Vec::new(),
-                primary_key: None,
-                uniques: Vec::new(),
-                indexes: Vec::new(),
-                foreign_keys: Vec::new(),
-                check_constraints: Vec::new(),
-                exclusion_constraints: Vec::new(),
-                triggers: Vec::new(),
-                rls_enabled: false,
-                rls_forced: false,
-                policies: Vec::new(),
-                row_estimate: 1000,
-                total_bytes: 131_072,
-            },
+            table: Table { row_estimate: 1000, total_bytes: 131_072, ..Table::bare(name, "app_owner") },
         }
     }
 

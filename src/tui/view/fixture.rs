@@ -21,30 +21,7 @@ fn qn(name: &str) -> QualifiedName {
 }
 
 fn table(name: &str, rows: i64, bytes: i64) -> Table {
-    Table {
-        name: qn(name),
-        kind: TableKind::Ordinary,
-        partition_of: None,
-        partition_bound: None,
-        partition_key: None,
-        inherits_from: Vec::new(),
-        owner: "app_owner".into(),
-        owned_by_current_role: true,
-        unlogged: false,
-        columns: Vec::new(),
-        primary_key: None,
-        uniques: Vec::new(),
-        indexes: Vec::new(),
-        foreign_keys: Vec::new(),
-        check_constraints: Vec::new(),
-        exclusion_constraints: Vec::new(),
-        triggers: Vec::new(),
-        rls_enabled: false,
-        rls_forced: false,
-        policies: Vec::new(),
-        row_estimate: rows,
-        total_bytes: bytes,
-    }
+    Table { row_estimate: rows, total_bytes: bytes, ..Table::bare(qn(name), "app_owner") }
 }
 
 fn column(t: &mut Table, name: &str, data_type: &str, not_null: bool) {
