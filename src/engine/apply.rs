@@ -12,7 +12,7 @@ use super::{Control, EngineError, RunSettings, Session, db_error, elapsed_ms, em
 use crate::catalog::introspect;
 use crate::conn::ConnSpec;
 use crate::event::{Blocker, CheckPhase, Direction, Event, EventSender, ProgressUnit, RunOutcome};
-use crate::plan::{BackfillKey, Plan, Severity, Stage, Statement, StatementKind, Step, backfill_sql};
+use crate::plan::{BackfillKey, Check, Plan, Severity, Stage, Statement, StatementKind, Step, backfill_sql};
 
 /// Where an `apply` stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,19 +371,19 @@ pub(super) async fn observe_checks(
 ) {
     for check in &step.checks {
         if let Ok(row) = client.query_one(check.sql.as_str(), &[]).await {
-            let value: i64 = row.get(0);
-            emit(
-                events,
-                Event::CheckResult {
-                    step_id: step.id.clone(),
-                    name: check.name.clone(),
-                    value,
-                    expected: check.expect,
-                    ok: value == check.expect,
-                    phase,
-                },
-            );
+            emit(events, check_result(step, check, row.get(0), phase));
         }
+    }
+}
+
+fn check_result(step: &Step, check: &Check, value: i64, phase: CheckPhase) -> Event {
+    Event::CheckResult {
+        step_id: step.id.clone(),
+        name: check.name.clone(),
+        value,
+        expected: check.expect,
+        ok: value == check.expect,
+        phase,
     }
 }
 
@@ -394,19 +394,8 @@ pub(super) async fn run_checks(
 ) -> Result<(), ExecError> {
     for check in &step.checks {
         let value: i64 = client.query_one(check.sql.as_str(), &[]).await?.get(0);
-        let ok = value == check.expect;
-        emit(
-            events,
-            Event::CheckResult {
-                step_id: step.id.clone(),
-                name: check.name.clone(),
-                value,
-                expected: check.expect,
-                ok,
-                phase: CheckPhase::After,
-            },
-        );
-        if !ok {
+        emit(events, check_result(step, check, value, CheckPhase::After));
+        if value != check.expect {
             return Err(ExecError::CheckFailed(format!(
                 "check {:?} returned {value}, expected {}",
                 check.name, check.expect
