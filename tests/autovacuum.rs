@@ -42,10 +42,9 @@ async fn a_blocking_autovacuum_is_cancelled_or_waited_for() {
         1
     );
     let dir = scratch_dir();
-    let plan = dir.path().join("plan.toml");
-    let plan = plan.to_str().unwrap();
+    let plan = db.plan_sample(&dir.path().join("plan.toml"), &[]);
+    let plan = plan.as_str();
     let log = dir.path().join("run.jsonl");
-    db.tenantize(&["plan", "--out", plan, "--exclude", "issue_statuses"]).expect_ok();
     db.tenantize(&["apply", plan, "--through", "2", "--yes"]).expect_ok();
 
     // Told not to cancel: the step waits with short lock timeouts, naming the autovacuum,

@@ -32,18 +32,7 @@ async fn baseline() -> &'static Baseline {
             let db = sample_db("fault_base", ROWS).await;
             let dir = scratch_dir().keep();
             let plan = dir.join("plan.toml");
-            db.tenantize(&[
-                "plan",
-                "--out",
-                plan.to_str().unwrap(),
-                "--exclude",
-                "issue_statuses",
-                "--backfill",
-                "batched",
-                "--batch-rows",
-                "400",
-            ])
-            .expect_ok();
+            db.plan_sample(&plan, &["--backfill", "batched", "--batch-rows", "400"]);
             let rows_before = db.row_checksums(&["public"], "tenant_id").await;
             let trace = dir.join("units.tsv");
             run_tenantize(

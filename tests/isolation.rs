@@ -6,8 +6,7 @@ use common::*;
 
 async fn converted_sample(prefix: &str, dir: &tempfile::TempDir) -> (TestDb, String) {
     let db = sample_db(prefix, 800).await;
-    let plan = dir.path().join("plan.toml").to_str().unwrap().to_string();
-    db.tenantize(&["plan", "--out", &plan, "--exclude", "issue_statuses"]).expect_ok();
+    let plan = db.plan_sample(&dir.path().join("plan.toml"), &[]);
     db.tenantize(&["apply", &plan, "--yes"]).expect_ok();
     (db, plan)
 }

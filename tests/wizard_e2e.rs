@@ -104,18 +104,7 @@ async fn apply_every_stage_with_keys_watch_the_nulls_go_to_zero_then_roll_back_o
     let db = sample_db("wizard_e2e", 3000).await;
     let dir = scratch_dir();
     let plan = dir.path().join("plans").join("demo.plan.toml");
-    db.tenantize(&[
-        "plan",
-        "--out",
-        plan.to_str().unwrap(),
-        "--exclude",
-        "issue_statuses",
-        "--backfill",
-        "batched",
-        "--batch-rows",
-        "500",
-    ])
-    .expect_ok();
+    db.plan_sample(&plan, &["--backfill", "batched", "--batch-rows", "500"]);
     let exit_file = dir.path().join("exit-code");
     let command = format!(
         "{} wizard {} --database-url '{}'; echo $? > {}",
@@ -222,7 +211,7 @@ async fn the_wizard_fits_80_by_24_resumes_a_conversion_and_quits_restoring_the_t
     let db = sample_db("wizard_small", 500).await;
     let dir = scratch_dir();
     let plan = dir.path().join("plan.toml");
-    db.tenantize(&["plan", "--out", plan.to_str().unwrap(), "--exclude", "issue_statuses"]).expect_ok();
+    db.plan_sample(&plan, &[]);
     db.tenantize(&["apply", plan.to_str().unwrap(), "--through", "5", "--yes"]).expect_ok();
     let exit_file = dir.path().join("exit-code");
     let command = format!(
