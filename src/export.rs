@@ -51,6 +51,10 @@ struct Unit {
     note: String,
 }
 
+/// `lock_timeout` written into exported transactional files by default: longer than a run's
+/// (100 ms), because migration tools do not retry.
+pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 1000;
+
 /// lock_timeout for long statements (the engine's default long profile).
 const LONG_LOCK_TIMEOUT_MS: u64 = 600_000;
 /// statement_timeout for short DDL (the engine's default).

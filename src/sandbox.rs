@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::conn::{ConnSpec, ProcessEnv};
+use crate::db::{ConnSpec, ProcessEnv};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -289,7 +289,7 @@ impl Cluster {
             ),
             None => format!("CREATE DATABASE {}", crate::sql::quote_ident(&name)),
         };
-        admin.batch_execute(&sql).await.map_err(|e| SandboxError::Db(crate::conn::describe_pg_error(&e)))?;
+        admin.batch_execute(&sql).await.map_err(|e| SandboxError::Db(crate::db::describe_pg_error(&e)))?;
         Ok(name)
     }
 

@@ -151,7 +151,7 @@ async fn tenant_scoped_uniques_allow_the_same_value_in_two_tenants() {
         .batch_execute(r#"INSERT INTO app.products (id, sku, tenant_id) VALUES (1002, 'SKU-1', '00000000-0000-0000-0000-000000000002')"#)
         .await
         .expect_err("a duplicate within one tenant must be refused");
-    assert!(tenantize::conn::describe_pg_error(&err).contains("duplicate key"), "{err}");
+    assert!(tenantize::db::describe_pg_error(&err).contains("duplicate key"), "{err}");
     // A child row may not point at another tenant's parent.
     let err = client
         .batch_execute(
@@ -160,6 +160,6 @@ async fn tenant_scoped_uniques_allow_the_same_value_in_two_tenants() {
         )
         .await
         .expect_err("a cross-tenant reference must be refused");
-    assert!(tenantize::conn::describe_pg_error(&err).contains("foreign key"), "{err}");
+    assert!(tenantize::db::describe_pg_error(&err).contains("foreign key"), "{err}");
     db.tenantize(&["verify", plan]).expect_ok();
 }

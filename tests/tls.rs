@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use tenantize::conn::{ConnSpec, ProcessEnv};
+use tenantize::db::{ConnSpec, ProcessEnv};
 use tenantize::sandbox::{Cluster, ClusterOptions};
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -98,7 +98,7 @@ async fn tls_modes_behave_like_libpq() {
             .await
             .unwrap()
             .get(0);
-        Ok::<bool, tenantize::conn::ConnError>(ssl)
+        Ok::<bool, tenantize::db::ConnError>(ssl)
     };
     assert!(encrypted(format!("{base}?sslmode=require")).await.unwrap());
     assert!(encrypted(format!("{base}?sslmode=prefer")).await.unwrap());

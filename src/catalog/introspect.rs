@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use super::*;
-use crate::conn::describe_pg_error;
+use crate::db::describe_pg_error;
 
 /// How many queries [`introspect`] sends, whatever the number of tables.
 pub const INTROSPECTION_QUERY_COUNT: usize = 10;

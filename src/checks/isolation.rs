@@ -16,9 +16,9 @@ use serde_json::Value;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
+use super::{CheckError, db_error, query_error};
 use crate::catalog::{Catalog, Table};
-use crate::conn::describe_pg_error;
-use crate::engine::{EngineError, db_error};
+use crate::db::describe_pg_error;
 use crate::plan::KeyType;
 use crate::sql::{QualifiedName, ident_list, quote_ident, quote_literal};
 
@@ -159,7 +159,7 @@ impl<'a> Prober<'a> {
         }
     }
 
-    async fn as_probe(&self, tenant: Option<&str>) -> Result<(), EngineError> {
+    async fn as_probe(&self, tenant: Option<&str>) -> Result<(), CheckError> {
         let value = tenant.map(quote_literal).unwrap_or_else(|| "''".into());
         self.client
             .batch_execute(&format!(
@@ -170,7 +170,7 @@ impl<'a> Prober<'a> {
             .map_err(db_error)
     }
 
-    async fn as_admin(&self) -> Result<(), EngineError> {
+    async fn as_admin(&self) -> Result<(), CheckError> {
         self.client.batch_execute("RESET ROLE").await.map_err(db_error)
     }
 
@@ -332,26 +332,23 @@ pub async fn probe(
     client: &Client,
     catalog: &Catalog,
     tenancy: &Tenancy,
-) -> Result<IsolationReport, EngineError> {
+) -> Result<IsolationReport, CheckError> {
     if !catalog.role.superuser {
-        return Err(EngineError::Preflight(vec![format!(
+        return Err(CheckError::Refused(format!(
             "the isolation probe creates a temporary role and clones rows inside a transaction it \
              rolls back; role {} must be a superuser",
             catalog.role.name
-        )]));
+        )));
     }
     if tenancy.tables.is_empty() {
-        return Err(EngineError::Usage(
+        return Err(CheckError::Nothing(
             "no tenant-scoped tables to probe (is the conversion applied?)".into(),
         ));
     }
-    client.batch_execute("BEGIN").await.map_err(db_error)?;
-    let result = run(client, catalog, tenancy).await;
-    let _ = client.batch_execute("ROLLBACK").await;
-    result
+    crate::db::tx::rolled_back(client, async || run(client, catalog, tenancy).await).await
 }
 
-async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<IsolationReport, EngineError> {
+async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<IsolationReport, CheckError> {
     let mut p = Prober {
         client,
         catalog,
@@ -404,9 +401,10 @@ async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<Is
              GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {PROBE_ROLE};\n"
         ));
     }
-    client.batch_execute(&setup).await.map_err(|e| {
-        EngineError::Database(format!("setting up the isolation probe: {}", describe_pg_error(&e)))
-    })?;
+    client
+        .batch_execute(&setup)
+        .await
+        .map_err(|e| query_error(format!("setting up the isolation probe: {}", describe_pg_error(&e))))?;
 
     // One row per table for A and for B, parents first (the plan's order: stage 3's).
     let roots = ordered_roots(catalog, tenancy);

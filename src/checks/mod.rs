@@ -13,10 +13,36 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::catalog::{Catalog, Table, introspect};
-use crate::conn::{ConnSpec, describe_pg_error};
-use crate::engine::journal::{self, StepState};
-use crate::engine::{EngineError, db_error};
+use crate::db::journal::{self, StepState};
+use crate::db::{ConnSpec, DbError, describe_pg_error};
 use crate::plan::{Plan, Stage};
+
+/// Why a count or a probe could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The probe cannot run here (this role, this database); nothing was changed.
+    #[error("{0}")]
+    Refused(String),
+    /// There is nothing to check (no tenant-scoped table, say).
+    #[error("{0}")]
+    Nothing(String),
+}
+
+impl From<tokio_postgres::Error> for CheckError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        CheckError::Db(DbError::from(e))
+    }
+}
+
+fn db_error(e: tokio_postgres::Error) -> CheckError {
+    CheckError::from(e)
+}
+
+fn query_error(what: String) -> CheckError {
+    CheckError::Db(DbError::Query(what))
+}
 use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -61,14 +87,12 @@ pub struct VerifyReport {
 }
 
 /// Open a connection for counts (never the one running DDL).
-pub async fn connect(spec: &ConnSpec, application: &str) -> Result<Client, EngineError> {
-    let client = spec.connect(application).await.map_err(|e| EngineError::Connection(e.to_string()))?;
-    client.batch_execute("SET row_security = off").await.map_err(db_error)?;
-    Ok(client)
+pub async fn connect(spec: &ConnSpec, application: &str) -> Result<Client, CheckError> {
+    Ok(spec.connect_for_counts(application).await.map_err(DbError::from)?)
 }
 
 /// The stage through which every step of the plan is done in the journal.
-pub async fn applied_through(client: &Client, plan: &Plan) -> Result<u8, EngineError> {
+pub async fn applied_through(client: &Client, plan: &Plan) -> Result<u8, CheckError> {
     if !journal::journal_exists(client).await? {
         return Ok(0);
     }
@@ -85,11 +109,11 @@ pub async fn applied_through(client: &Client, plan: &Plan) -> Result<u8, EngineE
     Ok(through)
 }
 
-pub async fn verify(spec: &ConnSpec, plan: &Plan) -> Result<VerifyReport, EngineError> {
+pub async fn verify(spec: &ConnSpec, plan: &Plan) -> Result<VerifyReport, CheckError> {
     let client = connect(spec, "tenantize verify").await?;
     let catalog = introspect(&client, &plan.options.schemas, std::slice::from_ref(&plan.tenant.table.schema))
         .await
-        .map_err(|e| EngineError::Database(e.to_string()))?;
+        .map_err(|e| query_error(e.to_string()))?;
     let through = applied_through(&client, plan).await?;
     let mut report = count_all(&client, plan, &catalog, true).await?;
     report.applied_through = through;
@@ -104,7 +128,7 @@ pub async fn count_all(
     plan: &Plan,
     catalog: &Catalog,
     full: bool,
-) -> Result<VerifyReport, EngineError> {
+) -> Result<VerifyReport, CheckError> {
     let tenant_table = &plan.tenant.table;
     let col = &plan.tenant.column;
     let qcol = quote_ident(col);
@@ -172,11 +196,7 @@ pub async fn count_all(
                 format!("SELECT count(*), 0::int8, 0::int8 FROM {}", planned.name)
             };
             let row = client.query_one(sql.as_str(), &[]).await.map_err(|e| {
-                EngineError::Database(format!(
-                    "counting {}: {}",
-                    planned.name.display_plain(),
-                    describe_pg_error(&e)
-                ))
+                query_error(format!("counting {}: {}", planned.name.display_plain(), describe_pg_error(&e)))
             })?;
             counts.rows = row.get(0);
             counts.null_tenant = row.get(1);
@@ -364,7 +384,7 @@ pub struct LivePreflight {
 }
 
 /// Read the live preflight picture, skipping tenantize's own sessions.
-pub async fn live_preflight(client: &Client, plan: &Plan) -> Result<LivePreflight, EngineError> {
+pub async fn live_preflight(client: &Client, plan: &Plan) -> Result<LivePreflight, CheckError> {
     let activity = |r: &tokio_postgres::Row| Activity {
         pid: r.get(0),
         application: r.get(1),
@@ -419,7 +439,7 @@ pub async fn row_checksums(
     client: &Client,
     schemas: &[String],
     skip_column: &str,
-) -> Result<BTreeMap<String, (i64, String)>, EngineError> {
+) -> Result<BTreeMap<String, (i64, String)>, CheckError> {
     let rows = client
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname),

@@ -1,18 +1,18 @@
 //! `apply`: run the steps still to do, in order, each journaled; resume interrupted ones.
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio_postgres::types::ToSql;
-
+use super::backfill::run_backfill;
 use super::exec::{ExecError, Executor, Watch};
-use super::journal::{self, JournalStep, Resume, StepState};
 use super::preflight::{drift, privilege_problems, tables_of};
-use super::{Control, EngineError, RunSettings, Session, db_error, elapsed_ms, emit, lock};
+use super::run::{Progress, locked_run, plan_record, step_failure};
+use super::step_checks::{observe_checks, run_checks};
+use super::{Control, EngineError, RunSettings, Session, elapsed_ms, emit};
 use crate::catalog::introspect;
-use crate::conn::ConnSpec;
-use crate::event::{Blocker, CheckPhase, Direction, Event, EventSender, ProgressUnit, RunOutcome};
-use crate::plan::{BackfillKey, Check, Plan, Severity, Stage, Statement, StatementKind, Step, backfill_sql};
+use crate::db::ConnSpec;
+use crate::db::journal::{self, JournalStep, Resume, StepState};
+use crate::event::{CheckPhase, Direction, Event, EventSender};
+use crate::plan::{Plan, Severity, Stage, Statement, StatementKind, Step};
 
 /// Where an `apply` stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,31 +58,20 @@ pub async fn apply(
     events: &EventSender,
     control: &Control,
 ) -> Result<ApplyOutcome, EngineError> {
-    let started = Instant::now();
-    let result = async {
-        let session = Session::open(&request.spec, &request.settings).await?;
-        session.ddl.batch_execute("SET row_security = off").await.map_err(db_error)?;
-        lock::acquire(&session.ddl).await?;
-        let result = apply_locked(request, &session, events, control).await;
-        lock::release(&session.ddl).await;
-        result
-    }
-    .await;
-    let (outcome, message) = match &result {
-        Ok(o) if request.dry_run => {
-            (RunOutcome::Success, format!("dry run: {} steps would run", o.steps_to_run.len()))
-        }
-        Ok(o) => (RunOutcome::Success, format!("{} steps applied", o.steps_run)),
-        Err(EngineError::Cancelled { .. }) => {
-            (RunOutcome::Cancelled, result.as_ref().unwrap_err().to_string())
-        }
-        Err(e @ (EngineError::StepFailed { .. } | EngineError::Database(_))) => {
-            (RunOutcome::Failed, e.to_string())
-        }
-        Err(e) => (RunOutcome::Refused, e.to_string()),
-    };
-    emit(events, Event::RunFinished { outcome, duration_ms: elapsed_ms(started), message });
-    result
+    locked_run(
+        &request.spec,
+        &request.settings,
+        events,
+        async |session, progress| apply_locked(request, session, events, control, progress).await,
+        |outcome| {
+            if request.dry_run {
+                format!("dry run: {} steps would run", outcome.steps_to_run.len())
+            } else {
+                format!("{} steps applied", outcome.steps_run)
+            }
+        },
+    )
+    .await
 }
 
 async fn apply_locked(
@@ -90,6 +79,7 @@ async fn apply_locked(
     session: &Session,
     events: &EventSender,
     control: &Control,
+    progress: &Progress,
 ) -> Result<ApplyOutcome, EngineError> {
     let plan = &request.plan;
     let catalog =
@@ -156,12 +146,13 @@ async fn apply_locked(
         return Ok(outcome);
     }
     journal::migrate(&session.ddl).await?;
-    journal::register_plan(&session.ddl, plan).await?;
+    journal::register_plan(&session.ddl, &plan_record(plan)).await?;
     let run_id = journal::start_run(&session.ddl, &plan.plan_hash, "apply").await?;
     let exec = Executor { session, settings: &request.settings, events, control };
     for step in pending {
         let position = plan.position(&step.id).unwrap_or(0);
         let entry = entries.get(&step.id);
+        progress.step_started();
         if let Err(error) = run_step(&exec, plan, step, position, entry).await {
             journal::finish_run(&session.ddl, run_id, "failed", &error.to_string()).await;
             return Err(error);
@@ -219,36 +210,6 @@ async fn run_step(
             Ok(())
         }
         Err(error) => Err(step_failure(exec, plan, step, Direction::Forward, error).await),
-    }
-}
-
-/// Record a failed step (when the connection still works) and turn it into an engine error.
-pub(super) async fn step_failure(
-    exec: &Executor<'_>,
-    plan: &Plan,
-    step: &Step,
-    direction: Direction,
-    error: ExecError,
-) -> EngineError {
-    let text = match &error {
-        ExecError::Cancelled => "cancelled by the operator".to_string(),
-        other if other.connection_lost() => format!(
-            "{}; the connection to the server was lost, so the journal still says 'running': \
-             run the command again to resume",
-            other.describe()
-        ),
-        other => other.describe(),
-    };
-    if !error.connection_lost() {
-        let _ =
-            journal::finish(&exec.session.ddl, &plan.plan_hash, &step.id, StepState::Failed, 0, Some(&text))
-                .await;
-    }
-    emit(exec.events, Event::StepFailed { step_id: step.id.clone(), direction, error: text.clone() });
-    match (error, direction) {
-        (ExecError::Cancelled, _) => EngineError::Cancelled { step_id: step.id.clone() },
-        (_, Direction::Forward) => EngineError::StepFailed { step_id: step.id.clone(), error: text },
-        (_, Direction::Rollback) => EngineError::RollbackFailed { step_id: step.id.clone(), error: text },
     }
 }
 
@@ -359,235 +320,4 @@ async fn index_state(client: &tokio_postgres::Client, qualified: &str) -> Result
         )
         .await?;
     Ok(row.map(|r| r.get(0)))
-}
-
-/// Count a step's checks without judging them (before a step runs, after a rollback), for the
-/// run log's before/after story. A check that cannot run yet is left out.
-pub(super) async fn observe_checks(
-    client: &tokio_postgres::Client,
-    events: &EventSender,
-    step: &Step,
-    phase: CheckPhase,
-) {
-    for check in &step.checks {
-        if let Ok(row) = client.query_one(check.sql.as_str(), &[]).await {
-            emit(events, check_result(step, check, row.get(0), phase));
-        }
-    }
-}
-
-fn check_result(step: &Step, check: &Check, value: i64, phase: CheckPhase) -> Event {
-    Event::CheckResult {
-        step_id: step.id.clone(),
-        name: check.name.clone(),
-        value,
-        expected: check.expect,
-        ok: value == check.expect,
-        phase,
-    }
-}
-
-pub(super) async fn run_checks(
-    client: &tokio_postgres::Client,
-    events: &EventSender,
-    step: &Step,
-) -> Result<(), ExecError> {
-    for check in &step.checks {
-        let value: i64 = client.query_one(check.sql.as_str(), &[]).await?.get(0);
-        emit(events, check_result(step, check, value, CheckPhase::After));
-        if value != check.expect {
-            return Err(ExecError::CheckFailed(format!(
-                "check {:?} returned {value}, expected {}",
-                check.name, check.expect
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Fill the tenant column in short batches, each committed with its resume key.
-async fn run_backfill(
-    exec: &Executor<'_>,
-    plan: &Plan,
-    step: &Step,
-    index: usize,
-    statement: &Statement,
-    resume: &Resume,
-) -> Result<u64, ExecError> {
-    let backfill = step.backfill.as_ref().expect("batch statements come with backfill parameters");
-    let sql = backfill_sql(backfill);
-    let client = &exec.session.ddl;
-    let extra = if backfill.suppress_triggers { "SET LOCAL session_replication_role = replica;" } else { "" };
-    // Have the server push the backfill's writes to disk as they happen (sync_file_range every
-    // 256 kB). Left to the kernel they stay dirty for ~30 s (vm.dirty_expire_centisecs) and are
-    // then written back in one burst, during which every other session's commit waits on its
-    // WAL fsync: the benchmark measured the longest application write at 335 ms without this
-    // and 145 ms with it, and the backfill itself got faster. Session-level on the tool's own
-    // connection; a platform without the setting just goes without.
-    let _ = client.batch_execute("SET backend_flush_after = '256kB'").await;
-    emit(
-        exec.events,
-        Event::StatementStarted {
-            step_id: step.id.clone(),
-            index,
-            lock: statement.lock,
-            on: statement.on.clone(),
-            sql: statement.sql.clone(),
-            attempt: 0,
-        },
-    );
-    let started = Instant::now();
-    let remaining_at_start: i64 = exec.session.checks.query_one(sql.remaining.as_str(), &[]).await?.get(0);
-    let mut done: u64 = 0;
-    let progress = |done: u64, unit: ProgressUnit, total: Option<u64>| Event::Progress {
-        step_id: step.id.clone(),
-        done,
-        total,
-        unit,
-        phase: Some("backfill".into()),
-    };
-    emit(exec.events, progress(0, ProgressUnit::Rows, Some(remaining_at_start.max(0) as u64)));
-    let blockers: Arc<Mutex<Vec<Blocker>>> = Arc::default();
-    match &backfill.key {
-        BackfillKey::Keyset { .. } => {
-            let mut lower = resume.batch_key.clone();
-            loop {
-                wait_while_paused(exec, step).await?;
-                let upper_sql = if lower.is_some() { &sql.upper_next } else { &sql.upper_first };
-                let lower_params: Vec<String> = lower.clone().unwrap_or_default();
-                let params: Vec<&(dyn ToSql + Sync)> =
-                    lower_params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                let upper_row = client.query_opt(upper_sql.as_str(), &params).await?;
-                let Some(upper_row) = upper_row else { break };
-                let upper: Vec<String> =
-                    (0..upper_row.len()).map(|i| upper_row.get::<_, String>(i)).collect();
-                let update_sql = if lower.is_some() { &sql.update_next } else { &sql.update_first };
-                let mut all: Vec<String> = lower_params.clone();
-                all.extend(upper.iter().cloned());
-                let next = Resume {
-                    direction: Some(Direction::Forward),
-                    statement: index,
-                    batch_key: Some(upper.clone()),
-                    ..Resume::default()
-                };
-                let rows = exec
-                    .transaction(&step.id, index, statement.profile, extra, async |_, blockers| {
-                        let params: Vec<&(dyn ToSql + Sync)> =
-                            all.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                        let n = exec
-                            .monitored(
-                                &step.id,
-                                index,
-                                blockers,
-                                Watch::Locks,
-                                client.execute(update_sql.as_str(), &params),
-                            )
-                            .await?;
-                        journal::save_resume(client, &plan.plan_hash, &step.id, &next, n as i64).await?;
-                        Ok(n)
-                    })
-                    .await?;
-                done += rows;
-                emit(exec.events, progress(done, ProgressUnit::Rows, Some(remaining_at_start.max(0) as u64)));
-                lower = Some(upper);
-            }
-        }
-        BackfillKey::Ctid => {
-            let batch_blocks = backfill.batch_blocks.max(1) as i64;
-            let mut sweep = resume.sweep;
-            let mut start = resume.block.unwrap_or(0);
-            loop {
-                let blocks: i64 = client.query_one(sql.block_count.as_str(), &[]).await?.get(0);
-                while start < blocks {
-                    wait_while_paused(exec, step).await?;
-                    let end = start + batch_blocks;
-                    let params = [start.to_string(), end.to_string()];
-                    let next = Resume {
-                        direction: Some(Direction::Forward),
-                        statement: index,
-                        block: Some(end),
-                        sweep,
-                        ..Resume::default()
-                    };
-                    let rows = exec
-                        .transaction(&step.id, index, statement.profile, extra, async |_, blockers| {
-                            let p: Vec<&(dyn ToSql + Sync)> =
-                                params.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-                            let n = exec
-                                .monitored(
-                                    &step.id,
-                                    index,
-                                    blockers,
-                                    Watch::Locks,
-                                    client.execute(sql.update_next.as_str(), &p),
-                                )
-                                .await?;
-                            journal::save_resume(client, &plan.plan_hash, &step.id, &next, n as i64).await?;
-                            Ok(n)
-                        })
-                        .await?;
-                    done += rows;
-                    emit(
-                        exec.events,
-                        progress(end.min(blocks) as u64, ProgressUnit::Blocks, Some(blocks as u64)),
-                    );
-                    start = end;
-                }
-                // Rows updated by the application during the sweep may have moved to blocks
-                // behind us with the tenant still empty: sweep again until none is left.
-                let remaining: i64 = client.query_one(sql.remaining.as_str(), &[]).await?.get(0);
-                if remaining == 0 {
-                    break;
-                }
-                sweep += 1;
-                if sweep > 20 {
-                    return Err(ExecError::CheckFailed(format!(
-                        "{remaining} rows still have no tenant after {sweep} sweeps; is something writing NULL tenants?"
-                    )));
-                }
-                start = 0;
-            }
-        }
-    }
-    let _ = &blockers;
-    let _ = client.batch_execute("RESET backend_flush_after").await;
-    journal::save_resume(
-        client,
-        &plan.plan_hash,
-        &step.id,
-        &Resume { direction: Some(Direction::Forward), statement: index + 1, ..Resume::default() },
-        0,
-    )
-    .await?;
-    emit(
-        exec.events,
-        Event::StatementFinished {
-            step_id: step.id.clone(),
-            index,
-            duration_ms: elapsed_ms(started),
-            rows: done,
-            skipped: false,
-        },
-    );
-    Ok(done)
-}
-
-async fn wait_while_paused(exec: &Executor<'_>, step: &Step) -> Result<(), ExecError> {
-    let mut pause = exec.control.pause.clone();
-    if !*pause.borrow() {
-        return if exec.control.cancel.is_cancelled() { Err(ExecError::Cancelled) } else { Ok(()) };
-    }
-    emit(exec.events, Event::Paused { step_id: step.id.clone(), paused: true });
-    loop {
-        tokio::select! {
-            changed = pause.changed() => {
-                if changed.is_err() || !*pause.borrow() {
-                    break;
-                }
-            }
-            _ = exec.control.cancel.cancelled() => return Err(ExecError::Cancelled),
-        }
-    }
-    emit(exec.events, Event::Paused { step_id: step.id.clone(), paused: false });
-    Ok(())
 }

@@ -9,7 +9,7 @@ use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
 
 use super::{Control, RunSettings, Session, backoff, elapsed_ms, emit};
-use crate::conn::describe_pg_error;
+use crate::db::describe_pg_error;
 use crate::event::{Blocker, Event, EventSender, ProgressUnit};
 use crate::plan::{Statement, TimeoutProfile};
 

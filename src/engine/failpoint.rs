@@ -3,6 +3,10 @@
 //! commits (a transaction, a batch, or a statement that runs outside a transaction).
 //! `TENANTIZE_FAILPOINT_TRACE=FILE` appends "N<TAB>step id" per unit, so a test can aim at a
 //! stage. Unset, both cost one atomic increment per unit.
+//!
+//! Only debug builds (the test suite's) read these variables: a release build, the one
+//! `cargo install` ships, ignores them, so no environment can make a production run kill
+//! itself.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +17,13 @@ enum Point {
     AfterCommit(u64),
 }
 
+/// Whether this build honours the variables at all.
+const ENABLED: bool = cfg!(debug_assertions);
+
 fn configured() -> Option<Point> {
+    if !ENABLED {
+        return None;
+    }
     static POINT: OnceLock<Option<Point>> = OnceLock::new();
     *POINT.get_or_init(|| {
         let text = std::env::var("TENANTIZE_FAILPOINT").ok()?;
@@ -40,6 +50,9 @@ fn die() -> ! {
 /// Called when a unit of work of `step_id` is about to commit; returns its number in the run.
 pub fn before_commit(step_id: &str) -> u64 {
     let n = UNITS.fetch_add(1, Ordering::SeqCst) + 1;
+    if !ENABLED {
+        return n;
+    }
     if let Ok(path) = std::env::var("TENANTIZE_FAILPOINT_TRACE") {
         use std::io::Write;
         if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {

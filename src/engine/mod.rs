@@ -2,12 +2,13 @@
 //! backfill, rollback. Reports through [`Event`]s and never prints.
 
 mod apply;
+mod backfill;
 mod exec;
 mod failpoint;
-pub mod journal;
-mod lock;
 mod preflight;
 mod rollback;
+mod run;
+mod step_checks;
 
 use std::time::Duration;
 
@@ -16,23 +17,14 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 pub use apply::{ApplyOutcome, ApplyRequest, StopAfter, apply};
-pub use journal::{JournalStep, StepState, read_status};
-pub use lock::LockHolder;
 pub use preflight::{DriftReport, drift};
 pub use rollback::{GuardCount, RollbackOutcome, RollbackRequest, RollbackTarget, guard_counts, rollback};
+pub use run::status;
+// The journal's types, as the front ends see them.
+pub use crate::db::journal::{JournalStep, StepState};
 
-use crate::conn::{ConnSpec, describe_pg_error};
+use crate::db::{ConnSpec, DbError, LockHolder, describe_pg_error};
 use crate::event::{Event, EventSender};
-
-/// Exit codes, as documented in the README.
-pub mod exit {
-    pub const SUCCESS: i32 = 0;
-    pub const PREFLIGHT_REFUSED: i32 = 1;
-    pub const STEP_FAILED: i32 = 2;
-    pub const VERIFY_FAILED: i32 = 3;
-    pub const ROLLBACK_FAILED: i32 = 4;
-    pub const USAGE: i32 = 5;
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -63,19 +55,14 @@ pub enum EngineError {
     Database(String),
 }
 
-impl EngineError {
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            EngineError::Preflight(_) => exit::PREFLIGHT_REFUSED,
-            EngineError::StepFailed { .. } | EngineError::Cancelled { .. } => exit::STEP_FAILED,
-            EngineError::RollbackFailed { .. } => exit::ROLLBACK_FAILED,
-            EngineError::Connection(_)
-            | EngineError::PlanFile(_)
-            | EngineError::Drift(_)
-            | EngineError::Locked(_)
-            | EngineError::OtherPlanActive { .. }
-            | EngineError::Usage(_)
-            | EngineError::Database(_) => exit::USAGE,
+impl From<DbError> for EngineError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Connect(e) => EngineError::Connection(e.to_string()),
+            DbError::Query(text) => EngineError::Database(text),
+            DbError::Locked(holder) => EngineError::Locked(holder),
+            DbError::JournalSchema(text) => EngineError::Preflight(vec![text]),
+            DbError::JournalVersion(text) => EngineError::Usage(text),
         }
     }
 }
@@ -152,8 +139,10 @@ impl Session {
         };
         let ddl = connect("").await?;
         let monitor = connect(" monitor").await?;
-        let checks = connect(" checks").await?;
-        checks.batch_execute("SET row_security = off").await.map_err(db_error)?;
+        let checks = spec
+            .connect_for_counts(&format!("{} checks", settings.application_name))
+            .await
+            .map_err(|e| EngineError::Connection(e.to_string()))?;
         let ddl_pid: i32 = ddl.query_one("SELECT pg_backend_pid()", &[]).await.map_err(db_error)?.get(0);
         Ok(Session { ddl, ddl_pid, monitor, checks })
     }
@@ -199,14 +188,5 @@ mod tests {
             let late = backoff(&settings, attempt).as_millis() as u64;
             assert!((1000..=1500).contains(&late), "{late}");
         }
-    }
-
-    #[test]
-    fn every_error_has_a_documented_exit_code() {
-        assert_eq!(EngineError::Preflight(vec![]).exit_code(), 1);
-        assert_eq!(EngineError::StepFailed { step_id: "x".into(), error: "e".into() }.exit_code(), 2);
-        assert_eq!(EngineError::RollbackFailed { step_id: "x".into(), error: "e".into() }.exit_code(), 4);
-        assert_eq!(EngineError::Drift(vec![]).exit_code(), 5);
-        assert_eq!(EngineError::Usage("x".into()).exit_code(), 5);
     }
 }

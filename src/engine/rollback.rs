@@ -2,14 +2,16 @@
 
 use std::time::Instant;
 
-use super::apply::{observe_checks, run_statement, step_failure};
+use super::apply::run_statement;
 use super::exec::{Executor, Watch};
-use super::journal::{self, JournalStep, Resume, StepState};
 use super::preflight::privilege_problems;
-use super::{Control, EngineError, Session, db_error, elapsed_ms, emit, lock};
+use super::run::{Progress, locked_run, step_failure};
+use super::step_checks::observe_checks;
+use super::{Control, EngineError, Session, db_error, elapsed_ms, emit};
 use crate::catalog::introspect;
-use crate::conn::ConnSpec;
-use crate::event::{CheckPhase, Direction, Event, EventSender, RunOutcome};
+use crate::db::ConnSpec;
+use crate::db::journal::{self, JournalStep, Resume, StepState};
+use crate::event::{CheckPhase, Direction, Event, EventSender};
 use crate::plan::{Plan, Stage, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +37,10 @@ pub struct GuardCount {
 /// Count what undoing `steps` would lose, on a connection of its own (the wizard shows these
 /// in its rollback confirmation).
 pub async fn guard_counts(spec: &ConnSpec, steps: &[&Step]) -> Result<Vec<GuardCount>, EngineError> {
-    let client = crate::checks::connect(spec, "tenantize guards").await?;
+    let client = spec
+        .connect_for_counts("tenantize guards")
+        .await
+        .map_err(|e| EngineError::Connection(e.to_string()))?;
     let mut out = Vec::new();
     for step in steps {
         for guard in &step.rollback_guards {
@@ -70,26 +75,14 @@ pub async fn rollback(
     events: &EventSender,
     control: &Control,
 ) -> Result<RollbackOutcome, EngineError> {
-    let started = Instant::now();
-    let result = async {
-        let session = Session::open(&request.spec, &request.settings).await?;
-        session.ddl.batch_execute("SET row_security = off").await.map_err(db_error)?;
-        lock::acquire(&session.ddl).await?;
-        let result = rollback_locked(request, &session, events, control).await;
-        lock::release(&session.ddl).await;
-        result
-    }
-    .await;
-    let (outcome, message) = match &result {
-        Ok(o) => (RunOutcome::Success, format!("{} steps rolled back", o.steps_rolled_back)),
-        Err(EngineError::Cancelled { .. }) => {
-            (RunOutcome::Cancelled, result.as_ref().unwrap_err().to_string())
-        }
-        Err(e @ EngineError::RollbackFailed { .. }) => (RunOutcome::Failed, e.to_string()),
-        Err(e) => (RunOutcome::Refused, e.to_string()),
-    };
-    emit(events, Event::RunFinished { outcome, duration_ms: elapsed_ms(started), message });
-    result
+    locked_run(
+        &request.spec,
+        &request.settings,
+        events,
+        async |session, progress| rollback_locked(request, session, events, control, progress).await,
+        |outcome| format!("{} steps rolled back", outcome.steps_rolled_back),
+    )
+    .await
 }
 
 async fn rollback_locked(
@@ -97,6 +90,7 @@ async fn rollback_locked(
     session: &Session,
     events: &EventSender,
     control: &Control,
+    progress: &Progress,
 ) -> Result<RollbackOutcome, EngineError> {
     let plan = &request.plan;
     let client = &session.ddl;
@@ -163,7 +157,7 @@ async fn rollback_locked(
                         "{}: cannot count {} ({}); nothing was changed",
                         step.id,
                         guard.name,
-                        crate::conn::describe_pg_error(&e)
+                        crate::db::describe_pg_error(&e)
                     ));
                     continue;
                 }
@@ -191,6 +185,7 @@ async fn rollback_locked(
     let exec = Executor { session, settings: &request.settings, events, control };
     let mut outcome = RollbackOutcome::default();
     for (step, entry) in to_undo {
+        progress.step_started();
         if let Err(error) = undo_step(&exec, plan, step, entry).await {
             journal::finish_run(client, run_id, "failed", &error.to_string()).await;
             return Err(error);

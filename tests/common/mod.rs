@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{LazyLock, OnceLock};
 
-use tenantize::conn::ConnSpec;
+use tenantize::db::ConnSpec;
 use tenantize::sandbox::{Cluster, ClusterOptions, client_tool};
 use tokio_postgres::Client;
 
@@ -53,7 +53,7 @@ impl TestDb {
         client
             .batch_execute(&format!("SET search_path = public; {sql}"))
             .await
-            .unwrap_or_else(|e| panic!("{}\n--- in ---\n{sql}", tenantize::conn::describe_pg_error(&e)));
+            .unwrap_or_else(|e| panic!("{}\n--- in ---\n{sql}", tenantize::db::describe_pg_error(&e)));
     }
 
     pub async fn query_i64(&self, sql: &str) -> i64 {
@@ -62,7 +62,7 @@ impl TestDb {
         client
             .query_one(sql, &[])
             .await
-            .unwrap_or_else(|e| panic!("{}\n--- in ---\n{sql}", tenantize::conn::describe_pg_error(&e)))
+            .unwrap_or_else(|e| panic!("{}\n--- in ---\n{sql}", tenantize::db::describe_pg_error(&e)))
             .get(0)
     }
 

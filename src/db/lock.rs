@@ -7,7 +7,7 @@ use std::fmt;
 
 use tokio_postgres::Client;
 
-use super::{EngineError, db_error};
+use super::DbError;
 
 /// First half of the two-key advisory lock: "tent" in ASCII.
 const LOCK_CLASS: i32 = 0x7465_6E74;
@@ -36,11 +36,10 @@ impl fmt::Display for LockHolder {
 }
 
 /// Take the lock or fail at once, naming who holds it.
-pub async fn acquire(client: &Client) -> Result<(), EngineError> {
+pub async fn acquire(client: &Client) -> Result<(), DbError> {
     let got: bool = client
         .query_one(&format!("SELECT pg_try_advisory_lock($1, {DATABASE_KEY_SQL})"), &[&LOCK_CLASS])
-        .await
-        .map_err(db_error)?
+        .await?
         .get(0);
     if got {
         return Ok(());
@@ -59,8 +58,7 @@ pub async fn acquire(client: &Client) -> Result<(), EngineError> {
             ),
             &[&(LOCK_CLASS as i64)],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     let holder = match holder {
         Some(row) => LockHolder {
             pid: row.get(0),
@@ -77,7 +75,7 @@ pub async fn acquire(client: &Client) -> Result<(), EngineError> {
             since: String::new(),
         },
     };
-    Err(EngineError::Locked(holder))
+    Err(DbError::Locked(holder))
 }
 
 pub async fn release(client: &Client) {

@@ -4,14 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Finding, LockMode, Stage};
+pub mod describe;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Forward,
-    Rollback,
-}
+pub use crate::db::journal::Direction;
+use crate::plan::{Finding, LockMode, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

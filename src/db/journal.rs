@@ -8,15 +8,30 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use super::{EngineError, db_error};
+use super::DbError;
+use super::tx::transaction;
 use crate::checksum::sha256_hex;
-use crate::conn::ConnSpec;
-use crate::event::Direction;
-use crate::plan::Plan;
 
 /// The tool's own migrations, in order. Never edit one that has shipped: add a new file.
 pub const MIGRATIONS: &[(i32, &str, &str)] =
     &[(1, "journal", include_str!("../../migrations/0001_journal.sql"))];
+
+/// Which way a step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Forward,
+    Rollback,
+}
+
+/// What the journal records of a plan when a run starts: its hash, the catalog fingerprint it
+/// was built against, and its steps in order.
+pub struct PlanRecord<'a> {
+    pub plan_hash: &'a str,
+    pub catalog_fingerprint: &'a str,
+    /// (step id, stage number, step hash), in plan order.
+    pub steps: Vec<(&'a str, u8, &'a str)>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,51 +132,49 @@ pub struct JournalStep {
     pub attempts: i32,
 }
 
-pub async fn journal_exists(client: &Client) -> Result<bool, EngineError> {
-    let row =
-        client.query_one("SELECT to_regclass('tenantize.steps') IS NOT NULL", &[]).await.map_err(db_error)?;
+pub async fn journal_exists(client: &Client) -> Result<bool, DbError> {
+    let row = client.query_one("SELECT to_regclass('tenantize.steps') IS NOT NULL", &[]).await?;
     Ok(row.get(0))
 }
 
 /// Create or upgrade the journal schema (under the advisory lock, so never concurrently).
-pub async fn migrate(client: &Client) -> Result<(), EngineError> {
-    client
-        .batch_execute(
-            "BEGIN;
-             CREATE SCHEMA IF NOT EXISTS tenantize;
-             CREATE TABLE IF NOT EXISTS tenantize.schema_migrations (
-                 version    integer PRIMARY KEY,
-                 name       text NOT NULL,
-                 checksum   text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now());
-             COMMIT;",
-        )
-        .await
-        .map_err(|e| {
-            EngineError::Preflight(vec![format!(
-                "cannot create the journal schema tenantize: {}",
-                crate::conn::describe_pg_error(&e)
-            )])
-        })?;
+pub async fn migrate(client: &Client) -> Result<(), DbError> {
+    let created = transaction(client, "BEGIN", async || {
+        client
+            .batch_execute(
+                "CREATE SCHEMA IF NOT EXISTS tenantize;
+                 CREATE TABLE IF NOT EXISTS tenantize.schema_migrations (
+                     version    integer PRIMARY KEY,
+                     name       text NOT NULL,
+                     checksum   text NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now());",
+            )
+            .await
+    })
+    .await;
+    created.map_err(|e| {
+        DbError::JournalSchema(format!(
+            "cannot create the journal schema tenantize: {}",
+            super::describe_pg_error(&e)
+        ))
+    })?;
     for (version, name, sql) in MIGRATIONS {
         let checksum = sha256_hex(crate::checksum::normalize_sql(sql).as_bytes());
         let applied = client
             .query_opt("SELECT checksum FROM tenantize.schema_migrations WHERE version = $1", &[version])
-            .await
-            .map_err(db_error)?;
+            .await?;
         match applied {
             Some(row) => {
                 let recorded: String = row.get(0);
                 if recorded != checksum {
-                    return Err(EngineError::Usage(format!(
+                    return Err(DbError::JournalVersion(format!(
                         "journal migration {version} ({name}) in this database differs from the one \
                          this tenantize ships; the journal was changed by hand or by another version"
                     )));
                 }
             }
             None => {
-                client.batch_execute("BEGIN").await.map_err(db_error)?;
-                let result = async {
+                transaction(client, "BEGIN", async || {
                     client.batch_execute(sql).await?;
                     client
                         .execute(
@@ -169,56 +182,40 @@ pub async fn migrate(client: &Client) -> Result<(), EngineError> {
                             &[version, name, &checksum],
                         )
                         .await?;
-                    client.batch_execute("COMMIT").await
-                }
-                .await;
-                if let Err(e) = result {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    return Err(db_error(e));
-                }
+                    Ok::<_, DbError>(())
+                })
+                .await?;
             }
         }
     }
     Ok(())
 }
 
-pub async fn register_plan(client: &Client, plan: &Plan) -> Result<(), EngineError> {
-    client.batch_execute("BEGIN").await.map_err(db_error)?;
-    let result = async {
+pub async fn register_plan(client: &Client, plan: &PlanRecord<'_>) -> Result<(), DbError> {
+    transaction(client, "BEGIN", async || {
         client
             .execute(
                 "INSERT INTO tenantize.plans (plan_hash, catalog_fingerprint, database_name, step_count)
                  VALUES ($1, $2, current_database(), $3) ON CONFLICT (plan_hash) DO NOTHING",
-                &[&plan.plan_hash, &plan.drift.catalog_fingerprint, &(plan.steps.len() as i32)],
+                &[&plan.plan_hash, &plan.catalog_fingerprint, &(plan.steps.len() as i32)],
             )
             .await?;
-        for (position, step) in plan.steps.iter().enumerate() {
+        for (position, (step_id, stage, step_hash)) in plan.steps.iter().enumerate() {
             client
                 .execute(
                     "INSERT INTO tenantize.steps (plan_hash, step_id, position, stage, step_hash)
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plan_hash, step_id) DO NOTHING",
-                    &[
-                        &plan.plan_hash,
-                        &step.id,
-                        &(position as i32),
-                        &(step.stage.number() as i16),
-                        &step.hash,
-                    ],
+                    &[&plan.plan_hash, step_id, &(position as i32), &(*stage as i16), step_hash],
                 )
                 .await?;
         }
-        client.batch_execute("COMMIT").await
-    }
-    .await;
-    if let Err(e) = result {
-        let _ = client.batch_execute("ROLLBACK").await;
-        return Err(db_error(e));
-    }
-    Ok(())
+        Ok::<_, DbError>(())
+    })
+    .await
 }
 
 /// Plans other than `plan_hash` whose steps have changed the database, with how many.
-pub async fn other_active_plans(client: &Client, plan_hash: &str) -> Result<Vec<(String, i64)>, EngineError> {
+pub async fn other_active_plans(client: &Client, plan_hash: &str) -> Result<Vec<(String, i64)>, DbError> {
     let rows = client
         .query(
             "SELECT plan_hash, count(*) FROM tenantize.steps
@@ -226,12 +223,11 @@ pub async fn other_active_plans(client: &Client, plan_hash: &str) -> Result<Vec<
               GROUP BY plan_hash ORDER BY plan_hash",
             &[&plan_hash],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-pub async fn load(client: &Client, plan_hash: &str) -> Result<BTreeMap<String, JournalStep>, EngineError> {
+pub async fn load(client: &Client, plan_hash: &str) -> Result<BTreeMap<String, JournalStep>, DbError> {
     let rows = client
         .query(
             "SELECT step_id, position, stage, step_hash, state, started_at, finished_at, duration_ms,
@@ -239,8 +235,7 @@ pub async fn load(client: &Client, plan_hash: &str) -> Result<BTreeMap<String, J
                FROM tenantize.steps WHERE plan_hash = $1 ORDER BY position",
             &[&plan_hash],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -268,7 +263,7 @@ pub async fn mark_running(
     plan_hash: &str,
     step_id: &str,
     resume: &Resume,
-) -> Result<(), EngineError> {
+) -> Result<(), DbError> {
     client
         .execute(
             "UPDATE tenantize.steps SET state = 'running', started_at = now(), finished_at = NULL,
@@ -277,8 +272,7 @@ pub async fn mark_running(
               WHERE plan_hash = $1 AND step_id = $2",
             &[&plan_hash, &step_id, &resume.to_text()],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(())
 }
 
@@ -324,14 +318,13 @@ pub async fn finish(
         .map(|_| ())
 }
 
-pub async fn start_run(client: &Client, plan_hash: &str, command: &str) -> Result<i64, EngineError> {
+pub async fn start_run(client: &Client, plan_hash: &str, command: &str) -> Result<i64, DbError> {
     let row = client
         .query_one(
             "INSERT INTO tenantize.runs (plan_hash, command, tool_version) VALUES ($1, $2, $3) RETURNING run_id",
             &[&plan_hash, &command, &env!("CARGO_PKG_VERSION")],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(row.get(0))
 }
 
@@ -355,21 +348,19 @@ pub struct Status {
     pub other_active_plans: Vec<(String, i64)>,
 }
 
-pub async fn read_status(spec: &ConnSpec, plan: &Plan) -> Result<Status, EngineError> {
-    let client =
-        spec.connect("tenantize status").await.map_err(|e| EngineError::Connection(e.to_string()))?;
-    let present = journal_exists(&client).await?;
+pub async fn read_status(client: &Client, plan_hash: &str) -> Result<Status, DbError> {
+    let database: String = client.query_one("SELECT current_database()::text", &[]).await?.get(0);
+    let present = journal_exists(client).await?;
     let (steps, others) = if present {
-        let map = load(&client, &plan.plan_hash).await?;
-        let mut steps: Vec<JournalStep> = map.into_values().collect();
+        let mut steps: Vec<JournalStep> = load(client, plan_hash).await?.into_values().collect();
         steps.sort_by_key(|s| s.position);
-        (steps, other_active_plans(&client, &plan.plan_hash).await?)
+        (steps, other_active_plans(client, plan_hash).await?)
     } else {
         (Vec::new(), Vec::new())
     };
     Ok(Status {
-        plan_hash: plan.plan_hash.clone(),
-        database: spec.database().to_string(),
+        plan_hash: plan_hash.to_string(),
+        database,
         journal_present: present,
         steps,
         other_active_plans: others,

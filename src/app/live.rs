@@ -1,0 +1,74 @@
+//! Plans from the live catalog: build one, or tell whether a saved one still matches.
+
+use crate::catalog::introspect;
+use crate::db::ConnSpec;
+use crate::engine;
+use crate::plan::{self, Plan, PlanOptions};
+
+use super::exit::Failure;
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Introspect and build a plan (shared by `plan`, the wizard, the demo, rehearsals and the
+/// benchmark).
+pub async fn build_plan(spec: &ConnSpec, options: &PlanOptions) -> Result<Plan, Failure> {
+    let client = spec.connect("tenantize plan").await?;
+    let catalog =
+        introspect(&client, &options.schemas, std::slice::from_ref(&options.tenant_table.schema)).await?;
+    plan::build(&catalog, options, &now_rfc3339()).map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// What `plan --check` found: the database's name and every difference, in words.
+pub struct LiveCheck {
+    pub database: String,
+    pub differences: Vec<String>,
+}
+
+/// Step ids only in `new`, only in `old`, and in both with another hash.
+pub fn step_changes(old: &Plan, new: &Plan) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let has = |p: &Plan, id: &str| p.steps.iter().any(|s| s.id == id);
+    let added = new.steps.iter().filter(|s| !has(old, &s.id)).map(|s| s.id.clone()).collect();
+    let removed = old.steps.iter().filter(|s| !has(new, &s.id)).map(|s| s.id.clone()).collect();
+    let changed = new
+        .steps
+        .iter()
+        .filter(|s| old.step(&s.id).is_some_and(|o| o.hash != s.hash))
+        .map(|s| s.id.clone())
+        .collect();
+    (added, removed, changed)
+}
+
+/// The drift of every table (what changed) and, while nothing is applied, whether planning
+/// again would give the same steps.
+pub async fn check_against_live(spec: &ConnSpec, saved: &Plan) -> Result<LiveCheck, Failure> {
+    let client = spec.connect("tenantize plan --check").await?;
+    let catalog =
+        introspect(&client, &saved.options.schemas, std::slice::from_ref(&saved.tenant.table.schema)).await?;
+    let mut differences = engine::drift(saved, &catalog, None).lines();
+    let status = engine::status(spec, saved).await?;
+    let nothing_applied = status.steps.iter().all(|s| !s.state.has_effects());
+    if nothing_applied && differences.is_empty() {
+        let fresh = plan::build(&catalog, &saved.options, &now_rfc3339())
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        if plan::file::canonical_text(&fresh) != plan::file::canonical_text(saved) {
+            let (added, removed, changed) = step_changes(saved, &fresh);
+            differences.push(format!(
+                "planning again gives other steps: {} added {:?}, {} removed {:?}, {} changed {:?}",
+                added.len(),
+                added,
+                removed.len(),
+                removed,
+                changed.len(),
+                changed
+            ));
+            if saved.edited {
+                differences.push(
+                    "(the saved plan was edited by hand and sealed; its steps differ by design)".into(),
+                );
+            }
+        }
+    }
+    Ok(LiveCheck { database: catalog.server.database, differences })
+}

@@ -1,0 +1,393 @@
+//! The command line: every subcommand, flag and default, parsed by clap. Defaults come from
+//! the types they configure (`RunSettings`, `PlanOptions`), written once.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::app::Failure;
+use crate::db::{ConnSpec, ProcessEnv};
+use crate::engine::RunSettings;
+use crate::plan::{BackfillMode, KeyType, PlanOptions, Stage};
+use crate::sql::QualifiedName;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tenantize",
+    version,
+    about = "Convert a live single-tenant PostgreSQL database into a multi-tenant one, stage by stage.",
+    after_help = "Exit codes: 0 success · 1 preflight refused · 2 a step failed · 3 verification failed · \
+                  4 rollback failed · 5 usage, connection, plan or lock error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Introspect the database, build the plan, write it and print a summary.
+    Plan(PlanArgs),
+    /// Run the plan's steps that are not done yet (resumes interrupted ones).
+    Apply(ApplyArgs),
+    /// Undo applied steps in reverse order.
+    Rollback(RollbackArgs),
+    /// Show the journal: each step's state, timings and errors.
+    Status(StatusArgs),
+    /// Run every validation check as counts (exit 3 on any failure).
+    Verify(VerifyArgs),
+    /// The interactive wizard (also what plain `tenantize` opens on a terminal).
+    Wizard(WizardArgs),
+    /// A throwaway PostgreSQL with a sample single-tenant application, and the wizard over it.
+    Demo(DemoArgs),
+    /// Restore a copy, apply, verify, roll back, check parity, report; the source is only read.
+    Rehearse(RehearseArgs),
+    /// Write the plan as up/down migrations for sql (psql), sqlx, golang-migrate or flyway.
+    Export(ExportArgs),
+    /// Step through a recorded run (a run log) in the wizard, read-only; or print it as Markdown.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A run log written by apply or rollback (JSON Lines).
+    pub runlog: PathBuf,
+    /// Write the run as Markdown (for a pull request comment) instead of opening the wizard.
+    #[arg(long)]
+    pub print: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("source_kind").required(true).args(["source", "dump"])))]
+pub struct RehearseArgs {
+    /// The database to copy (read with pg_dump, never written).
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+    /// A pg_dump custom-format file to restore instead.
+    #[arg(long, value_name = "FILE")]
+    pub dump: Option<PathBuf>,
+    /// The plan to rehearse (default: plan the copy with the options below).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Where the reports and run logs go.
+    #[arg(long, value_name = "DIR", default_value = "rehearsals")]
+    pub out_dir: PathBuf,
+    #[command(flatten)]
+    pub options: PlanOptionArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The plan file.
+    pub plan: PathBuf,
+    /// The migration tool the files are written for.
+    #[arg(long, value_enum)]
+    pub format: FormatArg,
+    /// The directory the files are written to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// lock_timeout written into each transactional file (longer than a run's: migration tools
+    /// do not retry).
+    #[arg(long, default_value_t = crate::export::DEFAULT_LOCK_TIMEOUT_MS)]
+    pub lock_timeout_ms: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct WizardArgs {
+    /// A saved plan to open (checked against the database first); without it the wizard
+    /// introspects and builds one with the options below.
+    pub plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub options: PlanOptionArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Rows in the largest table (issue_comments); the other tables scale from it.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Leave the demo cluster running on quit and print its URL.
+    #[arg(long)]
+    pub keep: bool,
+    /// Plan the demo with batched backfills (stage 4 then shows a live gauge).
+    #[arg(long, value_enum)]
+    pub backfill: Option<BackfillArg>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConnArgs {
+    /// PostgreSQL URL or libpq key=value string (else DATABASE_URL, else PGHOST, PGPORT,
+    /// PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE).
+    #[arg(long, value_name = "URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+impl ConnArgs {
+    pub fn spec(&self) -> Result<ConnSpec, Failure> {
+        Ok(ConnSpec::resolve(self.database_url.as_deref(), &ProcessEnv)?)
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackfillArg {
+    Fast,
+    Batched,
+}
+
+impl From<BackfillArg> for BackfillMode {
+    fn from(arg: BackfillArg) -> Self {
+        match arg {
+            BackfillArg::Fast => BackfillMode::Fast,
+            BackfillArg::Batched => BackfillMode::Batched,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    Uuid,
+    #[value(alias = "int8")]
+    Bigint,
+    Text,
+}
+
+impl From<KeyTypeArg> for KeyType {
+    fn from(arg: KeyTypeArg) -> Self {
+        match arg {
+            KeyTypeArg::Uuid => KeyType::Uuid,
+            KeyTypeArg::Bigint => KeyType::Bigint,
+            KeyTypeArg::Text => KeyType::Text,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Sql,
+    Sqlx,
+    GolangMigrate,
+    Flyway,
+}
+
+impl From<FormatArg> for crate::export::Format {
+    fn from(arg: FormatArg) -> Self {
+        match arg {
+            FormatArg::Sql => crate::export::Format::Sql,
+            FormatArg::Sqlx => crate::export::Format::Sqlx,
+            FormatArg::GolangMigrate => crate::export::Format::GolangMigrate,
+            FormatArg::Flyway => crate::export::Format::Flyway,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlanOptionArgs {
+    /// Schema to convert (repeatable).
+    #[arg(long = "schema", value_name = "NAME", default_value = "public")]
+    pub schemas: Vec<String>,
+    /// Shared table: no tenant column, no policy (repeatable, [SCHEMA.]TABLE).
+    #[arg(long, value_name = "[SCHEMA.]TABLE")]
+    pub exclude: Vec<String>,
+    /// Name of the tenant table ([SCHEMA.]TABLE; the schema defaults to the first --schema).
+    #[arg(long, default_value = "tenants")]
+    pub tenant_table: String,
+    #[arg(long, default_value = "tenant_id")]
+    pub tenant_column: String,
+    /// Type of the tenant key.
+    #[arg(long, value_enum, ignore_case = true, default_value = "uuid")]
+    pub tenant_key_type: KeyTypeArg,
+    /// Id of the tenant every existing row belongs to (default: ...0001, 1 or "default").
+    #[arg(long)]
+    pub default_tenant_id: Option<String>,
+    #[arg(long, default_value = "Default tenant")]
+    pub default_tenant_name: String,
+    /// The setting the policies read the current tenant from.
+    #[arg(long, default_value = "app.tenant_id")]
+    pub tenant_setting: String,
+    /// fast: metadata-only column default; batched: keyset batches (default: fast where the
+    /// server allows it).
+    #[arg(long, value_enum)]
+    pub backfill: Option<BackfillArg>,
+    /// Rows per batch for --backfill batched.
+    #[arg(long, default_value_t = PlanOptions::default().batch_rows)]
+    pub batch_rows: u32,
+}
+
+impl PlanOptionArgs {
+    pub fn to_options(&self) -> PlanOptions {
+        let key_type = KeyType::from(self.tenant_key_type);
+        let schemas = if self.schemas.is_empty() { vec!["public".to_string()] } else { self.schemas.clone() };
+        PlanOptions {
+            tenant_table: QualifiedName::parse_plain(&self.tenant_table, &schemas[0]),
+            exclude: self
+                .exclude
+                .iter()
+                .map(|e| QualifiedName::parse_plain(e, &schemas[0]).display_plain())
+                .collect(),
+            schemas,
+            tenant_column: self.tenant_column.clone(),
+            tenant_key_type: key_type,
+            default_tenant_id: self
+                .default_tenant_id
+                .clone()
+                .unwrap_or_else(|| key_type.default_tenant_id().to_string()),
+            default_tenant_name: self.default_tenant_name.clone(),
+            tenant_setting: self.tenant_setting.clone(),
+            backfill: self.backfill.map(BackfillMode::from),
+            batch_rows: self.batch_rows,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PlanArgs {
+    #[command(subcommand)]
+    pub action: Option<PlanAction>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub options: PlanOptionArgs,
+    /// Where to write the plan (by convention under plans/).
+    #[arg(long, value_name = "FILE", required_unless_present = "check")]
+    pub out: Option<PathBuf>,
+    /// Tell whether the live database would still produce the plan in FILE, and what changed
+    /// (exit 0 when the same, 3 when drifted).
+    #[arg(long, value_name = "FILE", conflicts_with = "out")]
+    pub check: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanAction {
+    /// After a reviewed hand edit: recompute the checksums and record that the plan was edited.
+    Seal {
+        /// The edited plan file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// lock_timeout for short DDL steps; a step that times out is retried with backoff.
+    /// Writes queue behind a statement waiting for its lock, so this bounds the stall it causes.
+    #[arg(long, default_value_t = RunSettings::default().lock_timeout_ms)]
+    pub lock_timeout_ms: u64,
+    /// lock_timeout for long steps under weak locks (VALIDATE, CONCURRENTLY).
+    #[arg(long, default_value_t = RunSettings::default().long_lock_timeout_ms)]
+    pub long_lock_timeout_ms: u64,
+    /// How many times a statement is tried when it cannot get its lock.
+    #[arg(long, default_value_t = RunSettings::default().max_attempts)]
+    pub max_attempts: u32,
+    /// Answer yes to the confirmation (needed when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Where the run log (JSON Lines) goes; default: next to the plan.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Wait for a routine autovacuum that blocks a step instead of cancelling it.
+    #[arg(long)]
+    pub no_cancel_autovacuum: bool,
+}
+
+impl RunArgs {
+    pub fn settings(&self, command: &str) -> RunSettings {
+        RunSettings {
+            lock_timeout_ms: self.lock_timeout_ms,
+            long_lock_timeout_ms: self.long_lock_timeout_ms,
+            max_attempts: self.max_attempts.max(1),
+            application_name: format!("tenantize {command}"),
+            cancel_autovacuum: !self.no_cancel_autovacuum,
+            ..RunSettings::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The plan file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Stop after this stage (1-8 or its name).
+    #[arg(long, value_name = "STAGE", value_parser = parse_stage)]
+    pub through: Option<Stage>,
+    /// Check everything (checksums, drift, privileges, lock) and list what would run.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "all"])))]
+pub struct RollbackArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Keep stages up to this one, undo the later ones.
+    #[arg(long, value_name = "STAGE", value_parser = parse_stage)]
+    pub to: Option<Stage>,
+    /// Undo every applied step.
+    #[arg(long)]
+    pub all: bool,
+    /// Undo even where it loses which tenant rows belong to.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Print the journal as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The plan file (optional with --isolation: the tenancy is then read from the database).
+    #[arg(required_unless_present = "isolation")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Prove isolation with two temporary tenants as a role that is neither owner, superuser
+    /// nor BYPASSRLS, inside a transaction that is rolled back (exit 3 on any leak).
+    #[arg(long)]
+    pub isolation: bool,
+    #[command(flatten, next_help_heading = "Where to look with --isolation and no plan")]
+    pub options: PlanOptionArgs,
+}
+
+impl WizardArgs {
+    /// The wizard's arguments when none were given (plain `tenantize`).
+    pub fn defaults() -> WizardArgs {
+        use clap::FromArgMatches;
+        let matches = <Cli as clap::CommandFactory>::command().get_matches_from(["tenantize", "wizard"]);
+        let (_, sub) = matches.subcommand().expect("the wizard subcommand");
+        WizardArgs::from_arg_matches(sub).expect("defaults parse")
+    }
+}
+
+pub fn parse_stage(text: &str) -> Result<Stage, String> {
+    Stage::parse(text).ok_or_else(|| {
+        format!(
+            "unknown stage {text:?}: use 1-8 or {}",
+            Stage::ALL.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+        )
+    })
+}

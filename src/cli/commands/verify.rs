@@ -1,0 +1,108 @@
+//! `tenantize verify`: every validation count judged against the journal, or, with
+//! `--isolation`, the isolation probe.
+
+use crate::app::{Failure, exit};
+use crate::catalog::introspect;
+use crate::checks;
+use crate::cli::args::VerifyArgs;
+
+async fn isolation(args: &VerifyArgs) -> Result<(), Failure> {
+    use crate::checks::isolation::{Tenancy, probe};
+    let spec = args.conn.spec()?;
+    let plan = args.file.as_deref().map(crate::plan::file::load).transpose()?;
+    let options = match &plan {
+        Some(plan) => plan.options.clone(),
+        None => args.options.to_options(),
+    };
+    let client = spec.connect("tenantize isolation probe").await?;
+    let catalog =
+        introspect(&client, &options.schemas, std::slice::from_ref(&options.tenant_table.schema)).await?;
+    let tenancy = match &plan {
+        Some(plan) => Tenancy::from_plan(plan),
+        None => Tenancy::discover(
+            &catalog,
+            options.tenant_table.clone(),
+            &options.tenant_column,
+            &options.tenant_setting,
+        ),
+    };
+    let report = probe(&client, &catalog, &tenancy).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    } else {
+        println!(
+            "isolation probe on {} ({} tables, {} views): {}",
+            catalog.server.database,
+            report.tables.len(),
+            report.views.len(),
+            if report.ok { "no leak" } else { "LEAKS FOUND" }
+        );
+        for object in report.tables.iter().chain(report.views.iter()) {
+            let failed: Vec<&crate::checks::isolation::Probe> =
+                object.probes.iter().filter(|p| !p.passed).collect();
+            let mark = if failed.is_empty() { "ok  " } else { "LEAK" };
+            println!("  {mark} {} ({} probes)", object.object, object.probes.len());
+            for probe in failed {
+                println!("       ✗ {}: {}", probe.name, probe.detail);
+            }
+        }
+        for note in &report.notes {
+            println!("  note: {note}");
+        }
+        println!("(everything ran in one transaction that was rolled back: nothing was left behind)");
+    }
+    if report.ok {
+        Ok(())
+    } else {
+        Err(Failure::new(exit::VERIFY_FAILED, format!("{} leaks", report.leaks.len())))
+    }
+}
+
+pub async fn run(args: VerifyArgs) -> Result<(), Failure> {
+    if args.isolation {
+        return isolation(&args).await;
+    }
+    let file = args.file.clone().expect("clap requires a plan file without --isolation");
+    let plan = crate::plan::file::load(&file)?;
+    let spec = args.conn.spec()?;
+    let report = checks::verify(&spec, &plan).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    } else {
+        println!(
+            "verify {} (applied through stage {}): {}",
+            report.database,
+            report.applied_through,
+            if report.ok { "ok" } else { "FAILED" }
+        );
+        println!("  {:<40} {:>10} {:>8} {:>8} {:>8}  rls", "table", "rows", "no tenant", "unknown", "cross");
+        for t in &report.tables {
+            let rls = match (t.rls_enabled, t.rls_forced, t.has_policy) {
+                (true, true, true) => "on, forced",
+                (false, _, _) => "off",
+                _ => "partial",
+            };
+            println!(
+                "  {:<40} {:>10} {:>8} {:>8} {:>8}  {}{}",
+                format!("{}{}", t.table, if t.scoped { "" } else { " (shared)" }),
+                t.rows,
+                t.null_tenant,
+                t.unknown_tenant,
+                t.cross_tenant,
+                if t.scoped { rls } else { "-" },
+                if t.unscoped_uniques.is_empty() || !t.scoped {
+                    String::new()
+                } else {
+                    format!("  global uniques: {}", t.unscoped_uniques.join(", "))
+                }
+            );
+        }
+        for p in &report.problems {
+            println!("  problem: {p}");
+        }
+    }
+    if !report.ok {
+        return Err(Failure::new(exit::VERIFY_FAILED, format!("{} problems found", report.problems.len())));
+    }
+    Ok(())
+}

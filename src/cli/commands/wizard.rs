@@ -1,0 +1,80 @@
+//! `tenantize wizard`, `tenantize demo` and `tenantize replay`: the terminal UI.
+
+use crate::app::wizard::Opening;
+use crate::app::{Failure, demo as demo_app, wizard as wizard_app};
+use crate::cli::args::{DemoArgs, ReplayArgs, WizardArgs};
+use crate::db::ConnSpec;
+use crate::engine::RunSettings;
+use crate::plan::{BackfillMode, Severity};
+use crate::tui::state::{Model, ServerSummary};
+
+pub async fn wizard(args: WizardArgs) -> Result<(), Failure> {
+    let spec = args.conn.spec()?;
+    let opening = wizard_app::prepare(&spec, args.plan.as_deref(), args.options.to_options()).await?;
+    open(spec, opening, args.run.settings("wizard")).await
+}
+
+/// The wizard's model from what `app::wizard::prepare` found.
+fn model_of(opening: Opening) -> Model {
+    let catalog = opening.catalog;
+    let server = ServerSummary {
+        connection: opening.connection,
+        database: catalog.server.database.clone(),
+        version: catalog.server.version.clone(),
+        role: catalog.role.name.clone(),
+        superuser: catalog.role.superuser,
+        bypass_rls: catalog.role.bypass_rls,
+        can_create_schema: catalog.journal_exists || catalog.role.can_create_in_database,
+        owns_all_tables: opening.owns_all_tables,
+    };
+    let mut model = Model::new(opening.plan, opening.options, server, std::time::Instant::now());
+    model.plan_path = opening.plan_path;
+    model.catalog = Some(catalog);
+    model.plan_check = opening.plan_check;
+    model.apply_journal(&opening.journal);
+    if let Some(reason) = opening.read_only_reason {
+        model.read_only = true;
+        model.message = Some((Severity::Error, format!("read-only: {reason}")));
+    }
+    model
+}
+
+async fn open(spec: ConnSpec, opening: Opening, settings: RunSettings) -> Result<(), Failure> {
+    crate::tui::runtime::run(Some(spec), model_of(opening), settings).await.map_err(Failure::usage)
+}
+
+pub async fn demo(args: DemoArgs) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    let say = |line: String| eprintln!("tenantize demo: {line}");
+    let demo = demo_app::start(args.rows, args.backfill.map(BackfillMode::from), &say).await?;
+    say(format!("ready in {:.1} s; opening the wizard", started.elapsed().as_secs_f64()));
+    let result = match wizard_app::prepare(&demo.spec, None, demo.options.clone()).await {
+        Ok(opening) => open(demo.spec.clone(), opening, args.run.settings("demo")).await,
+        Err(e) => Err(e),
+    };
+    let cluster = demo.cluster;
+    if args.keep {
+        cluster.keep_running();
+        println!("The demo database is still running: {}", cluster.url(&demo.database));
+        println!(
+            "Stop and remove it with: runuser -u postgres -- {}/pg_ctl -D {} stop && rm -rf {}",
+            cluster.bin_dir().display(),
+            cluster.data_dir().display(),
+            cluster.socket_dir().display()
+        );
+    } else {
+        say("removing the demo cluster".into());
+    }
+    drop(cluster);
+    result
+}
+
+pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
+    let log = crate::runlog::read(&args.runlog).map_err(|e| Failure::usage(e.to_string()))?;
+    if args.print {
+        print!("{}", crate::report::markdown_run(&log));
+        return Ok(());
+    }
+    let model = crate::tui::replay::model(&log, std::time::Instant::now());
+    crate::tui::runtime::run(None, model, RunSettings::default()).await.map_err(Failure::usage)
+}
