@@ -163,3 +163,23 @@ async fn tenant_scoped_uniques_allow_the_same_value_in_two_tenants() {
     assert!(tenantize::db::describe_pg_error(&err).contains("foreign key"), "{err}");
     db.tenantize(&["verify", plan]).expect_ok();
 }
+
+/// The catalog is read by column name: a value of another type, or a column a server version
+/// lacks, is an error naming the query and the column, where reading by position panicked.
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_columns_are_read_by_name_and_mismatches_are_errors() {
+    let db = fresh_db("catalog_by_name").await;
+    let client = db.connect().await;
+    let row = client.query_one("SELECT 'yes'::text AS valid, 7::int4 AS relid", &[]).await.unwrap();
+    let relid: i32 = tenantize::catalog::read_column("indexes", &row, "relid").unwrap();
+    assert_eq!(relid, 7);
+    let wrong_type = tenantize::catalog::read_column::<bool>("indexes", &row, "valid").unwrap_err();
+    let text = wrong_type.to_string();
+    assert!(text.contains("(indexes)") && text.contains("column valid"), "{text}");
+    let missing =
+        tenantize::catalog::read_column::<bool>("indexes", &row, "indnullsnotdistinct").unwrap_err();
+    assert!(missing.to_string().contains("column indnullsnotdistinct"), "{missing}");
+    // What reading by position did with the same mismatch.
+    let by_position = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| row.get::<_, bool>(0)));
+    assert!(by_position.is_err(), "row.get(n) with the wrong type panics");
+}

@@ -10,7 +10,7 @@ pub use fingerprint::{
     FingerprintIgnore, TableShape, catalog_fingerprint, shape_diff, shape_fingerprint, table_fingerprint,
     table_shape, view_fingerprint,
 };
-pub use introspect::{INTROSPECTION_QUERY_COUNT, IntrospectError, introspect};
+pub use introspect::{INTROSPECTION_QUERY_COUNT, IntrospectError, introspect, read_column};
 
 use crate::sql::QualifiedName;
 use serde::{Deserialize, Serialize};

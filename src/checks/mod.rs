@@ -180,41 +180,83 @@ pub async fn count_all(
         }
         // Partitioned parents hold no rows: their counts are the sum of their partitions'.
         if table.kind == crate::catalog::TableKind::Ordinary {
-            let sql = if counts.tenant_column && tenant_table_exists {
-                format!(
-                    "SELECT count(*), count(*) FILTER (WHERE t.{qcol} IS NULL),
-                            count(*) FILTER (WHERE t.{qcol} IS NOT NULL AND x.{key} IS NULL)
-                       FROM {} t LEFT JOIN {tenant_table} x ON x.{key} = t.{qcol}",
-                    planned.name
-                )
-            } else if counts.tenant_column {
-                format!(
-                    "SELECT count(*), count(*) FILTER (WHERE {qcol} IS NULL), count(*) FILTER (WHERE {qcol} IS NOT NULL) FROM {}",
-                    planned.name
-                )
-            } else {
-                format!("SELECT count(*), 0::int8, 0::int8 FROM {}", planned.name)
-            };
-            let row = client.query_one(sql.as_str(), &[]).await.map_err(|e| {
-                query_error(format!("counting {}: {}", planned.name.display_plain(), describe_pg_error(&e)))
-            })?;
-            counts.rows = row.get(0);
-            counts.null_tenant = row.get(1);
-            counts.unknown_tenant = row.get(2);
-            if counts.tenant_column && full {
-                let sql = format!(
-                    "SELECT coalesce({qcol}::text, 'NULL'), count(*) FROM {} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
-                    planned.name
-                );
-                let rows = client.query(sql.as_str(), &[]).await.map_err(db_error)?;
-                counts.rows_per_tenant = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            }
+            count_rows(client, plan, &planned.name, tenant_table_exists, full, &mut counts).await?;
         }
         by_name.insert(planned.name.clone(), tables.len());
         tables.push(counts);
     }
-    // Cross-tenant references: each FK between scoped tables, compared on its own columns.
-    for table in catalog.tables.iter().filter(|_| full) {
+    if full {
+        count_cross_tenant(client, catalog, col, &mut tables, &by_name).await?;
+    }
+    sum_partitions(catalog, &mut tables, &by_name);
+    Ok(VerifyReport {
+        full,
+        database: catalog.server.database.clone(),
+        plan_hash: plan.plan_hash.clone(),
+        applied_through: 0,
+        tenant_table_exists,
+        default_tenant_exists,
+        tables,
+        problems: Vec::new(),
+        ok: true,
+    })
+}
+
+/// Rows, NULL and unknown tenants (and, when `full`, rows per tenant) of one ordinary table.
+async fn count_rows(
+    client: &Client,
+    plan: &Plan,
+    name: &QualifiedName,
+    tenant_table_exists: bool,
+    full: bool,
+    counts: &mut TableCounts,
+) -> Result<(), CheckError> {
+    let tenant_table = &plan.tenant.table;
+    let qcol = quote_ident(&plan.tenant.column);
+    let key = quote_ident(&plan.tenant.key_column);
+    let sql = if counts.tenant_column && tenant_table_exists {
+        format!(
+            "SELECT count(*), count(*) FILTER (WHERE t.{qcol} IS NULL),
+                    count(*) FILTER (WHERE t.{qcol} IS NOT NULL AND x.{key} IS NULL)
+               FROM {} t LEFT JOIN {tenant_table} x ON x.{key} = t.{qcol}",
+            name
+        )
+    } else if counts.tenant_column {
+        format!(
+            "SELECT count(*), count(*) FILTER (WHERE {qcol} IS NULL), count(*) FILTER (WHERE {qcol} IS NOT NULL) FROM {}",
+            name
+        )
+    } else {
+        format!("SELECT count(*), 0::int8, 0::int8 FROM {}", name)
+    };
+    let row = client
+        .query_one(sql.as_str(), &[])
+        .await
+        .map_err(|e| query_error(format!("counting {}: {}", name.display_plain(), describe_pg_error(&e))))?;
+    counts.rows = row.get(0);
+    counts.null_tenant = row.get(1);
+    counts.unknown_tenant = row.get(2);
+    if counts.tenant_column && full {
+        let sql = format!(
+            "SELECT coalesce({qcol}::text, 'NULL'), count(*) FROM {} GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5",
+            name
+        );
+        let rows = client.query(sql.as_str(), &[]).await.map_err(db_error)?;
+        counts.rows_per_tenant = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    }
+    Ok(())
+}
+
+/// Cross-tenant references: each FK between scoped tables, compared on its own columns.
+async fn count_cross_tenant(
+    client: &Client,
+    catalog: &Catalog,
+    col: &str,
+    tables: &mut [TableCounts],
+    by_name: &BTreeMap<QualifiedName, usize>,
+) -> Result<(), CheckError> {
+    let qcol = quote_ident(col);
+    for table in &catalog.tables {
         let Some(&child_index) = by_name.get(&table.name) else { continue };
         if !tables[child_index].tenant_column {
             continue;
@@ -254,18 +296,7 @@ pub async fn count_all(
             tables[child_index].cross_tenant += n;
         }
     }
-    sum_partitions(catalog, &mut tables, &by_name);
-    Ok(VerifyReport {
-        full,
-        database: catalog.server.database.clone(),
-        plan_hash: plan.plan_hash.clone(),
-        applied_through: 0,
-        tenant_table_exists,
-        default_tenant_exists,
-        tables,
-        problems: Vec::new(),
-        ok: true,
-    })
+    Ok(())
 }
 
 fn sum_partitions(catalog: &Catalog, tables: &mut [TableCounts], by_name: &BTreeMap<QualifiedName, usize>) {

@@ -11,29 +11,11 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::error::describe_pg_error;
+pub use super::tls::TlsMode;
 use super::tls::tls_config;
 
-/// libpq's `sslmode`, including the two verifying modes tokio-postgres does not parse itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    Disable,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-impl TlsMode {
-    fn parse(value: &str) -> Result<Self, ConnError> {
-        Ok(match value {
-            "disable" | "allow" => TlsMode::Disable,
-            "prefer" => TlsMode::Prefer,
-            "require" => TlsMode::Require,
-            "verify-ca" => TlsMode::VerifyCa,
-            "verify-full" => TlsMode::VerifyFull,
-            other => return Err(ConnError::Invalid(format!("unknown sslmode {other:?}"))),
-        })
-    }
+fn parse_tls_mode(value: &str) -> Result<TlsMode, ConnError> {
+    TlsMode::parse(value).ok_or_else(|| ConnError::Invalid(format!("unknown sslmode {value:?}")))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +64,7 @@ impl ConnSpec {
                 let (rest, sslmode, rootcert) = take_tls_params(&text);
                 let config = Config::from_str(&rest)
                     .map_err(|e| ConnError::Invalid(format!("cannot parse the connection URL: {e}")))?;
-                let tls = sslmode.map(|m| TlsMode::parse(&m)).transpose()?;
+                let tls = sslmode.map(|m| parse_tls_mode(&m)).transpose()?;
                 (config, tls, rootcert)
             }
             None => (Config::new(), None, None),
@@ -117,7 +99,7 @@ impl ConnSpec {
             config.dbname(db);
         }
         if tls.is_none() {
-            tls = env.var("PGSSLMODE").map(|m| TlsMode::parse(&m)).transpose()?;
+            tls = env.var("PGSSLMODE").map(|m| parse_tls_mode(&m)).transpose()?;
         }
         if root_cert_path.is_none() {
             root_cert_path = env.var("PGSSLROOTCERT");

@@ -6,7 +6,7 @@ pub mod conn;
 pub mod error;
 pub mod journal;
 pub mod lock;
-mod tls;
+pub mod tls;
 pub mod tx;
 
 pub use conn::{ConnError, ConnSpec, Env, ProcessEnv, TlsMode};
