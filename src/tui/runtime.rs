@@ -1,13 +1,16 @@
-//! The terminal and the event loop. Keys, engine events, counts and ticks all become messages
-//! for `update`; the commands it returns run on tasks, never inside a key handler, and report
-//! back as messages. The terminal is restored on quit, on error, on panic and on Ctrl-C.
+//! The wizard's runtime: [`Runtime`] runs the commands `update` returns on tasks, never inside
+//! a key handler, and hands their results back as messages. It owns every task it starts.
+//! [`run`] is the thin terminal shell around it: keys and ticks in, frames out; the terminal is
+//! restored on quit, on error, on panic and on Ctrl-C.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, EventStream};
 use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::{self, Context};
@@ -17,7 +20,7 @@ use super::view;
 use crate::checks;
 use crate::conn::ConnSpec;
 use crate::engine::{self, Control, RunSettings};
-use crate::event;
+use crate::event::{self, EventSender};
 
 /// How often live counts are refreshed while the wizard is open.
 const COUNTS_INTERVAL: Duration = Duration::from_millis(1000);
@@ -34,13 +37,6 @@ fn context(model: &Model) -> Context {
     }
 }
 
-/// The job running in the background and how to steer it.
-struct Running {
-    cancel: CancellationToken,
-    pause: watch::Sender<bool>,
-    handle: std::thread::JoinHandle<()>,
-}
-
 /// Open the wizard on `model` until the user quits. `spec` is where the engine and the counts
 /// connect; `None` makes a read-only wizard (replay).
 pub async fn run(spec: Option<ConnSpec>, mut model: Model, settings: RunSettings) -> Result<(), String> {
@@ -51,28 +47,22 @@ pub async fn run(spec: Option<ConnSpec>, mut model: Model, settings: RunSettings
     }
     model.theme.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot set up the terminal: {e}"))?;
-    let result = event_loop(&mut terminal, spec, &mut model, settings).await;
+    let mut runtime = Runtime::new(spec, settings);
+    let result = event_loop(&mut terminal, &mut runtime, &mut model).await;
     ratatui::restore();
+    runtime.shutdown().await;
     result
 }
 
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
-    spec: Option<ConnSpec>,
+    runtime: &mut Runtime,
     model: &mut Model,
-    settings: RunSettings,
 ) -> Result<(), String> {
-    let (msg_tx, mut msg_rx) = mpsc::unbounded_channel::<Msg>();
-    let (counts_poke, counts_rx) = mpsc::unbounded_channel::<bool>();
-    let counts_task = spec
-        .as_ref()
-        .map(|spec| tokio::spawn(counts_loop(spec.clone(), model.plan.clone(), counts_rx, msg_tx.clone())));
-    let _ = counts_poke.send(true);
+    runtime.start(model);
     let mut input = EventStream::new();
     let mut ticker = tokio::time::interval(TICK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut running: Option<Running> = None;
-    let mut quitting = false;
     terminal.draw(|f| view::draw(f, model)).map_err(|e| e.to_string())?;
     loop {
         let msg = tokio::select! {
@@ -83,119 +73,253 @@ async fn event_loop(
                 Some(Err(e)) => return Err(format!("reading the terminal failed: {e}")),
                 None => return Ok(()),
             },
-            msg = msg_rx.recv() => msg,
+            msg = runtime.recv() => Some(msg),
             _ = ticker.tick() => Some(Msg::Tick(Instant::now())),
         };
         let Some(msg) = msg else { continue };
-        let job_done = matches!(msg, Msg::JobDone(_));
-        let mut pending = vec![msg];
+        runtime.handle(model, msg);
         // Take whatever else has arrived, so a burst of engine events costs one redraw.
-        while let Ok(more) = msg_rx.try_recv() {
-            pending.push(more);
-        }
-        for msg in pending {
-            let plan_before = model.plan.plan_hash.clone();
-            for command in update(model, msg) {
-                execute(
-                    command,
-                    model,
-                    spec.as_ref(),
-                    &settings,
-                    &msg_tx,
-                    &counts_poke,
-                    &mut running,
-                    &mut quitting,
-                );
-            }
-            if model.plan.plan_hash != plan_before {
-                // The plan was rebuilt (a table toggled): count against the new one.
-                if let (Some(spec), Some(task)) = (spec.as_ref(), &counts_task) {
-                    task.abort();
-                    let (poke, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(counts_loop(spec.clone(), model.plan.clone(), rx, msg_tx.clone()));
-                    let _ = poke.send(true);
-                    std::mem::forget(poke);
-                }
-            }
-        }
-        if job_done {
-            running = None;
+        while let Some(more) = runtime.try_recv() {
+            runtime.handle(model, more);
         }
         terminal.draw(|f| view::draw(f, model)).map_err(|e| e.to_string())?;
-        if quitting && running.as_ref().is_none_or(|r| r.handle.is_finished()) {
-            break;
+        if runtime.finished() {
+            return Ok(());
         }
     }
-    if let Some(task) = counts_task {
-        task.abort();
-    }
-    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn execute(
-    command: Command,
-    model: &Model,
-    spec: Option<&ConnSpec>,
-    settings: &RunSettings,
-    msg_tx: &mpsc::UnboundedSender<Msg>,
-    counts_poke: &mpsc::UnboundedSender<bool>,
-    running: &mut Option<Running>,
-    quitting: &mut bool,
-) {
-    match command {
-        Command::Apply(stop_after) => {
-            let Some(spec) = spec else { return };
-            let request = engine::ApplyRequest {
-                plan: model.plan.clone(),
-                spec: spec.clone(),
-                stop_after,
-                dry_run: false,
-                settings: RunSettings { application_name: "tenantize wizard".into(), ..settings.clone() },
-            };
-            let log = open_run_log(model, "apply", msg_tx);
-            *running = Some(spawn_job(msg_tx.clone(), Job::Apply(request), log));
+/// A job body: gets the engine's event sender and its controls, ends with a summary or an error.
+pub type JobBody =
+    Box<dyn FnOnce(EventSender, Control) -> LocalBoxFuture<'static, Result<String, String>> + Send>;
+
+/// What a job runs on the engine's thread.
+pub enum EngineJob {
+    Apply(engine::ApplyRequest),
+    Rollback(engine::RollbackRequest),
+    /// Any body on the job path (events, run log, end of job), e.g. a test's engine stand-in.
+    Custom(JobBody),
+}
+
+impl EngineJob {
+    async fn run(self, events: EventSender, control: Control) -> Result<String, String> {
+        match self {
+            EngineJob::Apply(request) => engine::apply(&request, &events, &control)
+                .await
+                .map(|o| format!("{} steps applied", o.steps_run))
+                .map_err(|e| e.to_string()),
+            EngineJob::Rollback(request) => engine::rollback(&request, &events, &control)
+                .await
+                .map(|o| format!("{} steps rolled back", o.steps_rolled_back))
+                .map_err(|e| e.to_string()),
+            EngineJob::Custom(body) => body(events, control).await,
         }
-        Command::Rollback { target, force } => {
-            let Some(spec) = spec else { return };
-            let request = engine::RollbackRequest {
-                plan: model.plan.clone(),
-                spec: spec.clone(),
-                target,
-                force,
-                settings: RunSettings { application_name: "tenantize wizard".into(), ..settings.clone() },
-            };
-            let log = open_run_log(model, "rollback", msg_tx);
-            *running = Some(spawn_job(msg_tx.clone(), Job::Rollback(request), log));
+    }
+}
+
+/// The job running in the background and how to steer it.
+struct RunningJob {
+    cancel: CancellationToken,
+    pause: watch::Sender<bool>,
+    engine: std::thread::JoinHandle<()>,
+}
+
+/// Everything the wizard runs besides drawing: the counts loop, the running job and one-shot
+/// background work, with the channel they all report on.
+pub struct Runtime {
+    /// Where the engine and the counts connect; `None` in a replay (nothing runs).
+    spec: Option<ConnSpec>,
+    settings: RunSettings,
+    msg_tx: mpsc::UnboundedSender<Msg>,
+    msg_rx: mpsc::UnboundedReceiver<Msg>,
+    counts_task: Option<JoinHandle<()>>,
+    counts_poke: mpsc::UnboundedSender<bool>,
+    /// The plan the counts loop was started for.
+    counted_plan: Option<String>,
+    job: Option<RunningJob>,
+    quitting: bool,
+}
+
+impl Runtime {
+    pub fn new(spec: Option<ConnSpec>, settings: RunSettings) -> Runtime {
+        let (msg_tx, msg_rx) = mpsc::unbounded_channel();
+        let (counts_poke, _) = mpsc::unbounded_channel();
+        Runtime {
+            spec,
+            settings,
+            msg_tx,
+            msg_rx,
+            counts_task: None,
+            counts_poke,
+            counted_plan: None,
+            job: None,
+            quitting: false,
         }
-        Command::CountGuards(step_ids) => {
-            let Some(spec) = spec.cloned() else { return };
-            let plan = model.plan.clone();
-            let tx = msg_tx.clone();
-            tokio::spawn(async move {
-                let steps: Vec<&crate::plan::Step> = step_ids.iter().filter_map(|id| plan.step(id)).collect();
-                let result = engine::guard_counts(&spec, &steps).await.map_err(|e| e.to_string());
-                let _ = tx.send(Msg::Guards(result));
-            });
+    }
+
+    /// Start counting against `model`'s plan.
+    pub fn start(&mut self, model: &Model) {
+        let Some(spec) = &self.spec else { return };
+        let (poke, rx) = mpsc::unbounded_channel();
+        self.counts_task =
+            Some(tokio::spawn(counts_loop(spec.clone(), model.plan.clone(), rx, self.msg_tx.clone())));
+        let _ = poke.send(true);
+        self.counts_poke = poke;
+        self.counted_plan = Some(model.plan.plan_hash.clone());
+    }
+
+    /// The next message from a task.
+    pub async fn recv(&mut self) -> Msg {
+        match self.msg_rx.recv().await {
+            Some(msg) => msg,
+            // The runtime holds a sender itself: the channel never closes.
+            None => std::future::pending().await,
         }
-        Command::RefreshCounts { full } => {
-            let _ = counts_poke.send(full);
+    }
+
+    /// A message that has already arrived, if any.
+    pub fn try_recv(&mut self) -> Option<Msg> {
+        self.msg_rx.try_recv().ok()
+    }
+
+    /// Give `msg` to `update` and run the commands it returns.
+    pub fn handle(&mut self, model: &mut Model, msg: Msg) {
+        let job_done = matches!(msg, Msg::JobDone(_));
+        for command in update(model, msg) {
+            self.execute(model, command);
         }
-        Command::SetPaused(paused) => {
-            if let Some(job) = running {
-                let _ = job.pause.send(paused);
+        if job_done {
+            self.job = None;
+        }
+        self.follow_plan(model);
+    }
+
+    /// The plan was rebuilt (a table toggled): count against the new one.
+    fn follow_plan(&mut self, model: &Model) {
+        if self.counted_plan.as_deref() == Some(model.plan.plan_hash.as_str()) {
+            return;
+        }
+        self.counted_plan = Some(model.plan.plan_hash.clone());
+        if let (Some(spec), Some(task)) = (self.spec.as_ref(), &self.counts_task) {
+            task.abort();
+            let (poke, rx) = mpsc::unbounded_channel();
+            tokio::spawn(counts_loop(spec.clone(), model.plan.clone(), rx, self.msg_tx.clone()));
+            let _ = poke.send(true);
+            std::mem::forget(poke);
+        }
+    }
+
+    /// The user asked to quit and no job is left running.
+    pub fn finished(&self) -> bool {
+        self.quitting && self.job.as_ref().is_none_or(|j| j.engine.is_finished())
+    }
+
+    /// A job is running (its end not yet handled).
+    pub fn job_running(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Run one command of `update`'s; its results come back as messages.
+    pub fn execute(&mut self, model: &Model, command: Command) {
+        match command {
+            Command::Apply(stop_after) => {
+                let Some(spec) = self.spec.clone() else { return };
+                let request = engine::ApplyRequest {
+                    plan: model.plan.clone(),
+                    spec,
+                    stop_after,
+                    dry_run: false,
+                    settings: self.wizard_settings(),
+                };
+                self.start_job(model, "apply", EngineJob::Apply(request));
             }
-        }
-        Command::Cancel => {
-            if let Some(job) = running {
-                job.cancel.cancel();
+            Command::Rollback { target, force } => {
+                let Some(spec) = self.spec.clone() else { return };
+                let request = engine::RollbackRequest {
+                    plan: model.plan.clone(),
+                    spec,
+                    target,
+                    force,
+                    settings: self.wizard_settings(),
+                };
+                self.start_job(model, "rollback", EngineJob::Rollback(request));
             }
+            Command::CountGuards(step_ids) => {
+                let Some(spec) = self.spec.clone() else { return };
+                let plan = model.plan.clone();
+                let tx = self.msg_tx.clone();
+                tokio::spawn(async move {
+                    let steps: Vec<&crate::plan::Step> =
+                        step_ids.iter().filter_map(|id| plan.step(id)).collect();
+                    let result = engine::guard_counts(&spec, &steps).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Guards(result));
+                });
+            }
+            Command::RefreshCounts { full } => {
+                let _ = self.counts_poke.send(full);
+            }
+            Command::SetPaused(paused) => {
+                if let Some(job) = &self.job {
+                    let _ = job.pause.send(paused);
+                }
+            }
+            Command::Cancel => {
+                if let Some(job) = &self.job {
+                    job.cancel.cancel();
+                }
+            }
+            Command::WritePlan(path) => {
+                let result =
+                    crate::plan::file::save(&model.plan, &path).map(|_| path).map_err(|e| e.to_string());
+                let _ = self.msg_tx.send(Msg::Wrote(result));
+            }
+            Command::Quit => self.quitting = true,
         }
-        Command::WritePlan(path) => {
-            let result = crate::plan::file::save(&model.plan, &path).map(|_| path).map_err(|e| e.to_string());
-            let _ = msg_tx.send(Msg::Wrote(result));
+    }
+
+    fn wizard_settings(&self) -> RunSettings {
+        RunSettings { application_name: "tenantize wizard".into(), ..self.settings.clone() }
+    }
+
+    /// Run `job` on the engine's thread, with a run log named after `command`; its events and
+    /// its end come back as messages.
+    pub fn start_job(&mut self, model: &Model, command: &str, job: EngineJob) {
+        let mut log = open_run_log(model, command, &self.msg_tx);
+        let msg_tx = self.msg_tx.clone();
+        let (events_tx, mut events_rx) = event::channel();
+        let (control, pause) = Control::detached();
+        let cancel = control.cancel.clone();
+        let forward = msg_tx.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events_rx.recv().await {
+                // The run log is written before the screen hears of the event.
+                if let Some(writer) = &mut log {
+                    let _ = writer.event(&event);
+                }
+                if forward.send(Msg::Engine(event, Instant::now())).is_err() {
+                    break;
+                }
+            }
+        });
+        // The engine runs on a thread of its own with a single-threaded runtime: nothing it does
+        // can stall the UI loop, and its futures need not be Send.
+        let engine = std::thread::spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(job.run(events_tx, control)),
+                Err(e) => Err(format!("cannot start the engine's runtime: {e}")),
+            };
+            // Let the forwarder deliver the last events before the job's end.
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = msg_tx.send(Msg::JobDone(result));
+        });
+        self.job = Some(RunningJob { cancel, pause, engine });
+    }
+
+    /// Stop everything this runtime started.
+    pub async fn shutdown(self) {
+        if let Some(task) = self.counts_task {
+            task.abort();
         }
-        Command::Quit => *quitting = true,
     }
 }
 
@@ -217,58 +341,6 @@ fn open_run_log(
             None
         }
     }
-}
-
-enum Job {
-    Apply(engine::ApplyRequest),
-    Rollback(engine::RollbackRequest),
-}
-
-/// Run an engine job on its own task; its events and its end come back as messages.
-fn spawn_job(
-    msg_tx: mpsc::UnboundedSender<Msg>,
-    job: Job,
-    mut log: Option<crate::runlog::RunLogWriter>,
-) -> Running {
-    let (events_tx, mut events_rx) = event::channel();
-    let (control, pause) = Control::detached();
-    let cancel = control.cancel.clone();
-    let forward = msg_tx.clone();
-    tokio::spawn(async move {
-        while let Some(event) = events_rx.recv().await {
-            // The run log is written before the screen hears of the event.
-            if let Some(writer) = &mut log {
-                let _ = writer.event(&event);
-            }
-            if forward.send(Msg::Engine(event, Instant::now())).is_err() {
-                break;
-            }
-        }
-    });
-    // The engine runs on a thread of its own with a single-threaded runtime: nothing it does
-    // can stall the UI loop, and its futures need not be Send.
-    let handle = std::thread::spawn(move || {
-        let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(async {
-                match job {
-                    Job::Apply(request) => engine::apply(&request, &events_tx, &control)
-                        .await
-                        .map(|o| format!("{} steps applied", o.steps_run))
-                        .map_err(|e| e.to_string()),
-                    Job::Rollback(request) => engine::rollback(&request, &events_tx, &control)
-                        .await
-                        .map(|o| format!("{} steps rolled back", o.steps_rolled_back))
-                        .map_err(|e| e.to_string()),
-                }
-            }),
-            Err(e) => Err(format!("cannot start the engine's runtime: {e}")),
-        };
-        drop(events_tx);
-        // Let the forwarder deliver the last events before the job's end.
-        std::thread::sleep(Duration::from_millis(50));
-        let _ = msg_tx.send(Msg::JobDone(result));
-    });
-    Running { cancel, pause, handle }
 }
 
 /// Counts about once a second on a connection of their own; the latest result wins. A poke
