@@ -117,6 +117,33 @@ impl EngineJob {
     }
 }
 
+/// The counts loop of one plan.
+struct CountsLoop {
+    plan_hash: String,
+    task: JoinHandle<()>,
+    /// `true` asks for a full count.
+    poke: mpsc::UnboundedSender<bool>,
+    /// Its reports on a channel of its own: replacing the loop drops what it sent and nobody
+    /// read, so a stale plan's counts never reach the model.
+    reports: mpsc::UnboundedReceiver<Msg>,
+}
+
+impl CountsLoop {
+    fn start(spec: &ConnSpec, plan: &crate::plan::Plan) -> CountsLoop {
+        let (poke, pokes) = mpsc::unbounded_channel();
+        let (tx, reports) = mpsc::unbounded_channel();
+        let task = tokio::spawn(counts_loop(spec.clone(), plan.clone(), pokes, tx));
+        CountsLoop { plan_hash: plan.plan_hash.clone(), task, poke, reports }
+    }
+}
+
+impl Drop for CountsLoop {
+    fn drop(&mut self) {
+        // Its connection closes with the task.
+        self.task.abort();
+    }
+}
+
 /// The job running in the background and how to steer it.
 struct RunningJob {
     cancel: CancellationToken,
@@ -132,10 +159,8 @@ pub struct Runtime {
     settings: RunSettings,
     msg_tx: mpsc::UnboundedSender<Msg>,
     msg_rx: mpsc::UnboundedReceiver<Msg>,
-    counts_task: Option<JoinHandle<()>>,
-    counts_poke: mpsc::UnboundedSender<bool>,
-    /// The plan the counts loop was started for.
-    counted_plan: Option<String>,
+    /// At most one, counting the model's current plan.
+    counts: Option<CountsLoop>,
     job: Option<RunningJob>,
     quitting: bool,
 }
@@ -143,43 +168,34 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(spec: Option<ConnSpec>, settings: RunSettings) -> Runtime {
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
-        let (counts_poke, _) = mpsc::unbounded_channel();
-        Runtime {
-            spec,
-            settings,
-            msg_tx,
-            msg_rx,
-            counts_task: None,
-            counts_poke,
-            counted_plan: None,
-            job: None,
-            quitting: false,
-        }
+        Runtime { spec, settings, msg_tx, msg_rx, counts: None, job: None, quitting: false }
     }
 
     /// Start counting against `model`'s plan.
     pub fn start(&mut self, model: &Model) {
-        let Some(spec) = &self.spec else { return };
-        let (poke, rx) = mpsc::unbounded_channel();
-        self.counts_task =
-            Some(tokio::spawn(counts_loop(spec.clone(), model.plan.clone(), rx, self.msg_tx.clone())));
-        let _ = poke.send(true);
-        self.counts_poke = poke;
-        self.counted_plan = Some(model.plan.plan_hash.clone());
+        self.follow_plan(model);
     }
 
     /// The next message from a task.
     pub async fn recv(&mut self) -> Msg {
-        match self.msg_rx.recv().await {
-            Some(msg) => msg,
-            // The runtime holds a sender itself: the channel never closes.
-            None => std::future::pending().await,
+        loop {
+            tokio::select! {
+                msg = self.msg_rx.recv() => match msg {
+                    Some(msg) => return msg,
+                    // The runtime holds a sender itself: the channel never closes.
+                    None => continue,
+                },
+                Some(msg) = recv_report(&mut self.counts) => return msg,
+            }
         }
     }
 
     /// A message that has already arrived, if any.
     pub fn try_recv(&mut self) -> Option<Msg> {
-        self.msg_rx.try_recv().ok()
+        if let Ok(msg) = self.msg_rx.try_recv() {
+            return Some(msg);
+        }
+        self.counts.as_mut().and_then(|c| c.reports.try_recv().ok())
     }
 
     /// Give `msg` to `update` and run the commands it returns.
@@ -194,19 +210,15 @@ impl Runtime {
         self.follow_plan(model);
     }
 
-    /// The plan was rebuilt (a table toggled): count against the new one.
+    /// Count against the model's plan: a rebuilt plan (a table toggled) replaces the loop.
     fn follow_plan(&mut self, model: &Model) {
-        if self.counted_plan.as_deref() == Some(model.plan.plan_hash.as_str()) {
+        let Some(spec) = &self.spec else { return };
+        if self.counts.as_ref().is_some_and(|c| c.plan_hash == model.plan.plan_hash) {
             return;
         }
-        self.counted_plan = Some(model.plan.plan_hash.clone());
-        if let (Some(spec), Some(task)) = (self.spec.as_ref(), &self.counts_task) {
-            task.abort();
-            let (poke, rx) = mpsc::unbounded_channel();
-            tokio::spawn(counts_loop(spec.clone(), model.plan.clone(), rx, self.msg_tx.clone()));
-            let _ = poke.send(true);
-            std::mem::forget(poke);
-        }
+        // Dropping the old loop aborts it before the new one connects.
+        self.counts = None;
+        self.counts = Some(CountsLoop::start(spec, &model.plan));
     }
 
     /// The user asked to quit and no job is left running.
@@ -256,7 +268,9 @@ impl Runtime {
                 });
             }
             Command::RefreshCounts { full } => {
-                let _ = self.counts_poke.send(full);
+                if let Some(counts) = &self.counts {
+                    let _ = counts.poke.send(full);
+                }
             }
             Command::SetPaused(paused) => {
                 if let Some(job) = &self.job {
@@ -316,10 +330,20 @@ impl Runtime {
     }
 
     /// Stop everything this runtime started.
-    pub async fn shutdown(self) {
-        if let Some(task) = self.counts_task {
-            task.abort();
+    pub async fn shutdown(mut self) {
+        if let Some(mut counts) = self.counts.take() {
+            counts.task.abort();
+            // Wait for it to stop, so its connection is closed when this returns.
+            let _ = (&mut counts.task).await;
         }
+    }
+}
+
+/// The counts loop's next report; pending forever without a loop.
+async fn recv_report(counts: &mut Option<CountsLoop>) -> Option<Msg> {
+    match counts {
+        Some(counts) => counts.reports.recv().await,
+        None => std::future::pending().await,
     }
 }
 

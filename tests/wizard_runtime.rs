@@ -1,0 +1,206 @@
+//! The wizard's runtime without a terminal: messages in, what its tasks send back out, against a
+//! real PostgreSQL (the counts loop and the engine connect).
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tenantize::engine::RunSettings;
+use tenantize::event::Event;
+use tenantize::tui::keys::Action;
+use tenantize::tui::runtime::Runtime;
+use tenantize::tui::state::{Model, Screen, ServerSummary, UiStepState};
+use tenantize::tui::update::Msg;
+
+/// The sample's plan as `tenantize wizard PLAN` opens it: with the catalog, so tables can be
+/// toggled, and the plan file next to which run logs go.
+async fn wizard_model(db: &TestDb, dir: &Path) -> Model {
+    let path = dir.join("plan.toml");
+    db.plan_sample(&path, &[]);
+    let plan = tenantize::plan::file::load(&path).expect("the plan just written");
+    let client = db.connect().await;
+    let catalog = tenantize::catalog::introspect(
+        &client,
+        &plan.options.schemas,
+        std::slice::from_ref(&plan.tenant.table.schema),
+    )
+    .await
+    .expect("introspect the sample");
+    let options = plan.options.clone();
+    let mut model = Model::new(plan, options, ServerSummary::default(), Instant::now());
+    model.plan_path = Some(path);
+    model.catalog = Some(catalog);
+    model
+}
+
+/// Hand what the runtime sends to the model until `stop` holds for a message (checked before it
+/// is handled) or `limit` passes. Returns every message handled, the last one `stop`'s, if any.
+async fn pump(
+    runtime: &mut Runtime,
+    model: &mut Model,
+    limit: Duration,
+    mut stop: impl FnMut(&Msg) -> bool,
+) -> (Vec<Msg>, bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    while let Ok(msg) = tokio::time::timeout_at(deadline, runtime.recv()).await {
+        let stopped = stop(&msg);
+        seen.push(msg.clone());
+        runtime.handle(model, msg);
+        if stopped {
+            return (seen, true);
+        }
+    }
+    (seen, false)
+}
+
+fn full_count_of(msg: &Msg, plan_hash: &str) -> bool {
+    matches!(msg, Msg::Counts(Ok(report), _) if report.full && report.plan_hash == plan_hash)
+}
+
+/// Connections the wizard's counts loops hold on this database.
+async fn counts_connections(db: &TestDb) -> i64 {
+    db.query_i64(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'tenantize wizard counts'",
+    )
+    .await
+}
+
+/// Pump messages until exactly `want` counts connections are open, or `limit` passes; the
+/// last number seen.
+async fn settle_connections(
+    db: &TestDb,
+    runtime: &mut Runtime,
+    model: &mut Model,
+    want: i64,
+    limit: Duration,
+) -> i64 {
+    let started = Instant::now();
+    loop {
+        let open = counts_connections(db).await;
+        if open == want || started.elapsed() > limit {
+            return open;
+        }
+        pump(runtime, model, Duration::from_millis(200), |_| false).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn toggling_tables_keeps_one_counts_loop_on_the_current_plan_and_pokes_reach_it() {
+    let db = sample_db("wizard_rt_counts", 200).await;
+    let dir = scratch_dir();
+    let mut model = wizard_model(&db, dir.path()).await;
+    let mut runtime = Runtime::new(Some(db.spec.clone()), RunSettings::default());
+    runtime.start(&model);
+    let first = model.plan.plan_hash.clone();
+    let (_, counted) =
+        pump(&mut runtime, &mut model, Duration::from_secs(20), |m| full_count_of(m, &first)).await;
+    assert!(counted, "no full count of the plan the wizard opened with");
+
+    // Two toggles on the Overview: two rebuilt plans, two replacements of the counts loop.
+    assert_eq!(model.screen, Screen::Overview);
+    runtime.handle(&mut model, Msg::Action(Action::ToggleShared));
+    assert_ne!(model.plan.plan_hash, first, "the toggle rebuilt the plan");
+    runtime.handle(&mut model, Msg::Action(Action::Down));
+    runtime.handle(&mut model, Msg::Action(Action::ToggleShared));
+    let current = model.plan.plan_hash.clone();
+    let mut problems = Vec::new();
+
+    // Pokes: unpoked, the loop counts in full only every 15 s; poked, on its next round (≤ 1 s).
+    // First the new loop's own first full count and a quick one after it.
+    let (_, counted) =
+        pump(&mut runtime, &mut model, Duration::from_secs(10), |m| full_count_of(m, &current)).await;
+    let (_, quick) = pump(
+        &mut runtime,
+        &mut model,
+        Duration::from_secs(5),
+        |m| matches!(m, Msg::Counts(Ok(report), _) if !report.full && report.plan_hash == current),
+    )
+    .await;
+    assert!(counted && quick, "no counts of the current plan at all");
+    runtime.handle(&mut model, Msg::Action(Action::Validate));
+    let (_, poked) =
+        pump(&mut runtime, &mut model, Duration::from_millis(2500), |m| full_count_of(m, &current)).await;
+    if !poked {
+        problems.push("v did not bring a full count within 2.5 s".into());
+    }
+    // The refresh after a job goes the same way.
+    runtime.handle(&mut model, Msg::JobDone(Ok("nothing ran".into())));
+    let (_, refreshed) =
+        pump(&mut runtime, &mut model, Duration::from_millis(2500), |m| full_count_of(m, &current)).await;
+    if !refreshed {
+        problems.push("the end of a job did not bring a full count within 2.5 s".into());
+    }
+
+    let open = settle_connections(&db, &mut runtime, &mut model, 1, Duration::from_secs(5)).await;
+    if open != 1 {
+        problems.push(format!("{open} counts connections open after two toggles, not 1"));
+    }
+    // The counts that arrive are of the current plan only.
+    let (seen, _) = pump(&mut runtime, &mut model, Duration::from_secs(3), |_| false).await;
+    let hashes: Vec<&str> = seen
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Counts(Ok(report), _) => Some(report.plan_hash.as_str()),
+            _ => None,
+        })
+        .collect();
+    if let Some(stale) = hashes.iter().find(|h| **h != current) {
+        problems.push(format!("counts of a stale plan {stale:.12} arrive (current {current:.12})"));
+    }
+    if model.counts.as_ref().map(|r| r.plan_hash.as_str()) != Some(current.as_str()) {
+        problems.push("the model does not show the current plan's counts".into());
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+
+    runtime.shutdown().await;
+    let open = counts_connections(&db).await;
+    let started = Instant::now();
+    let mut open_now = open;
+    while open_now != 0 && started.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open_now = counts_connections(&db).await;
+    }
+    assert_eq!(open_now, 0, "a counts connection outlived the runtime's shutdown");
+}
+
+/// The run log's path from the runtime's notice.
+fn run_log_path(seen: &[Msg]) -> PathBuf {
+    seen.iter()
+        .find_map(|m| match m {
+            Msg::Notice(text) => text.strip_prefix("run log: ").map(PathBuf::from),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no run log notice in {} messages", seen.len()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_to_y_applies_a_stage_with_the_engine_and_the_journal_agrees() {
+    let db = sample_db("wizard_rt_apply", 200).await;
+    let dir = scratch_dir();
+    let mut model = wizard_model(&db, dir.path()).await;
+    let mut runtime = Runtime::new(Some(db.spec.clone()), RunSettings::default());
+    runtime.start(&model);
+    // Stage 2 (the default tenant), through the keys.
+    model.screen = Screen::Plan;
+    model.cursor = 1;
+    runtime.handle(&mut model, Msg::Action(Action::ApplyStage));
+    runtime.handle(&mut model, Msg::Action(Action::Confirm));
+    assert!(model.job.is_some() && runtime.job_running(), "the apply started");
+    let (seen, ended) =
+        pump(&mut runtime, &mut model, Duration::from_secs(60), |m| matches!(m, Msg::JobDone(_))).await;
+    assert!(ended, "the apply did not end within 60 s");
+    assert!(matches!(seen.last(), Some(Msg::JobDone(Ok(_)))), "{:?}", seen.last());
+    let run_finished = seen.iter().position(|m| matches!(m, Msg::Engine(Event::RunFinished { .. }, _)));
+    assert!(run_finished.is_some_and(|r| r < seen.len() - 1), "RunFinished comes before JobDone");
+    let done = model.steps.iter().filter(|s| s.state == UiStepState::Done).count() as i64;
+    assert!(done >= 2, "stages 1 and 2 are done on the screen");
+    assert_eq!(db.query_i64("SELECT count(*) FROM tenantize.steps WHERE state = 'done'").await, done);
+    let log = tenantize::runlog::read(&run_log_path(&seen)).expect("the run log");
+    let engine_events = seen.iter().filter(|m| matches!(m, Msg::Engine(..))).count();
+    assert_eq!(log.events.len(), engine_events, "the run log has every event the screen had");
+    runtime.shutdown().await;
+}
