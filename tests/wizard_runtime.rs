@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use tenantize::engine::RunSettings;
 use tenantize::event::Event;
 use tenantize::tui::keys::Action;
-use tenantize::tui::runtime::Runtime;
-use tenantize::tui::state::{Model, Screen, ServerSummary, UiStepState};
+use tenantize::tui::runtime::{EngineJob, Runtime};
+use tenantize::tui::state::{Job, JobKind, Model, Screen, ServerSummary, UiStepState};
 use tenantize::tui::update::Msg;
 
 /// The sample's plan as `tenantize wizard PLAN` opens it: with the catalog, so tables can be
@@ -165,6 +165,69 @@ async fn toggling_tables_keeps_one_counts_loop_on_the_current_plan_and_pokes_rea
         open_now = counts_connections(&db).await;
     }
     assert_eq!(open_now, 0, "a counts connection outlived the runtime's shutdown");
+}
+
+fn running(model: &mut Model) {
+    model.job = Some(Job {
+        kind: JobKind::Apply,
+        description: "apply (a test's engine)".into(),
+        paused: false,
+        cancelling: false,
+    });
+}
+
+fn run_started(model: &Model) -> Event {
+    Event::RunStarted {
+        direction: tenantize::event::Direction::Forward,
+        plan_hash: model.plan.plan_hash.clone(),
+        database: "test".into(),
+        server_version: "test".into(),
+        steps_total: model.plan.steps.len(),
+        steps_to_run: 1,
+    }
+}
+
+fn fall_over() -> Result<String, String> {
+    panic!("the test's engine fell over")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_engine_that_panics_ends_the_job_with_the_panic_message() {
+    let db = sample_db("wizard_rt_panic", 200).await;
+    let dir = scratch_dir();
+    let mut model = wizard_model(&db, dir.path()).await;
+    let mut runtime = Runtime::new(Some(db.spec.clone()), RunSettings::default());
+    runtime.start(&model);
+    running(&mut model);
+    let started = run_started(&model);
+    runtime.start_job(
+        &model,
+        "apply",
+        EngineJob::Custom(Box::new(move |events, _control| {
+            Box::pin(async move {
+                let _ = events.send(started);
+                tokio::task::yield_now().await;
+                fall_over()
+            })
+        })),
+    );
+    let (seen, ended) =
+        pump(&mut runtime, &mut model, Duration::from_secs(10), |m| matches!(m, Msg::JobDone(_))).await;
+    assert!(ended, "no JobDone within 10 s: the wizard shows the job running forever");
+    let Some(Msg::JobDone(Err(error))) = seen.last() else {
+        panic!("the job did not fail: {:?}", seen.last())
+    };
+    assert!(
+        error.contains("the engine stopped unexpectedly") && error.contains("the test's engine fell over"),
+        "{error}"
+    );
+    assert!(model.job.is_none(), "the job ended in the model");
+    assert!(!runtime.job_running(), "the runtime let go of the job");
+    assert!(
+        seen.iter().any(|m| matches!(m, Msg::Engine(Event::RunStarted { .. }, _))),
+        "what the engine sent before it fell over is delivered"
+    );
+    runtime.shutdown().await;
 }
 
 /// The run log's path from the runtime's notice.

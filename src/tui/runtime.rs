@@ -3,7 +3,9 @@
 //! [`run`] is the thin terminal shell around it: keys and ticks in, frames out; the terminal is
 //! restored on quit, on error, on panic and on Ctrl-C.
 
+use std::any::Any;
 use std::io::IsTerminal;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, EventStream};
@@ -27,6 +29,9 @@ const COUNTS_INTERVAL: Duration = Duration::from_millis(1000);
 /// How often the live preflight (long transactions, locks) is read.
 const LIVE_INTERVAL: Duration = Duration::from_secs(5);
 const TICK_INTERVAL: Duration = Duration::from_millis(250);
+/// The engine's thread, by name: the panic hook tells its panics (which end the job) from the
+/// wizard's own (which restore the terminal first).
+const ENGINE_THREAD: &str = "tenantize engine";
 
 fn context(model: &Model) -> Context {
     match model.overlay {
@@ -47,11 +52,23 @@ pub async fn run(spec: Option<ConnSpec>, mut model: Model, settings: RunSettings
     }
     model.theme.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot set up the terminal: {e}"))?;
+    keep_the_terminal_on_engine_panics();
     let mut runtime = Runtime::new(spec, settings);
     let result = event_loop(&mut terminal, &mut runtime, &mut model).await;
     ratatui::restore();
     runtime.shutdown().await;
     result
+}
+
+/// ratatui's panic hook restores the terminal; an engine panic ends only the job (its message
+/// is the job's error), so the wizard keeps its screen and the hook stays quiet for it.
+fn keep_the_terminal_on_engine_panics() {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() != Some(ENGINE_THREAD) {
+            hook(info);
+        }
+    }));
 }
 
 async fn event_loop(
@@ -317,16 +334,18 @@ impl Runtime {
         });
         // The engine runs on a thread of its own with a single-threaded runtime: nothing it does
         // can stall the UI loop, and its futures need not be Send.
-        let engine = std::thread::spawn(move || {
-            let result = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => runtime.block_on(job.run(events_tx, control)),
-                Err(e) => Err(format!("cannot start the engine's runtime: {e}")),
-            };
+        let engine = std::thread::Builder::new().name(ENGINE_THREAD.into()).spawn(move || {
+            let result = run_engine(job, events_tx, control);
             // Let the forwarder deliver the last events before the job's end.
             std::thread::sleep(Duration::from_millis(50));
             let _ = msg_tx.send(Msg::JobDone(result));
         });
-        self.job = Some(RunningJob { cancel, pause, engine });
+        match engine {
+            Ok(engine) => self.job = Some(RunningJob { cancel, pause, engine }),
+            Err(e) => {
+                let _ = self.msg_tx.send(Msg::JobDone(Err(format!("cannot start the engine's thread: {e}"))));
+            }
+        }
     }
 
     /// Stop everything this runtime started.
@@ -336,6 +355,26 @@ impl Runtime {
             // Wait for it to stop, so its connection is closed when this returns.
             let _ = (&mut counts.task).await;
         }
+    }
+}
+
+/// Run `job` to its end on the current thread. A panic ends it too, as its error: the job must
+/// end in the model whatever the engine does.
+fn run_engine(job: EngineJob, events: EventSender, control: Control) -> Result<String, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the engine's runtime: {e}"))?;
+    // Unwinding drops the job's future, and with it the event sender.
+    std::panic::catch_unwind(AssertUnwindSafe(move || runtime.block_on(job.run(events, control))))
+        .unwrap_or_else(|panic| Err(format!("the engine stopped unexpectedly: {}", panic_message(&*panic))))
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(text), _) => text,
+        (_, Some(text)) => text,
+        _ => "a panic without a message",
     }
 }
 
