@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tenantize::engine::RunSettings;
-use tenantize::event::Event;
+use tenantize::event::{Event, ProgressUnit, RunOutcome};
 use tenantize::tui::keys::Action;
 use tenantize::tui::runtime::{EngineJob, Runtime};
 use tenantize::tui::state::{Job, JobKind, Model, Screen, ServerSummary, UiStepState};
@@ -238,6 +238,74 @@ fn run_log_path(seen: &[Msg]) -> PathBuf {
             _ => None,
         })
         .unwrap_or_else(|| panic!("no run log notice in {} messages", seen.len()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_last_engine_events_arrive_before_the_job_ends_and_the_run_log_has_them_first() {
+    const PROGRESS_EVENTS: u64 = 100_000;
+    let db = sample_db("wizard_rt_order", 200).await;
+    let dir = scratch_dir();
+    let mut model = wizard_model(&db, dir.path()).await;
+    let mut runtime = Runtime::new(None, RunSettings::default());
+    running(&mut model);
+    let started = run_started(&model);
+    let step_id = model.plan.steps[0].id.clone();
+    // A burst the forwarder cannot have delivered a moment after the engine returns.
+    runtime.start_job(
+        &model,
+        "apply",
+        EngineJob::Custom(Box::new(move |events, _control| {
+            Box::pin(async move {
+                let _ = events.send(started);
+                for done in 1..=PROGRESS_EVENTS {
+                    let _ = events.send(Event::Progress {
+                        step_id: step_id.clone(),
+                        done,
+                        total: Some(PROGRESS_EVENTS),
+                        unit: ProgressUnit::Rows,
+                        phase: Some("backfill".into()),
+                    });
+                }
+                let _ = events.send(Event::RunFinished {
+                    outcome: RunOutcome::Success,
+                    duration_ms: 1,
+                    message: "the test's run finished".into(),
+                });
+                Ok("done".into())
+            })
+        })),
+    );
+    let mut log_at_run_finished = None;
+    let mut seen_so_far = Vec::new();
+    let (seen, ended) = pump(&mut runtime, &mut model, Duration::from_secs(60), |m| {
+        if let Msg::Engine(Event::RunFinished { .. }, _) = m {
+            // What the run log holds the moment the screen hears of the run's end.
+            let path = run_log_path(&seen_so_far);
+            log_at_run_finished = Some(tenantize::runlog::read(&path).expect("read the run log"));
+        }
+        seen_so_far.push(m.clone());
+        matches!(m, Msg::JobDone(_))
+    })
+    .await;
+    assert!(ended, "no JobDone within 60 s");
+    let run_finished = seen.iter().position(|m| matches!(m, Msg::Engine(Event::RunFinished { .. }, _)));
+    let job_done = seen.iter().position(|m| matches!(m, Msg::JobDone(_)));
+    let engine_events = seen.iter().filter(|m| matches!(m, Msg::Engine(..))).count() as u64;
+    assert!(
+        matches!((run_finished, job_done), (Some(r), Some(j)) if r < j),
+        "RunFinished (at {run_finished:?}) comes before JobDone (at {job_done:?}); \
+         {engine_events} of {} engine events came first",
+        PROGRESS_EVENTS + 2
+    );
+    assert_eq!(engine_events, PROGRESS_EVENTS + 2, "every engine event is delivered");
+    let log = log_at_run_finished.expect("the screen heard of RunFinished");
+    assert!(
+        matches!(log.events.last(), Some((_, Event::RunFinished { .. }))),
+        "the run log has RunFinished before the screen hears of it"
+    );
+    assert_eq!(log.events.len() as u64, PROGRESS_EVENTS + 2);
+    assert!(model.job.is_none() && !runtime.job_running());
+    runtime.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crossterm::event::{Event as TermEvent, EventStream};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::keys::{self, Context};
@@ -166,6 +166,8 @@ struct RunningJob {
     cancel: CancellationToken,
     pause: watch::Sender<bool>,
     engine: std::thread::JoinHandle<()>,
+    /// Forwards the engine's events, then its end (JobDone).
+    reporter: JoinHandle<()>,
 }
 
 /// Everything the wizard runs besides drawing: the counts loop, the running job and one-shot
@@ -179,13 +181,24 @@ pub struct Runtime {
     /// At most one, counting the model's current plan.
     counts: Option<CountsLoop>,
     job: Option<RunningJob>,
+    /// One-shot work: joining a finished engine thread.
+    background: JoinSet<()>,
     quitting: bool,
 }
 
 impl Runtime {
     pub fn new(spec: Option<ConnSpec>, settings: RunSettings) -> Runtime {
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
-        Runtime { spec, settings, msg_tx, msg_rx, counts: None, job: None, quitting: false }
+        Runtime {
+            spec,
+            settings,
+            msg_tx,
+            msg_rx,
+            counts: None,
+            job: None,
+            background: JoinSet::new(),
+            quitting: false,
+        }
     }
 
     /// Start counting against `model`'s plan.
@@ -221,8 +234,9 @@ impl Runtime {
         for command in update(model, msg) {
             self.execute(model, command);
         }
-        if job_done {
-            self.job = None;
+        if job_done && let Some(job) = self.job.take() {
+            // The thread has sent its result and is ending: join it off the event loop.
+            self.background.spawn_blocking(move || drop(job.engine.join()));
         }
         self.follow_plan(model);
     }
@@ -240,7 +254,7 @@ impl Runtime {
 
     /// The user asked to quit and no job is left running.
     pub fn finished(&self) -> bool {
-        self.quitting && self.job.as_ref().is_none_or(|j| j.engine.is_finished())
+        self.quitting && self.job.as_ref().is_none_or(|j| j.reporter.is_finished())
     }
 
     /// A job is running (its end not yet handled).
@@ -316,36 +330,40 @@ impl Runtime {
     /// its end come back as messages.
     pub fn start_job(&mut self, model: &Model, command: &str, job: EngineJob) {
         let mut log = open_run_log(model, command, &self.msg_tx);
-        let msg_tx = self.msg_tx.clone();
         let (events_tx, mut events_rx) = event::channel();
         let (control, pause) = Control::detached();
         let cancel = control.cancel.clone();
-        let forward = msg_tx.clone();
-        tokio::spawn(async move {
+        let (result_tx, result_rx) = oneshot::channel();
+        // The engine runs on a thread of its own with a single-threaded runtime: nothing it does
+        // can stall the UI loop, and its futures need not be Send.
+        let engine = std::thread::Builder::new()
+            .name(ENGINE_THREAD.into())
+            .spawn(move || drop(result_tx.send(run_engine(job, events_tx, control))));
+        let engine = match engine {
+            Ok(engine) => engine,
+            Err(e) => {
+                let _ = self.msg_tx.send(Msg::JobDone(Err(format!("cannot start the engine's thread: {e}"))));
+                return;
+            }
+        };
+        let tx = self.msg_tx.clone();
+        // One task forwards the events, then reports the end: JobDone follows the last event.
+        let reporter = tokio::spawn(async move {
             while let Some(event) = events_rx.recv().await {
                 // The run log is written before the screen hears of the event.
                 if let Some(writer) = &mut log {
                     let _ = writer.event(&event);
                 }
-                if forward.send(Msg::Engine(event, Instant::now())).is_err() {
-                    break;
+                if tx.send(Msg::Engine(event, Instant::now())).is_err() {
+                    return;
                 }
             }
+            // The channel closed: the engine has dropped its sender, every event is here.
+            let result =
+                result_rx.await.unwrap_or_else(|_| Err("the engine stopped unexpectedly".to_string()));
+            let _ = tx.send(Msg::JobDone(result));
         });
-        // The engine runs on a thread of its own with a single-threaded runtime: nothing it does
-        // can stall the UI loop, and its futures need not be Send.
-        let engine = std::thread::Builder::new().name(ENGINE_THREAD.into()).spawn(move || {
-            let result = run_engine(job, events_tx, control);
-            // Let the forwarder deliver the last events before the job's end.
-            std::thread::sleep(Duration::from_millis(50));
-            let _ = msg_tx.send(Msg::JobDone(result));
-        });
-        match engine {
-            Ok(engine) => self.job = Some(RunningJob { cancel, pause, engine }),
-            Err(e) => {
-                let _ = self.msg_tx.send(Msg::JobDone(Err(format!("cannot start the engine's thread: {e}"))));
-            }
-        }
+        self.job = Some(RunningJob { cancel, pause, engine, reporter });
     }
 
     /// Stop everything this runtime started.
