@@ -335,3 +335,37 @@ async fn a_to_y_applies_a_stage_with_the_engine_and_the_journal_agrees() {
     assert_eq!(log.events.len(), engine_events, "the run log has every event the screen had");
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_cancels_the_job_and_waits_for_the_engine_to_stop() {
+    let db = sample_db("wizard_rt_shutdown", 200).await;
+    let dir = scratch_dir();
+    let mut model = wizard_model(&db, dir.path()).await;
+    let mut runtime = Runtime::new(Some(db.spec.clone()), RunSettings::default());
+    runtime.start(&model);
+    running(&mut model);
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel();
+    // Like the engine: runs until cancelled, then takes a moment to stop at a safe point.
+    runtime.start_job(
+        &model,
+        "apply",
+        EngineJob::Custom(Box::new(move |_events, control| {
+            Box::pin(async move {
+                control.cancel.cancelled().await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = stopped_tx.send(());
+                Err("cancelled".into())
+            })
+        })),
+    );
+    let (_, counted) =
+        pump(&mut runtime, &mut model, Duration::from_secs(10), |m| matches!(m, Msg::Counts(Ok(_), _))).await;
+    assert!(counted && runtime.job_running());
+    runtime.shutdown().await;
+    assert!(stopped_rx.try_recv().is_ok(), "shutdown returned before the engine stopped");
+    let started = Instant::now();
+    while counts_connections(&db).await != 0 {
+        assert!(started.elapsed() < Duration::from_secs(2), "the counts connection outlived the shutdown");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

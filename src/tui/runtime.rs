@@ -29,6 +29,11 @@ const COUNTS_INTERVAL: Duration = Duration::from_millis(1000);
 /// How often the live preflight (long transactions, locks) is read.
 const LIVE_INTERVAL: Duration = Duration::from_secs(5);
 const TICK_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a shutdown waits for a cancelled job to stop at a safe point (its statement
+/// cancelled, its transaction rolled back) before leaving it to the process's exit.
+const JOB_STOP_LIMIT: Duration = Duration::from_secs(15);
+/// How long a shutdown waits for one-shot work that cannot be aborted (file writes).
+const BACKGROUND_STOP_LIMIT: Duration = Duration::from_secs(5);
 /// The engine's thread, by name: the panic hook tells its panics (which end the job) from the
 /// wizard's own (which restore the terminal first).
 const ENGINE_THREAD: &str = "tenantize engine";
@@ -181,7 +186,7 @@ pub struct Runtime {
     /// At most one, counting the model's current plan.
     counts: Option<CountsLoop>,
     job: Option<RunningJob>,
-    /// One-shot work: joining a finished engine thread.
+    /// One-shot work: guard counts, joining a finished engine thread.
     background: JoinSet<()>,
     quitting: bool,
 }
@@ -216,6 +221,11 @@ impl Runtime {
                     None => continue,
                 },
                 Some(msg) = recv_report(&mut self.counts) => return msg,
+                Some(Err(e)) = self.background.join_next(), if !self.background.is_empty() => {
+                    if e.is_panic() {
+                        return Msg::Notice(format!("a background task failed: {e}"));
+                    }
+                }
             }
         }
     }
@@ -291,7 +301,7 @@ impl Runtime {
                 let Some(spec) = self.spec.clone() else { return };
                 let plan = model.plan.clone();
                 let tx = self.msg_tx.clone();
-                tokio::spawn(async move {
+                self.background.spawn(async move {
                     let steps: Vec<&crate::plan::Step> =
                         step_ids.iter().filter_map(|id| plan.step(id)).collect();
                     let result = engine::guard_counts(&spec, &steps).await.map_err(|e| e.to_string());
@@ -366,12 +376,34 @@ impl Runtime {
         self.job = Some(RunningJob { cancel, pause, engine, reporter });
     }
 
-    /// Stop everything this runtime started.
+    /// Stop everything this runtime started: the counts loop and background work are aborted,
+    /// a running job is cancelled and waited for (up to [`JOB_STOP_LIMIT`]).
     pub async fn shutdown(mut self) {
+        self.quitting = true;
         if let Some(mut counts) = self.counts.take() {
             counts.task.abort();
             // Wait for it to stop, so its connection is closed when this returns.
             let _ = (&mut counts.task).await;
+        }
+        self.background.abort_all();
+        if let Some(job) = self.job.take() {
+            job.cancel.cancel();
+            if tokio::time::timeout(JOB_STOP_LIMIT, job.reporter).await.is_ok() {
+                // The reporter ends after the engine sent its result: the thread is ending.
+                self.background.spawn_blocking(move || drop(job.engine.join()));
+            }
+        }
+        let drained = async { while self.background.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(BACKGROUND_STOP_LIMIT, drained).await;
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Dropped without a shutdown (an error on the way out): at least stop the engine at its
+        // next safe point; the counts loop and the background tasks abort as they drop.
+        if let Some(job) = &self.job {
+            job.cancel.cancel();
         }
     }
 }
