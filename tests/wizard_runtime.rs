@@ -12,7 +12,7 @@ use tenantize::event::{Event, ProgressUnit, RunOutcome};
 use tenantize::tui::keys::Action;
 use tenantize::tui::runtime::{EngineJob, Runtime};
 use tenantize::tui::state::{Job, JobKind, Model, Screen, ServerSummary, UiStepState};
-use tenantize::tui::update::Msg;
+use tenantize::tui::update::{Command, Msg};
 
 /// The sample's plan as `tenantize wizard PLAN` opens it: with the catalog, so tables can be
 /// toggled, and the plan file next to which run logs go.
@@ -368,4 +368,37 @@ async fn shutdown_cancels_the_job_and_waits_for_the_engine_to_stop() {
         assert!(started.elapsed() < Duration::from_secs(2), "the counts connection outlived the shutdown");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+// Single-threaded, as a blocking call would stall everything on it.
+#[tokio::test]
+async fn writing_the_plan_does_not_block_the_event_loop() {
+    let db = sample_db("wizard_rt_write", 200).await;
+    let dir = scratch_dir();
+    let mut model = wizard_model(&db, dir.path()).await;
+    let mut runtime = Runtime::new(None, RunSettings::default());
+    // Opening a FIFO for writing blocks until a reader opens it; the reader comes 1.5 s later.
+    let fifo = dir.path().join("plan.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            std::fs::read_to_string(&fifo).expect("read the FIFO")
+        })
+    };
+    let started = Instant::now();
+    runtime.execute(&model, Command::WritePlan(fifo.clone()));
+    let blocked = started.elapsed();
+    assert!(blocked < Duration::from_millis(300), "writing the plan held the event loop for {blocked:?}");
+    let (seen, wrote) =
+        pump(&mut runtime, &mut model, Duration::from_secs(10), |m| matches!(m, Msg::Wrote(_))).await;
+    assert!(wrote, "no Wrote within 10 s");
+    assert!(matches!(seen.last(), Some(Msg::Wrote(Ok(path))) if *path == fifo), "{:?}", seen.last());
+    let text = reader.join().unwrap();
+    let written = tenantize::plan::file::parse(&text, "fifo").expect("the plan came through the FIFO");
+    assert_eq!(written.plan_hash, model.plan.plan_hash);
+    assert_eq!(model.plan_path.as_deref(), Some(fifo.as_path()));
+    runtime.shutdown().await;
 }

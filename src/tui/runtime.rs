@@ -6,6 +6,7 @@
 use std::any::Any;
 use std::io::IsTerminal;
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, EventStream};
@@ -324,9 +325,14 @@ impl Runtime {
                 }
             }
             Command::WritePlan(path) => {
-                let result =
-                    crate::plan::file::save(&model.plan, &path).map(|_| path).map_err(|e| e.to_string());
-                let _ = self.msg_tx.send(Msg::Wrote(result));
+                let plan = model.plan.clone();
+                let tx = self.msg_tx.clone();
+                // A file write can block (a slow disk, a FIFO): never on the event loop.
+                self.background.spawn_blocking(move || {
+                    let result =
+                        crate::plan::file::save(&plan, &path).map(|_| path).map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Wrote(result));
+                });
             }
             Command::Quit => self.quitting = true,
         }
@@ -339,8 +345,7 @@ impl Runtime {
     /// Run `job` on the engine's thread, with a run log named after `command`; its events and
     /// its end come back as messages.
     pub fn start_job(&mut self, model: &Model, command: &str, job: EngineJob) {
-        let mut log = open_run_log(model, command, &self.msg_tx);
-        let (events_tx, mut events_rx) = event::channel();
+        let (events_tx, events_rx) = event::channel();
         let (control, pause) = Control::detached();
         let cancel = control.cancel.clone();
         let (result_tx, result_rx) = oneshot::channel();
@@ -356,23 +361,14 @@ impl Runtime {
                 return;
             }
         };
+        let run_log = RunLogOf {
+            command: command.to_string(),
+            plan: model.plan.clone(),
+            plan_file: model.plan_path.clone(),
+        };
         let tx = self.msg_tx.clone();
-        // One task forwards the events, then reports the end: JobDone follows the last event.
-        let reporter = tokio::spawn(async move {
-            while let Some(event) = events_rx.recv().await {
-                // The run log is written before the screen hears of the event.
-                if let Some(writer) = &mut log {
-                    let _ = writer.event(&event);
-                }
-                if tx.send(Msg::Engine(event, Instant::now())).is_err() {
-                    return;
-                }
-            }
-            // The channel closed: the engine has dropped its sender, every event is here.
-            let result =
-                result_rx.await.unwrap_or_else(|_| Err("the engine stopped unexpectedly".to_string()));
-            let _ = tx.send(Msg::JobDone(result));
-        });
+        // The reporter writes files, so it runs where blocking is allowed.
+        let reporter = tokio::task::spawn_blocking(move || report(run_log, events_rx, result_rx, tx));
         self.job = Some(RunningJob { cancel, pause, engine, reporter });
     }
 
@@ -436,21 +432,49 @@ async fn recv_report(counts: &mut Option<CountsLoop>) -> Option<Msg> {
     }
 }
 
+/// What a job's run log is named after and starts with.
+struct RunLogOf {
+    command: String,
+    plan: crate::plan::Plan,
+    plan_file: Option<PathBuf>,
+}
+
+/// A job's reporter (blocking): each event goes to the run log, then to the screen, so the log
+/// is written before the screen hears of the event; once the engine has dropped its sender
+/// (every event is here) comes the job's end, JobDone.
+fn report(
+    run_log: RunLogOf,
+    mut events: event::EventReceiver,
+    result: oneshot::Receiver<Result<String, String>>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let mut log = open_run_log(&run_log, &tx);
+    while let Some(event) = events.blocking_recv() {
+        if let Some(writer) = &mut log {
+            // A full disk must not stop the job; the screen still gets every event.
+            let _ = writer.event(&event);
+        }
+        if tx.send(Msg::Engine(event, Instant::now())).is_err() {
+            return;
+        }
+    }
+    let result =
+        result.blocking_recv().unwrap_or_else(|_| Err("the engine stopped unexpectedly".to_string()));
+    let _ = tx.send(Msg::JobDone(result));
+}
+
 /// The run log of a wizard job: next to the plan file, or in the temp directory for a plan
 /// built in the wizard. Where it went (or why it could not) is reported in the log pane.
-fn open_run_log(
-    model: &Model,
-    command: &str,
-    msg_tx: &mpsc::UnboundedSender<Msg>,
-) -> Option<crate::runlog::RunLogWriter> {
-    let path = crate::runlog::default_path(model.plan_path.as_deref(), command);
-    match crate::runlog::RunLogWriter::create(&path, command, &model.plan, model.plan_path.as_deref()) {
+fn open_run_log(run_log: &RunLogOf, tx: &mpsc::UnboundedSender<Msg>) -> Option<crate::runlog::RunLogWriter> {
+    let RunLogOf { command, plan, plan_file } = run_log;
+    let path = crate::runlog::default_path(plan_file.as_deref(), command);
+    match crate::runlog::RunLogWriter::create(&path, command, plan, plan_file.as_deref()) {
         Ok(writer) => {
-            let _ = msg_tx.send(Msg::Notice(format!("run log: {}", path.display())));
+            let _ = tx.send(Msg::Notice(format!("run log: {}", path.display())));
             Some(writer)
         }
         Err(e) => {
-            let _ = msg_tx.send(Msg::Notice(format!("cannot write the run log {}: {e}", path.display())));
+            let _ = tx.send(Msg::Notice(format!("cannot write the run log {}: {e}", path.display())));
             None
         }
     }
