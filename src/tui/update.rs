@@ -2,15 +2,15 @@
 //! nothing here waits on the database. Work the user asks for comes back as [`Command`]s that
 //! the runtime runs on tasks; their results come back as messages.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::keys::Action;
 use super::state::*;
+use super::{fold, replay};
 use crate::checks::{LivePreflight, VerifyReport};
 use crate::engine::{GuardCount, RollbackTarget, StopAfter};
-use crate::event::{Direction, Event};
+use crate::event::Event;
 use crate::plan::Severity;
 
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
     match msg {
         Msg::Action(action) => on_action(model, action),
         Msg::Engine(event, at) => {
-            on_event(model, event, at);
+            fold::engine_event(model, event, at);
             Vec::new()
         }
         Msg::JobDone(result) => {
@@ -302,7 +302,7 @@ fn on_action(model: &mut Model, action: Action) -> Vec<Command> {
                 } else {
                     replay.position.saturating_sub(1)
                 };
-                super::replay::seek(model, position);
+                replay::seek(model, position);
                 return Vec::new();
             }
             if !model.read_only {
@@ -506,220 +506,6 @@ fn toggle_shared(model: &mut Model) {
             model.message = Some((Severity::Info, text));
         }
         Err(e) => model.message = Some((Severity::Error, e.to_string())),
-    }
-}
-
-fn first_line(sql: &str) -> &str {
-    sql.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
-}
-
-fn on_event(model: &mut Model, event: Event, at: Instant) {
-    match event {
-        Event::RunStarted { direction, steps_to_run, .. } => {
-            let verb = if direction == Direction::Forward { "apply" } else { "rollback" };
-            model.log(LogKind::Info, format!("{verb}: {steps_to_run} steps to run"));
-        }
-        Event::Findings { findings } => {
-            for f in findings {
-                model.log(LogKind::Warning, format!("{} {}: {}", f.severity.label(), f.object, f.message));
-            }
-        }
-        Event::StepStarted { step_id, direction, resumed, title, .. } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let step = &mut model.steps[i];
-                step.state = UiStepState::Running;
-                step.started = Some(at);
-                step.error = None;
-                step.checks.clear();
-                step.progress = None;
-                step.lock_wait = None;
-                step.statement = None;
-                // Follow the running step in the tree.
-                let stage = step.stage;
-                model.expanded.insert(stage);
-                if let Some(row) = model.rows().iter().position(|r| *r == Row::Step(i)) {
-                    model.cursor = row;
-                }
-            }
-            let verb = if direction == Direction::Forward { "start" } else { "undo" };
-            let resumed = resumed.map(|r| format!(" (resuming {r})")).unwrap_or_default();
-            model.log(LogKind::Info, format!("{verb} {step_id}: {title}{resumed}"));
-        }
-        Event::StatementStarted { step_id, index, lock, on, sql, attempt } => {
-            if let Some(i) = model.step_index(&step_id) {
-                model.steps[i].statement = Some(index);
-                if attempt == 0 {
-                    model.steps[i].lock_wait = None;
-                }
-            }
-            let retry = if attempt > 0 { format!(" (attempt {})", attempt + 1) } else { String::new() };
-            model.log(
-                LogKind::Statement,
-                format!(
-                    "{step_id} #{} {} on {}{retry}: {}",
-                    index + 1,
-                    lock.label(),
-                    on.join(", "),
-                    first_line(&sql)
-                ),
-            );
-        }
-        Event::StatementFinished { step_id, index, duration_ms, rows, skipped } => {
-            if let Some(i) = model.step_index(&step_id) {
-                model.steps[i].lock_wait = None;
-            }
-            let outcome = if skipped {
-                "already done by an earlier run".to_string()
-            } else {
-                format!("ok in {duration_ms} ms, {rows} rows")
-            };
-            model.log(LogKind::Done, format!("{step_id} #{} {outcome}", index + 1));
-        }
-        Event::LockWait { step_id, waited_ms, blockers, .. } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let previous = model.steps[i].lock_wait.take();
-                model.steps[i].lock_wait = Some(LockWaitView {
-                    blockers,
-                    waited_ms,
-                    retries: previous.as_ref().map(|p| p.retries).unwrap_or(0),
-                    max_attempts: previous.map(|p| p.max_attempts).unwrap_or(0),
-                });
-            }
-        }
-        Event::AutovacuumCancelled { step_id, index, pid, query, note, .. } => {
-            model.log(
-                LogKind::Warning,
-                format!("{step_id} #{}: blocked by {query} (pid {pid}): {note}", index + 1),
-            );
-        }
-        Event::Retry { step_id, index, attempt, max_attempts, backoff_ms, reason, blockers } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let previous = model.steps[i].lock_wait.take();
-                let blockers = if blockers.is_empty() {
-                    previous.map(|p| p.blockers).unwrap_or_default()
-                } else {
-                    blockers
-                };
-                model.steps[i].lock_wait =
-                    Some(LockWaitView { blockers, waited_ms: 0, retries: attempt, max_attempts });
-            }
-            model.log(
-                LogKind::Warning,
-                format!(
-                    "{step_id} #{}: {reason}; retry {attempt}/{} in {backoff_ms} ms",
-                    index + 1,
-                    max_attempts.saturating_sub(1)
-                ),
-            );
-        }
-        Event::Progress { step_id, done, total, unit, phase } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let step = &mut model.steps[i];
-                let mut view = step.progress.take().unwrap_or(ProgressView {
-                    done: 0,
-                    total,
-                    unit,
-                    phase: phase.clone(),
-                    rate_per_s: 0.0,
-                    eta_s: None,
-                    rate_samples: VecDeque::new(),
-                    last_sample: None,
-                });
-                if view.unit != unit || view.phase != phase {
-                    // A new phase of an index build: rates do not carry over.
-                    view.rate_per_s = 0.0;
-                    view.rate_samples.clear();
-                    view.last_sample = None;
-                }
-                if let Some((then, then_done)) = view.last_sample {
-                    let seconds = at.saturating_duration_since(then).as_secs_f64();
-                    if seconds >= 0.2 && done >= then_done {
-                        let rate = (done - then_done) as f64 / seconds;
-                        view.rate_per_s =
-                            if view.rate_per_s > 0.0 { 0.7 * view.rate_per_s + 0.3 * rate } else { rate };
-                        view.rate_samples.push_back(rate as u64);
-                        while view.rate_samples.len() > 60 {
-                            view.rate_samples.pop_front();
-                        }
-                        view.last_sample = Some((at, done));
-                    }
-                } else {
-                    view.last_sample = Some((at, done));
-                }
-                view.done = done;
-                view.total = total;
-                view.unit = unit;
-                view.phase = phase;
-                view.eta_s = match (view.total, view.rate_per_s > 0.0) {
-                    (Some(total), true) => {
-                        Some(((total.saturating_sub(done)) as f64 / view.rate_per_s).ceil() as u64)
-                    }
-                    _ => None,
-                };
-                step.progress = Some(view);
-            }
-        }
-        Event::Paused { paused, .. } => {
-            if let Some(job) = &mut model.job {
-                job.paused = paused;
-            }
-            model.log(LogKind::Info, if paused { "backfill paused" } else { "backfill resumed" });
-        }
-        Event::GuardResult { step_id, name, count, forceable } => {
-            let kind = if count == 0 { LogKind::Info } else { LogKind::Warning };
-            let note = if count == 0 {
-                "ok"
-            } else if forceable {
-                "needs force"
-            } else {
-                "blocks the rollback"
-            };
-            model.log(kind, format!("before undoing {step_id}: {name} = {count} ({note})"));
-        }
-        Event::CheckResult { step_id, name, value, expected, ok, phase } => {
-            if phase != crate::event::CheckPhase::After {
-                // Counted before the step ran or after it was undone: the run log keeps these;
-                // the wizard shows the checks that must hold.
-                return;
-            }
-            if let Some(i) = model.step_index(&step_id) {
-                model.steps[i].checks.push(CheckView { name: name.clone(), value, expected, ok });
-            }
-            let kind = if ok { LogKind::Info } else { LogKind::Failure };
-            model.log(kind, format!("{step_id} check {name}: {value} (expected {expected})"));
-        }
-        Event::StepSkipped { step_id, reason } => {
-            if let Some(i) = model.step_index(&step_id) {
-                model.steps[i].state = UiStepState::Skipped;
-            }
-            model.log(LogKind::Info, format!("skip {step_id}: {reason}"));
-        }
-        Event::StepFinished { step_id, direction, duration_ms, rows } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let step = &mut model.steps[i];
-                step.state =
-                    if direction == Direction::Forward { UiStepState::Done } else { UiStepState::RolledBack };
-                step.duration_ms = Some(duration_ms);
-                step.rows = rows;
-                step.progress = None;
-                step.lock_wait = None;
-                step.statement = None;
-            }
-            let verb = if direction == Direction::Forward { "done" } else { "rolled back" };
-            model.log(LogKind::Done, format!("{verb} {step_id} in {duration_ms} ms, {rows} rows"));
-        }
-        Event::StepFailed { step_id, error, .. } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let step = &mut model.steps[i];
-                step.state = UiStepState::Failed;
-                step.error = Some(error.clone());
-                step.progress = None;
-            }
-            model.log(LogKind::Failure, format!("FAILED {step_id}: {error}"));
-        }
-        Event::RunFinished { message, .. } => {
-            model.log(LogKind::Info, message);
-        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::checks::TableCounts;
-use crate::event::{Blocker, CheckPhase, ProgressUnit};
+use crate::event::{Blocker, CheckPhase, Direction, ProgressUnit};
 use crate::plan::{LockMode, Stage};
 use crate::tui::view::fixture::{self, at};
 
@@ -729,4 +729,67 @@ fn e_refuses_once_anything_is_applied_or_without_a_catalog() {
         Some(Job { kind: JobKind::Apply, description: "apply".into(), paused: false, cancelling: false });
     act(&mut model, Action::ToggleShared);
     assert_eq!(model.plan, plan, "not while a job runs");
+}
+
+#[test]
+fn arrows_step_a_replay_through_its_recording_folded_again_from_the_start() {
+    let plan = fixture::plan();
+    let (first, second) = (plan.steps[0].id.clone(), plan.steps[1].id.clone());
+    let started = |id: &str, position| Event::StepStarted {
+        step_id: id.into(),
+        stage: Stage::TenantTable,
+        title: format!("step {id}"),
+        direction: Direction::Forward,
+        position,
+        resumed: None,
+    };
+    let log = crate::runlog::RunLog {
+        tool_version: "test".into(),
+        command: "apply".into(),
+        started_at: "2026-01-01T00:00:00.000Z".into(),
+        plan_file: None,
+        plan,
+        events: vec![
+            (100, started(&first, 0)),
+            (
+                400,
+                Event::StepFinished {
+                    step_id: first.clone(),
+                    direction: Direction::Forward,
+                    duration_ms: 300,
+                    rows: 0,
+                },
+            ),
+            (500, started(&second, 1)),
+            (
+                900,
+                Event::StepFailed {
+                    step_id: second.clone(),
+                    direction: Direction::Forward,
+                    error: "boom".into(),
+                },
+            ),
+        ],
+    };
+    let mut model = crate::tui::replay::model(&log, at(0));
+    let state = |model: &Model, id: &str| model.steps[index(model, id)].state;
+    assert!(model.read_only);
+    assert_eq!((state(&model, &first), state(&model, &second)), (UiStepState::Done, UiStepState::Failed));
+    assert_eq!(model.replay.as_ref().map(|r| r.position), Some(2), "a replay opens at its end");
+    assert_eq!(model.clock, at(900));
+
+    assert!(act(&mut model, Action::StepBack).is_empty());
+    assert_eq!((state(&model, &first), state(&model, &second)), (UiStepState::Done, UiStepState::Pending));
+    assert!(message(&model).contains("step 1 of 2 at +0.4 s"), "{}", message(&model));
+    act(&mut model, Action::StepBack);
+    act(&mut model, Action::StepBack);
+    assert_eq!(model.replay.as_ref().map(|r| r.position), Some(0));
+    assert!(model.steps.iter().all(|s| s.state == UiStepState::Pending));
+    assert!(model.log.is_empty(), "nothing recorded before the first step is shown");
+    for _ in 0..5 {
+        act(&mut model, Action::StepForward);
+    }
+    assert_eq!(model.replay.as_ref().map(|r| r.position), Some(2), "stepping stops at the end");
+    assert_eq!(model.steps[index(&model, &second)].error.as_deref(), Some("boom"));
+    assert_eq!(act(&mut model, Action::Apply), Vec::new(), "a replay applies nothing");
 }
