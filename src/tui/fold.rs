@@ -81,22 +81,17 @@ pub fn engine_event(model: &mut Model, event: Event, at: Instant) {
             model.log(LogKind::Info, if paused { "backfill paused" } else { "backfill resumed" });
         }
         Event::GuardResult { step_id, name, count, forceable } => {
-            let kind = if count == 0 { LogKind::Info } else { LogKind::Warning };
-            let note = if count == 0 {
-                "ok"
-            } else if forceable {
-                "needs force"
-            } else {
-                "blocks the rollback"
+            let (kind, note) = match (count, forceable) {
+                (0, _) => (LogKind::Info, "ok"),
+                (_, true) => (LogKind::Warning, "needs force"),
+                (_, false) => (LogKind::Warning, "blocks the rollback"),
             };
             model.log(kind, format!("before undoing {step_id}: {name} = {count} ({note})"));
         }
-        Event::CheckResult { step_id, name, value, expected, ok, phase } => {
-            if phase != CheckPhase::After {
-                // Counted before the step ran or after it was undone: the run log keeps these;
-                // the wizard shows the checks that must hold.
-                return;
-            }
+        // Counted before the step ran or after it was undone: the run log keeps these; the
+        // wizard shows the checks that must hold.
+        Event::CheckResult { phase, .. } if phase != CheckPhase::After => {}
+        Event::CheckResult { step_id, name, value, expected, ok, .. } => {
             if let Some(i) = model.step_index(&step_id) {
                 model.steps[i].checks.push(CheckView { name: name.clone(), value, expected, ok });
             }

@@ -150,170 +150,160 @@ fn on_action(model: &mut Model, action: Action) -> Vec<Command> {
         None => {}
     }
     match action {
-        Action::Up | Action::Down | Action::PageUp | Action::PageDown => {
-            move_cursor(model, action);
-            Vec::new()
-        }
-        Action::Open => {
-            if model.screen == Screen::Plan {
-                let stage = match model.selected_row() {
-                    Row::Stage(stage) => stage,
-                    Row::Step(i) => model.steps[i].stage,
-                };
-                if !model.expanded.remove(&stage) {
-                    model.expanded.insert(stage);
-                }
-                // Keep the cursor on the stage row.
-                if let Some(row) = model.rows().iter().position(|r| *r == Row::Stage(stage)) {
-                    model.cursor = row;
-                }
-            } else if model.screen == Screen::Overview {
-                model.screen = Screen::Plan;
-            }
-            Vec::new()
-        }
+        Action::Up | Action::Down | Action::PageUp | Action::PageDown => move_cursor(model, action),
+        Action::Open => open(model),
         Action::NextScreen | Action::PrevScreen => {
             let at = Screen::ALL.iter().position(|s| *s == model.screen).unwrap_or(0);
             let n = Screen::ALL.len();
             let next = if action == Action::NextScreen { (at + 1) % n } else { (at + n - 1) % n };
             model.screen = Screen::ALL[next];
-            Vec::new()
         }
-        Action::Apply | Action::ApplyStage => {
-            if model.read_only {
-                model.message = Some((Severity::Warning, "a replay is read-only".into()));
-                return Vec::new();
-            }
-            if busy(model) {
-                return Vec::new();
-            }
-            let Some(selected) = model.selected_step() else { return Vec::new() };
-            let (stop_after, scope, last) = if action == Action::Apply {
-                let id = model.steps[selected].id.clone();
-                (StopAfter::Step(id.clone()), format!("through step {id}"), selected)
-            } else {
-                let stage = model.steps[selected].stage;
-                let last = model.steps.iter().rposition(|s| s.stage == stage).unwrap_or(selected);
-                (StopAfter::Stage(stage), format!("through stage {stage}"), last)
-            };
-            let step_ids: Vec<String> = model.steps[..=last]
-                .iter()
-                .filter(|s| !matches!(s.state, UiStepState::Done | UiStepState::Skipped))
-                .map(|s| s.id.clone())
-                .collect();
-            if step_ids.is_empty() {
-                model.message = Some((Severity::Info, format!("nothing to apply {scope}: already done")));
-                return Vec::new();
-            }
-            model.overlay = Some(Overlay::ConfirmApply { step_ids, scope, stop_after });
-            Vec::new()
-        }
-        Action::Rollback => {
-            if model.read_only {
-                model.message = Some((Severity::Warning, "a replay is read-only".into()));
-                return Vec::new();
-            }
-            if busy(model) {
-                return Vec::new();
-            }
-            let Some(last) = model.last_applied() else {
-                model.message = Some((Severity::Info, "nothing has been applied".into()));
-                return Vec::new();
-            };
-            let step_id = model.steps[last].id.clone();
-            model.overlay =
-                Some(Overlay::ConfirmRollback { step_id: step_id.clone(), guards: None, force: false });
-            vec![Command::CountGuards(vec![step_id])]
-        }
-        Action::Pause => {
-            let backfilling = model
-                .running_step()
-                .and_then(|s| s.progress.as_ref())
-                .is_some_and(|p| p.phase.as_deref() == Some("backfill"));
-            match &mut model.job {
-                Some(job) if job.kind == JobKind::Apply && (backfilling || job.paused) => {
-                    job.paused = !job.paused;
-                    let paused = job.paused;
-                    model.message = Some((
-                        Severity::Info,
-                        if paused {
-                            "backfill pauses after the current batch".into()
-                        } else {
-                            "backfill resumed".into()
-                        },
-                    ));
-                    vec![Command::SetPaused(paused)]
-                }
-                _ => {
-                    model.message =
-                        Some((Severity::Info, "p pauses a running backfill; none is running".into()));
-                    Vec::new()
-                }
-            }
-        }
-        Action::Cancel => match &mut model.job {
-            Some(job) if !job.cancelling => {
-                job.cancelling = true;
-                model.message = Some((
-                    Severity::Warning,
-                    "cancelling: the running statement is stopped and its transaction rolled back".into(),
-                ));
-                vec![Command::Cancel]
-            }
-            Some(_) => Vec::new(),
-            None => {
-                model.message = Some((Severity::Info, "nothing is running".into()));
-                Vec::new()
-            }
-        },
+        Action::Apply | Action::ApplyStage => ask_apply(model, action == Action::ApplyStage),
+        Action::Rollback => return ask_rollback(model),
+        Action::Pause => return pause(model),
+        Action::Cancel => return cancel(model),
         Action::Validate => {
             model.message = Some((Severity::Info, "validating: counting every table…".into()));
-            vec![Command::RefreshCounts { full: true }]
+            return vec![Command::RefreshCounts { full: true }];
         }
-        Action::ToggleShared => {
-            toggle_shared(model);
-            Vec::new()
-        }
+        Action::ToggleShared => toggle_shared(model),
         Action::WritePlan => {
             let path = model
                 .plan_path
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("plans/{}.plan.toml", model.server.database)));
             model.overlay = Some(Overlay::WritePlan { path: path.display().to_string() });
-            Vec::new()
         }
-        Action::Help => {
-            model.overlay = Some(Overlay::Help);
-            Vec::new()
-        }
+        Action::Help => model.overlay = Some(Overlay::Help),
         Action::Quit => {
             if model.job.is_some() {
                 model.overlay = Some(Overlay::ConfirmQuit);
-                Vec::new()
             } else {
                 model.quit = true;
-                vec![Command::Quit]
+                return vec![Command::Quit];
             }
         }
-        Action::StepBack | Action::StepForward => {
-            if let Some(replay) = &model.replay {
-                let position = if action == Action::StepForward {
-                    replay.position + 1
-                } else {
-                    replay.position.saturating_sub(1)
-                };
-                replay::seek(model, position);
-                return Vec::new();
-            }
-            if !model.read_only {
-                model.message =
-                    Some((Severity::Info, "←/→ step through a replay (tenantize replay RUNLOG)".into()));
-            }
+        Action::StepBack | Action::StepForward => step_replay(model, action == Action::StepForward),
+        Action::Confirm | Action::Dismiss | Action::Force | Action::Input(_) | Action::Backspace => {}
+    }
+    Vec::new()
+}
+
+/// Enter: on the Plan screen open or close the selected stage; on the Overview go to the plan.
+fn open(model: &mut Model) {
+    if model.screen == Screen::Plan {
+        let stage = match model.selected_row() {
+            Row::Stage(stage) => stage,
+            Row::Step(i) => model.steps[i].stage,
+        };
+        if !model.expanded.remove(&stage) {
+            model.expanded.insert(stage);
+        }
+        // Keep the cursor on the stage row.
+        if let Some(row) = model.rows().iter().position(|r| *r == Row::Stage(stage)) {
+            model.cursor = row;
+        }
+    } else if model.screen == Screen::Overview {
+        model.screen = Screen::Plan;
+    }
+}
+
+/// Nothing may change the database: a replay, or a job already running (says so).
+fn refused(model: &mut Model) -> bool {
+    if model.read_only {
+        model.message = Some((Severity::Warning, "a replay is read-only".into()));
+        return true;
+    }
+    busy(model)
+}
+
+/// a / A: confirm applying through the selected step, or through the rest of its stage.
+fn ask_apply(model: &mut Model, whole_stage: bool) {
+    if refused(model) {
+        return;
+    }
+    let Some(selected) = model.selected_step() else { return };
+    let (stop_after, scope, last) = if whole_stage {
+        let stage = model.steps[selected].stage;
+        let last = model.steps.iter().rposition(|s| s.stage == stage).unwrap_or(selected);
+        (StopAfter::Stage(stage), format!("through stage {stage}"), last)
+    } else {
+        let id = model.steps[selected].id.clone();
+        (StopAfter::Step(id.clone()), format!("through step {id}"), selected)
+    };
+    let step_ids: Vec<String> = model.steps[..=last]
+        .iter()
+        .filter(|s| !matches!(s.state, UiStepState::Done | UiStepState::Skipped))
+        .map(|s| s.id.clone())
+        .collect();
+    if step_ids.is_empty() {
+        model.message = Some((Severity::Info, format!("nothing to apply {scope}: already done")));
+        return;
+    }
+    model.overlay = Some(Overlay::ConfirmApply { step_ids, scope, stop_after });
+}
+
+/// r: confirm undoing the last applied step, counting first what it would lose.
+fn ask_rollback(model: &mut Model) -> Vec<Command> {
+    if refused(model) {
+        return Vec::new();
+    }
+    let Some(last) = model.last_applied() else {
+        model.message = Some((Severity::Info, "nothing has been applied".into()));
+        return Vec::new();
+    };
+    let step_id = model.steps[last].id.clone();
+    model.overlay = Some(Overlay::ConfirmRollback { step_id: step_id.clone(), guards: None, force: false });
+    vec![Command::CountGuards(vec![step_id])]
+}
+
+fn pause(model: &mut Model) -> Vec<Command> {
+    let backfilling = model
+        .running_step()
+        .and_then(|s| s.progress.as_ref())
+        .is_some_and(|p| p.phase.as_deref() == Some("backfill"));
+    match &mut model.job {
+        Some(job) if job.kind == JobKind::Apply && (backfilling || job.paused) => {
+            job.paused = !job.paused;
+            let paused = job.paused;
+            let text = if paused { "backfill pauses after the current batch" } else { "backfill resumed" };
+            model.message = Some((Severity::Info, text.into()));
+            vec![Command::SetPaused(paused)]
+        }
+        _ => {
+            model.message = Some((Severity::Info, "p pauses a running backfill; none is running".into()));
             Vec::new()
         }
-        Action::Confirm | Action::Dismiss | Action::Force | Action::Input(_) | Action::Backspace => {
+    }
+}
+
+fn cancel(model: &mut Model) -> Vec<Command> {
+    match &mut model.job {
+        Some(job) if !job.cancelling => {
+            job.cancelling = true;
+            model.message = Some((
+                Severity::Warning,
+                "cancelling: the running statement is stopped and its transaction rolled back".into(),
+            ));
+            vec![Command::Cancel]
+        }
+        Some(_) => Vec::new(),
+        None => {
+            model.message = Some((Severity::Info, "nothing is running".into()));
             Vec::new()
         }
+    }
+}
+
+/// ← / →: in a replay, one step boundary back or forward (folding the recording again).
+fn step_replay(model: &mut Model, forward: bool) {
+    if let Some(recording) = &model.replay {
+        let position = if forward { recording.position + 1 } else { recording.position.saturating_sub(1) };
+        replay::seek(model, position);
+        return;
+    }
+    if !model.read_only {
+        model.message = Some((Severity::Info, "←/→ step through a replay (tenantize replay RUNLOG)".into()));
     }
 }
 
