@@ -500,5 +500,5 @@ fn toggle_shared(model: &mut Model) {
 }
 
 #[cfg(test)]
-#[path = "update_tests.rs"]
+#[path = "update_tests/mod.rs"]
 mod update_tests;
