@@ -1,33 +1,13 @@
 //! Replay a run log in the wizard: the model at any point of the recording is the events up to
-//! there, folded through `update` (which is pure), so stepping back and forth is just folding
-//! again from the start.
+//! there, folded into a fresh model (`fold` is pure), so stepping back and forth is just folding
+//! again from the start. The recording itself is plain data, [`Replay`], kept in the model.
 
 use std::time::{Duration, Instant};
 
-use super::state::{Model, ServerSummary};
-use super::update::{Msg, update};
+use super::fold;
+use super::state::{Model, Replay, Screen, ServerSummary};
 use crate::event::Event;
 use crate::runlog::RunLog;
-
-/// Where a replay stands.
-#[derive(Debug, Clone)]
-pub struct Replay {
-    pub events: Vec<(u64, Event)>,
-    /// Event count after each step ended (a step boundary), in order.
-    pub boundaries: Vec<usize>,
-    /// How many boundaries are applied (0: before the first step).
-    pub position: usize,
-    pub command: String,
-    pub started_at: String,
-}
-
-impl Replay {
-    /// The recording's time at the current position.
-    pub fn at_ms(&self) -> u64 {
-        let upto = self.position.checked_sub(1).map(|p| self.boundaries[p]).unwrap_or(0);
-        upto.checked_sub(1).and_then(|i| self.events.get(i)).map(|(at, _)| *at).unwrap_or(0)
-    }
-}
 
 /// A read-only model of `log`, positioned at its end.
 pub fn model(log: &RunLog, now: Instant) -> Model {
@@ -50,7 +30,7 @@ pub fn model(log: &RunLog, now: Instant) -> Model {
     };
     let mut model = Model::new(log.plan.clone(), log.plan.options.clone(), server, now);
     model.read_only = true;
-    model.screen = super::state::Screen::Plan;
+    model.screen = Screen::Plan;
     let boundaries: Vec<usize> = log
         .events
         .iter()
@@ -74,17 +54,16 @@ pub fn model(log: &RunLog, now: Instant) -> Model {
 pub fn seek(model: &mut Model, position: usize) {
     let Some(mut replay) = model.replay.take() else { return };
     replay.position = position.min(replay.boundaries.len());
-    let upto = replay.position.checked_sub(1).map(|p| replay.boundaries[p]).unwrap_or(0);
     let mut fresh =
         Model::new(model.plan.clone(), model.options.clone(), model.server.clone(), model.started);
     fresh.read_only = true;
     fresh.screen = model.screen;
     fresh.theme = model.theme;
     fresh.expanded = model.expanded.clone();
-    for (at_ms, event) in &replay.events[..upto] {
+    for (at_ms, event) in &replay.events[..replay.upto()] {
         let at = model.started + Duration::from_millis(*at_ms);
         fresh.clock = at;
-        update(&mut fresh, Msg::Engine(event.clone(), at));
+        fold::engine_event(&mut fresh, event.clone(), at);
     }
     // A step that was running at this point shows its elapsed time at this point.
     fresh.clock = model.started + Duration::from_millis(replay.at_ms());

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::catalog::Catalog;
 use crate::checks::{LivePreflight, VerifyReport};
 use crate::engine::{GuardCount, JournalStep, StepState};
-use crate::event::{Blocker, ProgressUnit};
+use crate::event::{Blocker, Event, ProgressUnit};
 use crate::plan::{Plan, PlanOptions, Severity, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +211,32 @@ pub struct ServerSummary {
     pub owns_all_tables: bool,
 }
 
+/// A run log being replayed, and where the replay stands: the model shows the recorded events
+/// up to `position` step boundaries (`replay::seek` folds them).
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The recorded events, with their time since the run started.
+    pub events: Vec<(u64, Event)>,
+    /// Event count after each step ended (a step boundary), in order.
+    pub boundaries: Vec<usize>,
+    /// How many boundaries are applied (0: before the first step).
+    pub position: usize,
+    pub command: String,
+    pub started_at: String,
+}
+
+impl Replay {
+    /// How many events are applied at the current position.
+    pub fn upto(&self) -> usize {
+        self.position.checked_sub(1).map(|p| self.boundaries[p]).unwrap_or(0)
+    }
+
+    /// The recording's time at the current position.
+    pub fn at_ms(&self) -> u64 {
+        self.upto().checked_sub(1).and_then(|i| self.events.get(i)).map(|(at, _)| *at).unwrap_or(0)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Model {
     pub plan: Plan,
@@ -244,7 +270,7 @@ pub struct Model {
     /// Replay: nothing can be applied or rolled back.
     pub read_only: bool,
     /// Set when the wizard replays a run log.
-    pub replay: Option<super::replay::Replay>,
+    pub replay: Option<Replay>,
     pub quit: bool,
 }
 

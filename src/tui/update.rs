@@ -2,15 +2,15 @@
 //! nothing here waits on the database. Work the user asks for comes back as [`Command`]s that
 //! the runtime runs on tasks; their results come back as messages.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::keys::Action;
 use super::state::*;
+use super::{fold, replay};
 use crate::checks::{LivePreflight, VerifyReport};
 use crate::engine::{GuardCount, RollbackTarget, StopAfter};
-use crate::event::{Direction, Event};
+use crate::event::Event;
 use crate::plan::Severity;
 
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
     match msg {
         Msg::Action(action) => on_action(model, action),
         Msg::Engine(event, at) => {
-            on_event(model, event, at);
+            fold::engine_event(model, event, at);
             Vec::new()
         }
         Msg::JobDone(result) => {
@@ -150,170 +150,160 @@ fn on_action(model: &mut Model, action: Action) -> Vec<Command> {
         None => {}
     }
     match action {
-        Action::Up | Action::Down | Action::PageUp | Action::PageDown => {
-            move_cursor(model, action);
-            Vec::new()
-        }
-        Action::Open => {
-            if model.screen == Screen::Plan {
-                let stage = match model.selected_row() {
-                    Row::Stage(stage) => stage,
-                    Row::Step(i) => model.steps[i].stage,
-                };
-                if !model.expanded.remove(&stage) {
-                    model.expanded.insert(stage);
-                }
-                // Keep the cursor on the stage row.
-                if let Some(row) = model.rows().iter().position(|r| *r == Row::Stage(stage)) {
-                    model.cursor = row;
-                }
-            } else if model.screen == Screen::Overview {
-                model.screen = Screen::Plan;
-            }
-            Vec::new()
-        }
+        Action::Up | Action::Down | Action::PageUp | Action::PageDown => move_cursor(model, action),
+        Action::Open => open(model),
         Action::NextScreen | Action::PrevScreen => {
             let at = Screen::ALL.iter().position(|s| *s == model.screen).unwrap_or(0);
             let n = Screen::ALL.len();
             let next = if action == Action::NextScreen { (at + 1) % n } else { (at + n - 1) % n };
             model.screen = Screen::ALL[next];
-            Vec::new()
         }
-        Action::Apply | Action::ApplyStage => {
-            if model.read_only {
-                model.message = Some((Severity::Warning, "a replay is read-only".into()));
-                return Vec::new();
-            }
-            if busy(model) {
-                return Vec::new();
-            }
-            let Some(selected) = model.selected_step() else { return Vec::new() };
-            let (stop_after, scope, last) = if action == Action::Apply {
-                let id = model.steps[selected].id.clone();
-                (StopAfter::Step(id.clone()), format!("through step {id}"), selected)
-            } else {
-                let stage = model.steps[selected].stage;
-                let last = model.steps.iter().rposition(|s| s.stage == stage).unwrap_or(selected);
-                (StopAfter::Stage(stage), format!("through stage {stage}"), last)
-            };
-            let step_ids: Vec<String> = model.steps[..=last]
-                .iter()
-                .filter(|s| !matches!(s.state, UiStepState::Done | UiStepState::Skipped))
-                .map(|s| s.id.clone())
-                .collect();
-            if step_ids.is_empty() {
-                model.message = Some((Severity::Info, format!("nothing to apply {scope}: already done")));
-                return Vec::new();
-            }
-            model.overlay = Some(Overlay::ConfirmApply { step_ids, scope, stop_after });
-            Vec::new()
-        }
-        Action::Rollback => {
-            if model.read_only {
-                model.message = Some((Severity::Warning, "a replay is read-only".into()));
-                return Vec::new();
-            }
-            if busy(model) {
-                return Vec::new();
-            }
-            let Some(last) = model.last_applied() else {
-                model.message = Some((Severity::Info, "nothing has been applied".into()));
-                return Vec::new();
-            };
-            let step_id = model.steps[last].id.clone();
-            model.overlay =
-                Some(Overlay::ConfirmRollback { step_id: step_id.clone(), guards: None, force: false });
-            vec![Command::CountGuards(vec![step_id])]
-        }
-        Action::Pause => {
-            let backfilling = model
-                .running_step()
-                .and_then(|s| s.progress.as_ref())
-                .is_some_and(|p| p.phase.as_deref() == Some("backfill"));
-            match &mut model.job {
-                Some(job) if job.kind == JobKind::Apply && (backfilling || job.paused) => {
-                    job.paused = !job.paused;
-                    let paused = job.paused;
-                    model.message = Some((
-                        Severity::Info,
-                        if paused {
-                            "backfill pauses after the current batch".into()
-                        } else {
-                            "backfill resumed".into()
-                        },
-                    ));
-                    vec![Command::SetPaused(paused)]
-                }
-                _ => {
-                    model.message =
-                        Some((Severity::Info, "p pauses a running backfill; none is running".into()));
-                    Vec::new()
-                }
-            }
-        }
-        Action::Cancel => match &mut model.job {
-            Some(job) if !job.cancelling => {
-                job.cancelling = true;
-                model.message = Some((
-                    Severity::Warning,
-                    "cancelling: the running statement is stopped and its transaction rolled back".into(),
-                ));
-                vec![Command::Cancel]
-            }
-            Some(_) => Vec::new(),
-            None => {
-                model.message = Some((Severity::Info, "nothing is running".into()));
-                Vec::new()
-            }
-        },
+        Action::Apply | Action::ApplyStage => ask_apply(model, action == Action::ApplyStage),
+        Action::Rollback => return ask_rollback(model),
+        Action::Pause => return pause(model),
+        Action::Cancel => return cancel(model),
         Action::Validate => {
             model.message = Some((Severity::Info, "validating: counting every table…".into()));
-            vec![Command::RefreshCounts { full: true }]
+            return vec![Command::RefreshCounts { full: true }];
         }
-        Action::ToggleShared => {
-            toggle_shared(model);
-            Vec::new()
-        }
+        Action::ToggleShared => toggle_shared(model),
         Action::WritePlan => {
             let path = model
                 .plan_path
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(format!("plans/{}.plan.toml", model.server.database)));
             model.overlay = Some(Overlay::WritePlan { path: path.display().to_string() });
-            Vec::new()
         }
-        Action::Help => {
-            model.overlay = Some(Overlay::Help);
-            Vec::new()
-        }
+        Action::Help => model.overlay = Some(Overlay::Help),
         Action::Quit => {
             if model.job.is_some() {
                 model.overlay = Some(Overlay::ConfirmQuit);
-                Vec::new()
             } else {
                 model.quit = true;
-                vec![Command::Quit]
+                return vec![Command::Quit];
             }
         }
-        Action::StepBack | Action::StepForward => {
-            if let Some(replay) = &model.replay {
-                let position = if action == Action::StepForward {
-                    replay.position + 1
-                } else {
-                    replay.position.saturating_sub(1)
-                };
-                super::replay::seek(model, position);
-                return Vec::new();
-            }
-            if !model.read_only {
-                model.message =
-                    Some((Severity::Info, "←/→ step through a replay (tenantize replay RUNLOG)".into()));
-            }
+        Action::StepBack | Action::StepForward => step_replay(model, action == Action::StepForward),
+        Action::Confirm | Action::Dismiss | Action::Force | Action::Input(_) | Action::Backspace => {}
+    }
+    Vec::new()
+}
+
+/// Enter: on the Plan screen open or close the selected stage; on the Overview go to the plan.
+fn open(model: &mut Model) {
+    if model.screen == Screen::Plan {
+        let stage = match model.selected_row() {
+            Row::Stage(stage) => stage,
+            Row::Step(i) => model.steps[i].stage,
+        };
+        if !model.expanded.remove(&stage) {
+            model.expanded.insert(stage);
+        }
+        // Keep the cursor on the stage row.
+        if let Some(row) = model.rows().iter().position(|r| *r == Row::Stage(stage)) {
+            model.cursor = row;
+        }
+    } else if model.screen == Screen::Overview {
+        model.screen = Screen::Plan;
+    }
+}
+
+/// Nothing may change the database: a replay, or a job already running (says so).
+fn refused(model: &mut Model) -> bool {
+    if model.read_only {
+        model.message = Some((Severity::Warning, "a replay is read-only".into()));
+        return true;
+    }
+    busy(model)
+}
+
+/// a / A: confirm applying through the selected step, or through the rest of its stage.
+fn ask_apply(model: &mut Model, whole_stage: bool) {
+    if refused(model) {
+        return;
+    }
+    let Some(selected) = model.selected_step() else { return };
+    let (stop_after, scope, last) = if whole_stage {
+        let stage = model.steps[selected].stage;
+        let last = model.steps.iter().rposition(|s| s.stage == stage).unwrap_or(selected);
+        (StopAfter::Stage(stage), format!("through stage {stage}"), last)
+    } else {
+        let id = model.steps[selected].id.clone();
+        (StopAfter::Step(id.clone()), format!("through step {id}"), selected)
+    };
+    let step_ids: Vec<String> = model.steps[..=last]
+        .iter()
+        .filter(|s| !matches!(s.state, UiStepState::Done | UiStepState::Skipped))
+        .map(|s| s.id.clone())
+        .collect();
+    if step_ids.is_empty() {
+        model.message = Some((Severity::Info, format!("nothing to apply {scope}: already done")));
+        return;
+    }
+    model.overlay = Some(Overlay::ConfirmApply { step_ids, scope, stop_after });
+}
+
+/// r: confirm undoing the last applied step, counting first what it would lose.
+fn ask_rollback(model: &mut Model) -> Vec<Command> {
+    if refused(model) {
+        return Vec::new();
+    }
+    let Some(last) = model.last_applied() else {
+        model.message = Some((Severity::Info, "nothing has been applied".into()));
+        return Vec::new();
+    };
+    let step_id = model.steps[last].id.clone();
+    model.overlay = Some(Overlay::ConfirmRollback { step_id: step_id.clone(), guards: None, force: false });
+    vec![Command::CountGuards(vec![step_id])]
+}
+
+fn pause(model: &mut Model) -> Vec<Command> {
+    let backfilling = model
+        .running_step()
+        .and_then(|s| s.progress.as_ref())
+        .is_some_and(|p| p.phase.as_deref() == Some("backfill"));
+    match &mut model.job {
+        Some(job) if job.kind == JobKind::Apply && (backfilling || job.paused) => {
+            job.paused = !job.paused;
+            let paused = job.paused;
+            let text = if paused { "backfill pauses after the current batch" } else { "backfill resumed" };
+            model.message = Some((Severity::Info, text.into()));
+            vec![Command::SetPaused(paused)]
+        }
+        _ => {
+            model.message = Some((Severity::Info, "p pauses a running backfill; none is running".into()));
             Vec::new()
         }
-        Action::Confirm | Action::Dismiss | Action::Force | Action::Input(_) | Action::Backspace => {
+    }
+}
+
+fn cancel(model: &mut Model) -> Vec<Command> {
+    match &mut model.job {
+        Some(job) if !job.cancelling => {
+            job.cancelling = true;
+            model.message = Some((
+                Severity::Warning,
+                "cancelling: the running statement is stopped and its transaction rolled back".into(),
+            ));
+            vec![Command::Cancel]
+        }
+        Some(_) => Vec::new(),
+        None => {
+            model.message = Some((Severity::Info, "nothing is running".into()));
             Vec::new()
         }
+    }
+}
+
+/// ← / →: in a replay, one step boundary back or forward (folding the recording again).
+fn step_replay(model: &mut Model, forward: bool) {
+    if let Some(recording) = &model.replay {
+        let position = if forward { recording.position + 1 } else { recording.position.saturating_sub(1) };
+        replay::seek(model, position);
+        return;
+    }
+    if !model.read_only {
+        model.message = Some((Severity::Info, "←/→ step through a replay (tenantize replay RUNLOG)".into()));
     }
 }
 
@@ -509,220 +499,6 @@ fn toggle_shared(model: &mut Model) {
     }
 }
 
-fn first_line(sql: &str) -> &str {
-    sql.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
-}
-
-fn on_event(model: &mut Model, event: Event, at: Instant) {
-    match event {
-        Event::RunStarted { direction, steps_to_run, .. } => {
-            let verb = if direction == Direction::Forward { "apply" } else { "rollback" };
-            model.log(LogKind::Info, format!("{verb}: {steps_to_run} steps to run"));
-        }
-        Event::Findings { findings } => {
-            for f in findings {
-                model.log(LogKind::Warning, format!("{} {}: {}", f.severity.label(), f.object, f.message));
-            }
-        }
-        Event::StepStarted { step_id, direction, resumed, title, .. } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let step = &mut model.steps[i];
-                step.state = UiStepState::Running;
-                step.started = Some(at);
-                step.error = None;
-                step.checks.clear();
-                step.progress = None;
-                step.lock_wait = None;
-                step.statement = None;
-                // Follow the running step in the tree.
-                let stage = step.stage;
-                model.expanded.insert(stage);
-                if let Some(row) = model.rows().iter().position(|r| *r == Row::Step(i)) {
-                    model.cursor = row;
-                }
-            }
-            let verb = if direction == Direction::Forward { "start" } else { "undo" };
-            let resumed = resumed.map(|r| format!(" (resuming {r})")).unwrap_or_default();
-            model.log(LogKind::Info, format!("{verb} {step_id}: {title}{resumed}"));
-        }
-        Event::StatementStarted { step_id, index, lock, on, sql, attempt } => {
-            if let Some(i) = model.step_index(&step_id) {
-                model.steps[i].statement = Some(index);
-                if attempt == 0 {
-                    model.steps[i].lock_wait = None;
-                }
-            }
-            let retry = if attempt > 0 { format!(" (attempt {})", attempt + 1) } else { String::new() };
-            model.log(
-                LogKind::Statement,
-                format!(
-                    "{step_id} #{} {} on {}{retry}: {}",
-                    index + 1,
-                    lock.label(),
-                    on.join(", "),
-                    first_line(&sql)
-                ),
-            );
-        }
-        Event::StatementFinished { step_id, index, duration_ms, rows, skipped } => {
-            if let Some(i) = model.step_index(&step_id) {
-                model.steps[i].lock_wait = None;
-            }
-            let outcome = if skipped {
-                "already done by an earlier run".to_string()
-            } else {
-                format!("ok in {duration_ms} ms, {rows} rows")
-            };
-            model.log(LogKind::Done, format!("{step_id} #{} {outcome}", index + 1));
-        }
-        Event::LockWait { step_id, waited_ms, blockers, .. } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let previous = model.steps[i].lock_wait.take();
-                model.steps[i].lock_wait = Some(LockWaitView {
-                    blockers,
-                    waited_ms,
-                    retries: previous.as_ref().map(|p| p.retries).unwrap_or(0),
-                    max_attempts: previous.map(|p| p.max_attempts).unwrap_or(0),
-                });
-            }
-        }
-        Event::AutovacuumCancelled { step_id, index, pid, query, note, .. } => {
-            model.log(
-                LogKind::Warning,
-                format!("{step_id} #{}: blocked by {query} (pid {pid}): {note}", index + 1),
-            );
-        }
-        Event::Retry { step_id, index, attempt, max_attempts, backoff_ms, reason, blockers } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let previous = model.steps[i].lock_wait.take();
-                let blockers = if blockers.is_empty() {
-                    previous.map(|p| p.blockers).unwrap_or_default()
-                } else {
-                    blockers
-                };
-                model.steps[i].lock_wait =
-                    Some(LockWaitView { blockers, waited_ms: 0, retries: attempt, max_attempts });
-            }
-            model.log(
-                LogKind::Warning,
-                format!(
-                    "{step_id} #{}: {reason}; retry {attempt}/{} in {backoff_ms} ms",
-                    index + 1,
-                    max_attempts.saturating_sub(1)
-                ),
-            );
-        }
-        Event::Progress { step_id, done, total, unit, phase } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let step = &mut model.steps[i];
-                let mut view = step.progress.take().unwrap_or(ProgressView {
-                    done: 0,
-                    total,
-                    unit,
-                    phase: phase.clone(),
-                    rate_per_s: 0.0,
-                    eta_s: None,
-                    rate_samples: VecDeque::new(),
-                    last_sample: None,
-                });
-                if view.unit != unit || view.phase != phase {
-                    // A new phase of an index build: rates do not carry over.
-                    view.rate_per_s = 0.0;
-                    view.rate_samples.clear();
-                    view.last_sample = None;
-                }
-                if let Some((then, then_done)) = view.last_sample {
-                    let seconds = at.saturating_duration_since(then).as_secs_f64();
-                    if seconds >= 0.2 && done >= then_done {
-                        let rate = (done - then_done) as f64 / seconds;
-                        view.rate_per_s =
-                            if view.rate_per_s > 0.0 { 0.7 * view.rate_per_s + 0.3 * rate } else { rate };
-                        view.rate_samples.push_back(rate as u64);
-                        while view.rate_samples.len() > 60 {
-                            view.rate_samples.pop_front();
-                        }
-                        view.last_sample = Some((at, done));
-                    }
-                } else {
-                    view.last_sample = Some((at, done));
-                }
-                view.done = done;
-                view.total = total;
-                view.unit = unit;
-                view.phase = phase;
-                view.eta_s = match (view.total, view.rate_per_s > 0.0) {
-                    (Some(total), true) => {
-                        Some(((total.saturating_sub(done)) as f64 / view.rate_per_s).ceil() as u64)
-                    }
-                    _ => None,
-                };
-                step.progress = Some(view);
-            }
-        }
-        Event::Paused { paused, .. } => {
-            if let Some(job) = &mut model.job {
-                job.paused = paused;
-            }
-            model.log(LogKind::Info, if paused { "backfill paused" } else { "backfill resumed" });
-        }
-        Event::GuardResult { step_id, name, count, forceable } => {
-            let kind = if count == 0 { LogKind::Info } else { LogKind::Warning };
-            let note = if count == 0 {
-                "ok"
-            } else if forceable {
-                "needs force"
-            } else {
-                "blocks the rollback"
-            };
-            model.log(kind, format!("before undoing {step_id}: {name} = {count} ({note})"));
-        }
-        Event::CheckResult { step_id, name, value, expected, ok, phase } => {
-            if phase != crate::event::CheckPhase::After {
-                // Counted before the step ran or after it was undone: the run log keeps these;
-                // the wizard shows the checks that must hold.
-                return;
-            }
-            if let Some(i) = model.step_index(&step_id) {
-                model.steps[i].checks.push(CheckView { name: name.clone(), value, expected, ok });
-            }
-            let kind = if ok { LogKind::Info } else { LogKind::Failure };
-            model.log(kind, format!("{step_id} check {name}: {value} (expected {expected})"));
-        }
-        Event::StepSkipped { step_id, reason } => {
-            if let Some(i) = model.step_index(&step_id) {
-                model.steps[i].state = UiStepState::Skipped;
-            }
-            model.log(LogKind::Info, format!("skip {step_id}: {reason}"));
-        }
-        Event::StepFinished { step_id, direction, duration_ms, rows } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let step = &mut model.steps[i];
-                step.state =
-                    if direction == Direction::Forward { UiStepState::Done } else { UiStepState::RolledBack };
-                step.duration_ms = Some(duration_ms);
-                step.rows = rows;
-                step.progress = None;
-                step.lock_wait = None;
-                step.statement = None;
-            }
-            let verb = if direction == Direction::Forward { "done" } else { "rolled back" };
-            model.log(LogKind::Done, format!("{verb} {step_id} in {duration_ms} ms, {rows} rows"));
-        }
-        Event::StepFailed { step_id, error, .. } => {
-            if let Some(i) = model.step_index(&step_id) {
-                let step = &mut model.steps[i];
-                step.state = UiStepState::Failed;
-                step.error = Some(error.clone());
-                step.progress = None;
-            }
-            model.log(LogKind::Failure, format!("FAILED {step_id}: {error}"));
-        }
-        Event::RunFinished { message, .. } => {
-            model.log(LogKind::Info, message);
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "update_tests.rs"]
+#[path = "update_tests/mod.rs"]
 mod update_tests;

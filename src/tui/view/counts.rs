@@ -10,7 +10,7 @@ use super::live::rls_text;
 use super::overview::{rule, scroll_offset};
 use super::text::{count, count_in, duration_ms, fit_line, one_line, pad, pad_left, wrap_styled};
 use super::theme::Palette;
-use crate::checks::TableCounts;
+use crate::checks::{TableCounts, VerifyReport};
 use crate::tui::state::Model;
 
 struct Column {
@@ -129,6 +129,37 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
     lines.push(fit_line(Line::from(spans), width));
 
     // Problems go below the table; the table gets what is left.
+    let mut problems = problem_lines(report, wide, width, palette);
+
+    let rows_room = height.saturating_sub(lines.len() + 1 + problems.len().min(height / 3).max(1));
+    let selected = model.plan.tables.get(model.table_cursor).map(|t| t.name.display_plain());
+    let cursor = report.tables.iter().position(|t| Some(&t.table) == selected.as_ref()).unwrap_or(0);
+    let offset = scroll_offset(cursor, report.tables.len(), rows_room);
+    for (i, t) in report.tables.iter().enumerate().skip(offset).take(rows_room) {
+        let mut line = table_row(model, t, &columns, name_width, wide, palette);
+        if i == cursor && selected.is_some() {
+            line = line.style(palette.selected());
+        }
+        lines.push(fit_line(line, width));
+    }
+    if report.tables.is_empty() {
+        lines.push(Line::styled(" no tables", palette.dim()));
+    }
+    lines.push(rule("Problems", width, palette));
+    let left = height.saturating_sub(lines.len());
+    if problems.len() > left && left > 0 {
+        let hidden = problems.len() - (left - 1);
+        problems.truncate(left - 1);
+        problems.push(Line::styled(format!(" … and {hidden} more lines"), palette.dim()));
+    }
+    lines.extend(problems);
+    lines.truncate(height);
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// The report's problems (narrow screens: with the index and unique notes the table has no
+/// room for), or a line saying there are none.
+fn problem_lines(report: &VerifyReport, wide: bool, width: usize, palette: Palette) -> Vec<Line<'static>> {
     let mut problems: Vec<Line<'static>> = Vec::new();
     for problem in &report.problems {
         problems.extend(wrap_styled(vec![Span::styled(format!(" ✗ {problem}"), palette.error())], width, 3));
@@ -168,31 +199,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
             Span::raw(format!("no problems{through}")),
         ]));
     }
-
-    let rows_room = height.saturating_sub(lines.len() + 1 + problems.len().min(height / 3).max(1));
-    let selected = model.plan.tables.get(model.table_cursor).map(|t| t.name.display_plain());
-    let cursor = report.tables.iter().position(|t| Some(&t.table) == selected.as_ref()).unwrap_or(0);
-    let offset = scroll_offset(cursor, report.tables.len(), rows_room);
-    for (i, t) in report.tables.iter().enumerate().skip(offset).take(rows_room) {
-        let mut line = table_row(model, t, &columns, name_width, wide, palette);
-        if i == cursor && selected.is_some() {
-            line = line.style(palette.selected());
-        }
-        lines.push(fit_line(line, width));
-    }
-    if report.tables.is_empty() {
-        lines.push(Line::styled(" no tables", palette.dim()));
-    }
-    lines.push(rule("Problems", width, palette));
-    let left = height.saturating_sub(lines.len());
-    if problems.len() > left && left > 0 {
-        let hidden = problems.len() - (left - 1);
-        problems.truncate(left - 1);
-        problems.push(Line::styled(format!(" … and {hidden} more lines"), palette.dim()));
-    }
-    lines.extend(problems);
-    lines.truncate(height);
-    frame.render_widget(Paragraph::new(lines), area);
+    problems
 }
 
 fn width_of(text: &str) -> usize {

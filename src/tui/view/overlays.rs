@@ -12,7 +12,7 @@ use super::text::{
 };
 use super::theme::Palette;
 use crate::engine::GuardCount;
-use crate::plan::LockMode;
+use crate::plan::{LockMode, Step};
 use crate::tui::keys::{self, Action, Context};
 use crate::tui::state::{Model, Overlay};
 
@@ -298,6 +298,42 @@ fn confirm_rollback(
 
     // The rollback SQL, as it will run.
     lines.push(Line::styled("Rollback SQL:", palette.title()));
+    let mut sql = rollback_sql(step, inner, palette);
+
+    // The checks it runs first.
+    let mut checks = guard_lines(guards, inner, palette);
+    checks.push(force_line(force, palette));
+    checks.push(Line::raw(""));
+    checks.extend(wrap_styled(decision(verdict(guards, force), palette), inner, 0));
+
+    // The SQL gives way when the screen is short; the checks and the decision never do.
+    let room = (area.height as usize).saturating_sub(2 + lines.len() + checks.len());
+    if sql.len() > room {
+        let keep = room.saturating_sub(1);
+        let hidden = sql.len() - keep;
+        sql.truncate(keep);
+        sql.push(Line::styled(format!("    … {hidden} more lines"), palette.dim()));
+    }
+    lines.extend(sql);
+    lines.extend(checks);
+    let border = match verdict(guards, force) {
+        Verdict::Blocked | Verdict::CountFailed | Verdict::Forced => palette.error(),
+        Verdict::NeedsForce => palette.warn(),
+        _ => palette.title(),
+    };
+    render_dialog(
+        frame,
+        area,
+        box_width,
+        &format!("Roll back {}", truncate(step_id, inner.saturating_sub(14))),
+        border,
+        lines,
+        palette,
+    );
+}
+
+/// The rollback SQL, as it will run, with each statement's lock.
+fn rollback_sql(step: Option<&Step>, inner: usize, palette: Palette) -> Vec<Line<'static>> {
     let mut sql: Vec<Line<'static>> = Vec::new();
     match step {
         Some(step) if step.rollback.is_empty() => {
@@ -327,8 +363,15 @@ fn confirm_rollback(
         }
         None => sql.push(Line::styled("  (the step is not in this plan)", palette.error())),
     }
+    sql
+}
 
-    // The checks it runs first.
+/// What is counted before undoing, and what each count means.
+fn guard_lines(
+    guards: Option<&Result<Vec<GuardCount>, String>>,
+    inner: usize,
+    palette: Palette,
+) -> Vec<Line<'static>> {
     let mut checks: Vec<Line<'static>> =
         vec![Line::styled("Counted first (each must be 0):", palette.title())];
     match guards {
@@ -369,7 +412,11 @@ fn confirm_rollback(
             }
         }
     }
-    let force_line = if force {
+    checks
+}
+
+fn force_line(force: bool, palette: Palette) -> Line<'static> {
+    if force {
         Line::from(vec![
             Span::raw("Force: "),
             Span::styled("on", palette.error()),
@@ -383,10 +430,12 @@ fn confirm_rollback(
             Span::styled("F", palette.key()),
             Span::raw(" toggles --force)"),
         ])
-    };
-    checks.push(force_line);
-    checks.push(Line::raw(""));
-    let decision = match verdict(guards, force) {
+    }
+}
+
+/// The keys the dialog offers, as the counts decide.
+fn decision(verdict: Verdict, palette: Palette) -> Vec<Span<'static>> {
+    match verdict {
         Verdict::Counting => vec![
             Span::styled("Counting first… ", palette.dim()),
             key_span("n", palette),
@@ -424,33 +473,7 @@ fn confirm_rollback(
             key_span("n", palette),
             Span::raw(" to cancel"),
         ],
-    };
-    checks.extend(wrap_styled(decision, inner, 0));
-
-    // The SQL gives way when the screen is short; the checks and the decision never do.
-    let room = (area.height as usize).saturating_sub(2 + lines.len() + checks.len());
-    if sql.len() > room {
-        let keep = room.saturating_sub(1);
-        let hidden = sql.len() - keep;
-        sql.truncate(keep);
-        sql.push(Line::styled(format!("    … {hidden} more lines"), palette.dim()));
     }
-    lines.extend(sql);
-    lines.extend(checks);
-    let border = match verdict(guards, force) {
-        Verdict::Blocked | Verdict::CountFailed | Verdict::Forced => palette.error(),
-        Verdict::NeedsForce => palette.warn(),
-        _ => palette.title(),
-    };
-    render_dialog(
-        frame,
-        area,
-        box_width,
-        &format!("Roll back {}", truncate(step_id, inner.saturating_sub(14))),
-        border,
-        lines,
-        palette,
-    );
 }
 
 fn key_span(key: &str, palette: Palette) -> Span<'static> {

@@ -13,7 +13,7 @@ use super::overview::{rule, scroll_offset};
 use super::text::{count, count_u, duration_ms, ellipsize, fit_line, wrap, wrap_styled};
 use super::theme::Palette;
 use crate::plan::Statement;
-use crate::tui::state::{Model, Row, UiStepState};
+use crate::tui::state::{Model, Row, StepView, UiStepState};
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
     if area.height == 0 || area.width == 0 {
@@ -264,6 +264,76 @@ fn sql_lines(sql: &str, width: usize, cap: usize, palette: Palette) -> Vec<Line<
     out.into_iter().map(|l| Line::styled(l, palette.sql())).collect()
 }
 
+/// How a step stands, in short facts: how long it runs or ran, rows, what it will write.
+fn status_facts(model: &Model, index: usize) -> Vec<String> {
+    let mut facts: Vec<String> = Vec::new();
+    let view = &model.steps[index];
+    let step = model.plan.steps.get(index);
+    match view.state {
+        UiStepState::Running => {
+            if let Some(started) = view.started {
+                let ms = model.clock.saturating_duration_since(started).as_millis() as u64;
+                facts.push(format!("for {}", duration_ms(ms)));
+            }
+            if let (Some(k), Some(step)) = (view.statement, step) {
+                facts.push(format!("statement {}/{}", k + 1, step.forward.len()));
+            }
+        }
+        UiStepState::Done | UiStepState::Failed | UiStepState::RolledBack => {
+            if let Some(ms) = view.duration_ms {
+                facts.push(format!("in {}", duration_ms(ms)));
+            }
+            if view.rows > 0 {
+                facts.push(format!("{} rows", count_u(view.rows)));
+            }
+        }
+        UiStepState::Pending | UiStepState::Skipped => {
+            if let Some(step) = step.filter(|s| s.rows_estimate > 0) {
+                facts.push(format!("~{} rows to write", count(step.rows_estimate)));
+            }
+        }
+    }
+    facts
+}
+
+/// The step's checks, with what they last returned.
+fn check_lines(
+    step: &crate::plan::Step,
+    view: &StepView,
+    width: usize,
+    compact: bool,
+    palette: Palette,
+) -> Vec<Line<'static>> {
+    let mut lines = vec![rule(&format!("Checks: {}", step.checks.len()), width, palette)];
+    // Failed checks first: they say what went wrong.
+    let latest = |name: &str| view.checks.iter().rev().find(|c| c.name == name);
+    let mut checks: Vec<&crate::plan::Check> = step.checks.iter().collect();
+    checks.sort_by_key(|c| latest(&c.name).is_none_or(|l| l.ok));
+    for check in checks {
+        let latest = latest(&check.name);
+        let spans = match latest {
+            Some(c) if c.ok => vec![
+                Span::styled(" ✓ ", palette.ok()),
+                Span::raw(check.name.clone()),
+                Span::styled(format!(" = {}", c.value), palette.ok()),
+            ],
+            Some(c) => vec![
+                Span::styled(" ✗ ", palette.error()),
+                Span::raw(check.name.clone()),
+                Span::styled(format!(" = {}, expected {}", c.value, c.expected), palette.error()),
+            ],
+            None => vec![
+                Span::styled(" · ", palette.dim()),
+                Span::raw(check.name.clone()),
+                Span::styled(format!(" (expects {})", check.expect), palette.dim()),
+            ],
+        };
+        let failed = latest.is_some_and(|c| !c.ok);
+        lines.extend(item(spans, width, compact && !failed));
+    }
+    lines
+}
+
 fn statement_lines(
     number: usize,
     statement: &Statement,
@@ -307,32 +377,8 @@ fn detail_sections(model: &Model, index: usize, width: usize, caps: Caps, palett
         format!("{} {}", view.state.symbol(), view.state.label()),
         palette.state(view.state),
     )];
-    let mut facts: Vec<String> = Vec::new();
     let step = model.plan.steps.get(index);
-    match view.state {
-        UiStepState::Running => {
-            if let Some(started) = view.started {
-                let ms = model.clock.saturating_duration_since(started).as_millis() as u64;
-                facts.push(format!("for {}", duration_ms(ms)));
-            }
-            if let (Some(k), Some(step)) = (view.statement, step) {
-                facts.push(format!("statement {}/{}", k + 1, step.forward.len()));
-            }
-        }
-        UiStepState::Done | UiStepState::Failed | UiStepState::RolledBack => {
-            if let Some(ms) = view.duration_ms {
-                facts.push(format!("in {}", duration_ms(ms)));
-            }
-            if view.rows > 0 {
-                facts.push(format!("{} rows", count_u(view.rows)));
-            }
-        }
-        UiStepState::Pending | UiStepState::Skipped => {
-            if let Some(step) = step.filter(|s| s.rows_estimate > 0) {
-                facts.push(format!("~{} rows to write", count(step.rows_estimate)));
-            }
-        }
-    }
+    let facts = status_facts(model, index);
     for fact in facts {
         status.push(Span::raw(format!(" · {fact}")));
     }
@@ -407,34 +453,7 @@ fn detail_sections(model: &Model, index: usize, width: usize, caps: Caps, palett
         ));
     }
 
-    // Checks, with what they last returned.
-    out.checks.push(rule(&format!("Checks: {}", step.checks.len()), width, palette));
-    // Failed checks first: they say what went wrong.
-    let latest = |name: &str| view.checks.iter().rev().find(|c| c.name == name);
-    let mut checks: Vec<&crate::plan::Check> = step.checks.iter().collect();
-    checks.sort_by_key(|c| latest(&c.name).is_none_or(|l| l.ok));
-    for check in checks {
-        let latest = latest(&check.name);
-        let spans = match latest {
-            Some(c) if c.ok => vec![
-                Span::styled(" ✓ ", palette.ok()),
-                Span::raw(check.name.clone()),
-                Span::styled(format!(" = {}", c.value), palette.ok()),
-            ],
-            Some(c) => vec![
-                Span::styled(" ✗ ", palette.error()),
-                Span::raw(check.name.clone()),
-                Span::styled(format!(" = {}, expected {}", c.value, c.expected), palette.error()),
-            ],
-            None => vec![
-                Span::styled(" · ", palette.dim()),
-                Span::raw(check.name.clone()),
-                Span::styled(format!(" (expects {})", check.expect), palette.dim()),
-            ],
-        };
-        let failed = latest.is_some_and(|c| !c.ok);
-        out.checks.extend(item(spans, width, caps.compact && !failed));
-    }
+    out.checks = check_lines(step, view, width, caps.compact, palette);
     out
 }
 
