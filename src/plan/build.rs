@@ -158,7 +158,7 @@ pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Re
         })
         .collect();
     for step in &mut steps {
-        step.hash = super::file::step_hash(step);
+        step.hash = super::codec::step_hash(step);
     }
     let drift = DriftBasis {
         catalog_fingerprint: catalog_fingerprint(catalog, &ignore),
@@ -184,7 +184,7 @@ pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Re
         views,
         drift,
     };
-    plan.plan_hash = super::file::plan_hash(&plan);
+    plan.plan_hash = super::codec::plan_hash(&plan);
     Ok(plan)
 }
 

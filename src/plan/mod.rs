@@ -3,6 +3,7 @@
 
 mod backfill;
 mod build;
+pub mod codec;
 pub mod file;
 mod model;
 #[cfg(test)]
