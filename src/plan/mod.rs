@@ -7,6 +7,8 @@ pub mod codec;
 pub mod file;
 mod model;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 pub use backfill::{BackfillSql, backfill_sql};
