@@ -33,6 +33,9 @@ pub enum PlanFileError {
     PlanTampered { path: String },
     #[error("{path} has two steps with the id {step_id}")]
     DuplicateStep { path: String, step_id: String },
+    /// Structurally unusable although its checksums may match (a sealed hand edit).
+    #[error("{path}: step {step_id:?} cannot be run as written: {detail}")]
+    Invalid { path: String, step_id: String, detail: String },
 }
 
 fn normalized(mut step: Step) -> Step {
@@ -146,7 +149,8 @@ pub fn canonical_text(plan: &Plan) -> String {
     to_toml(&copy)
 }
 
-/// Parse without verifying checksums (for `plan seal` and for showing a damaged plan).
+/// Parse and check the plan's structure (see `plan::validate`), without verifying checksums
+/// (for `plan seal` and for showing a damaged plan).
 pub fn parse(text: &str, path: &str) -> Result<Plan, PlanFileError> {
     #[derive(serde::Deserialize)]
     struct VersionOnly {
@@ -157,6 +161,8 @@ pub fn parse(text: &str, path: &str) -> Result<Plan, PlanFileError> {
     {
         return Err(PlanFileError::Format { path: path.into(), found, expected: PLAN_FORMAT_VERSION });
     }
-    toml::from_str(text)
-        .map_err(|e| PlanFileError::Parse { path: path.into(), detail: e.to_string().trim().to_string() })
+    let plan: Plan = toml::from_str(text)
+        .map_err(|e| PlanFileError::Parse { path: path.into(), detail: e.to_string().trim().to_string() })?;
+    super::validate::validate(&plan, path)?;
+    Ok(plan)
 }

@@ -10,6 +10,7 @@ mod model;
 mod test_support;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 pub use backfill::{BackfillSql, backfill_sql};
 pub use build::{PlanError, build};
