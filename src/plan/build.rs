@@ -6,19 +6,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::backfill::backfill_sql;
+use super::backfill_sql::backfill_sql;
+use super::ddl::{
+    check, concurrent_index, drop_index_concurrently, duplicate_count_sql, exempt, long, regclass,
+    rewrite_index_definition, splice_constraint_columns, stmt, to_regclass,
+};
 use super::model::*;
+use super::options::PlanError;
 use crate::catalog::{
     Catalog, FingerprintIgnore, ForeignKey, Table, TableKind, UniqueIndex, catalog_fingerprint,
     table_fingerprint, table_shape, view_fingerprint,
 };
 use crate::sql::{QualifiedName, bounded_name, ident_list, quote_ident, quote_literal};
-
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("invalid option: {0}")]
-    InvalidOption(String),
-}
 
 /// Names the plan gives to what it creates, decided once so every stage agrees.
 #[derive(Debug, Default, Clone)]
@@ -72,22 +71,8 @@ struct Planner<'a> {
 }
 
 pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Result<Plan, PlanError> {
-    validate_options(options)?;
-    let backfill = options.backfill.unwrap_or(if catalog.server.version_num >= 110000 {
-        BackfillMode::Fast
-    } else {
-        BackfillMode::Batched
-    });
-    let tenant = TenantSpec {
-        table: options.tenant_table.clone(),
-        key_column: "id".to_string(),
-        key_type: options.tenant_key_type,
-        column: options.tenant_column.clone(),
-        default_id: options.default_tenant_id.clone(),
-        default_name: options.default_tenant_name.clone(),
-        setting: options.tenant_setting.clone(),
-        backfill,
-    };
+    super::options::validate(options)?;
+    let tenant = super::options::tenant_spec(catalog, options);
     let mut planner = Planner {
         catalog,
         options,
@@ -186,142 +171,6 @@ pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Re
     };
     plan.plan_hash = super::codec::plan_hash(&plan);
     Ok(plan)
-}
-
-fn validate_options(options: &PlanOptions) -> Result<(), PlanError> {
-    let bad = |m: String| Err(PlanError::InvalidOption(m));
-    if options.schemas.is_empty() {
-        return bad("at least one --schema is needed".into());
-    }
-    if options.schemas.iter().any(|s| s == "tenantize") {
-        return bad("the schema `tenantize` holds tenantize's own journal and cannot be converted".into());
-    }
-    for (what, name) in [
-        ("--tenant-column", options.tenant_column.as_str()),
-        ("--tenant-table", options.tenant_table.name.as_str()),
-        ("--tenant-table schema", options.tenant_table.schema.as_str()),
-    ] {
-        if name.is_empty() || name.len() > crate::sql::MAX_IDENTIFIER_BYTES || name.contains('\0') {
-            return bad(format!("{what} must be 1 to 63 bytes: {name:?}"));
-        }
-    }
-    let setting = &options.tenant_setting;
-    let valid_setting = setting.split('.').count() >= 2
-        && setting
-            .split('.')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-    if !valid_setting {
-        return bad(format!(
-            "--tenant-setting must be a custom setting name like app.tenant_id (prefix.name): {setting:?}"
-        ));
-    }
-    let id = &options.default_tenant_id;
-    match options.tenant_key_type {
-        KeyType::Uuid => {
-            let hex: String = id.chars().filter(|c| *c != '-').collect();
-            if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                return bad(format!("--default-tenant-id {id:?} is not a UUID"));
-            }
-        }
-        KeyType::Bigint => {
-            if id.parse::<i64>().is_err() {
-                return bad(format!("--default-tenant-id {id:?} is not a bigint"));
-            }
-        }
-        KeyType::Text => {
-            if id.is_empty() {
-                return bad("--default-tenant-id must not be empty".into());
-            }
-        }
-    }
-    if options.batch_rows == 0 {
-        return bad("--batch-rows must be at least 1".into());
-    }
-    Ok(())
-}
-
-fn regclass(name: &QualifiedName) -> String {
-    format!("{}::pg_catalog.regclass", quote_literal(&name.to_string()))
-}
-
-fn to_regclass(name: &QualifiedName) -> String {
-    format!("pg_catalog.to_regclass({})", quote_literal(&name.to_string()))
-}
-
-fn stmt(lock: LockMode, on: &[&QualifiedName], sql: String) -> Statement {
-    Statement {
-        lock,
-        on: on.iter().map(|q| q.to_string()).collect(),
-        profile: TimeoutProfile::Ddl,
-        kind: StatementKind::Transaction,
-        index: None,
-        sql,
-    }
-}
-
-fn long(lock: LockMode, on: &[&QualifiedName], sql: String) -> Statement {
-    Statement { profile: TimeoutProfile::Long, ..stmt(lock, on, sql) }
-}
-
-/// Comment lines marking the next statement as knowingly breaking linter `rules` (squawk), with
-/// the reason for the reviewer (who reads it in the plan, and in exported migrations).
-fn exempt(rules: &str, why: &str) -> String {
-    format!("-- {why}\n-- squawk-ignore {rules}\n")
-}
-
-fn concurrent_index(index: QualifiedName, on: &QualifiedName, sql: String) -> Statement {
-    let sql = format!(
-        "{}{sql}",
-        exempt(
-            "prefer-robust-stmts",
-            "no IF NOT EXISTS: it would keep an INVALID leftover; tenantize drops and rebuilds one"
-        )
-    );
-    Statement {
-        profile: TimeoutProfile::Long,
-        kind: StatementKind::ConcurrentIndex,
-        index: Some(index),
-        ..stmt(LockMode::ShareUpdateExclusive, &[on], sql)
-    }
-}
-
-fn drop_index_concurrently(index: &QualifiedName, on: &QualifiedName) -> Statement {
-    Statement {
-        profile: TimeoutProfile::Long,
-        kind: StatementKind::NonTransactional,
-        ..stmt(LockMode::ShareUpdateExclusive, &[on], format!("DROP INDEX CONCURRENTLY IF EXISTS {index};\n"))
-    }
-}
-
-fn check(name: impl Into<String>, expect: i64, sql: String) -> Check {
-    Check { name: name.into(), expect, sql }
-}
-
-/// Splice a leading column into an index definition printed by `pg_get_indexdef()`.
-///
-/// `CREATE UNIQUE INDEX name ON [ONLY] schema.table USING method (cols) ...` becomes
-/// `CREATE UNIQUE INDEX [CONCURRENTLY] new_name ON schema.table USING method (lead, cols) ...`;
-/// everything after the column list (INCLUDE, NULLS NOT DISTINCT, WITH, TABLESPACE, WHERE) is
-/// kept as written. Returns `None` when the text does not have the expected shape.
-pub(super) fn rewrite_index_definition(
-    definition: &str,
-    index_name: &str,
-    table: &QualifiedName,
-    access_method: &str,
-    new_name: &str,
-    concurrently: bool,
-    lead_column: Option<&str>,
-) -> Option<String> {
-    let head = format!("CREATE UNIQUE INDEX {} ON ", quote_ident(index_name));
-    let rest = definition.strip_prefix(&head)?;
-    let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
-    let after_table = rest.strip_prefix(&format!("{table} USING {access_method} ("))?;
-    let concurrently = if concurrently { "CONCURRENTLY " } else { "" };
-    let lead = lead_column.map(|c| format!("{}, ", quote_ident(c))).unwrap_or_default();
-    Some(format!(
-        "CREATE UNIQUE INDEX {concurrently}{} ON {table} USING {access_method} ({lead}{after_table}",
-        quote_ident(new_name)
-    ))
 }
 
 impl<'a> Planner<'a> {
@@ -2226,86 +2075,4 @@ fn table_rows(catalog: &Catalog, name: &QualifiedName) -> i64 {
         .filter(|t| t.kind == TableKind::Ordinary)
         .map(|t| t.row_estimate.max(0))
         .sum::<i64>()
-}
-
-/// `UNIQUE (a, b)` → `UNIQUE (tenant_id, a, b)` (also with `NULLS NOT DISTINCT`).
-fn splice_constraint_columns(definition: &str, column: &str) -> String {
-    match definition.find('(') {
-        Some(at) => format!("{}({column}, {}", &definition[..at], &definition[at + 1..]),
-        None => definition.to_string(),
-    }
-}
-
-/// Groups of rows that a global unique would now reject: same key values (in any tenant),
-/// ignoring rows the original would not compare (NULL keys unless NULLS NOT DISTINCT, rows
-/// outside a partial index's predicate).
-fn duplicate_count_sql(table: &QualifiedName, unique: &UniqueIndex) -> String {
-    let keys: Vec<String> = unique.key_columns.iter().map(|k| format!("({k})")).collect();
-    let mut conditions: Vec<String> = Vec::new();
-    if !unique.nulls_not_distinct {
-        conditions.extend(keys.iter().map(|k| format!("{k} IS NOT NULL")));
-    }
-    if let Some(predicate) = &unique.predicate {
-        conditions.push(format!("({predicate})"));
-    }
-    let filter =
-        if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
-    format!(
-        "SELECT count(*) FROM (SELECT 1 FROM {table}{filter} GROUP BY {} HAVING count(*) > 1) repeated",
-        keys.join(", ")
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn index_definitions_get_the_tenant_column_in_front() {
-        let table = QualifiedName::new("public", "users");
-        let def = "CREATE UNIQUE INDEX users_email_lower ON public.users USING btree (lower(email)) WHERE (deleted_at IS NULL)";
-        let out = rewrite_index_definition(
-            def,
-            "users_email_lower",
-            &table,
-            "btree",
-            "users_email_lower_tenant_id",
-            true,
-            Some("tenant_id"),
-        )
-        .unwrap();
-        assert_eq!(
-            out,
-            "CREATE UNIQUE INDEX CONCURRENTLY users_email_lower_tenant_id ON public.users USING btree (tenant_id, lower(email)) WHERE (deleted_at IS NULL)"
-        );
-        let quoted = QualifiedName::new("Sales", "Order Items");
-        let def = "CREATE UNIQUE INDEX \"UQ\" ON ONLY \"Sales\".\"Order Items\" USING btree (\"Code\") INCLUDE (x) NULLS NOT DISTINCT";
-        let out =
-            rewrite_index_definition(def, "UQ", &quoted, "btree", "uq2", false, Some("Tenant")).unwrap();
-        assert_eq!(
-            out,
-            "CREATE UNIQUE INDEX uq2 ON \"Sales\".\"Order Items\" USING btree (\"Tenant\", \"Code\") INCLUDE (x) NULLS NOT DISTINCT"
-        );
-        assert!(
-            rewrite_index_definition(
-                "CREATE INDEX x ON t USING btree (a)",
-                "x",
-                &table,
-                "btree",
-                "y",
-                true,
-                None
-            )
-            .is_none()
-        );
-    }
-
-    #[test]
-    fn constraint_definitions_splice_after_the_first_parenthesis() {
-        assert_eq!(splice_constraint_columns("UNIQUE (a, b)", "tenant_id"), "UNIQUE (tenant_id, a, b)");
-        assert_eq!(
-            splice_constraint_columns("UNIQUE NULLS NOT DISTINCT (a)", "t"),
-            "UNIQUE NULLS NOT DISTINCT (t, a)"
-        );
-    }
 }
