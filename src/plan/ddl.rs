@@ -1,6 +1,6 @@
 //! Statement builders and definition splicing: the SQL text every stage is made of.
 
-use super::model::{Check, LockMode, Statement, StatementKind, TimeoutProfile};
+use super::model::{Check, LockMode, Statement, StatementKind, TenantSpec, TimeoutProfile};
 use crate::catalog::UniqueIndex;
 use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
@@ -86,6 +86,63 @@ pub(super) fn rewrite_index_definition(
         "CREATE UNIQUE INDEX {concurrently}{} ON {table} USING {access_method} ({lead}{after_table}",
         quote_ident(new_name)
     ))
+}
+
+/// The `DEFERRABLE` clause of a constraint definition.
+pub(super) fn deferrable_clause(deferrable: bool, initially_deferred: bool) -> &'static str {
+    match (deferrable, initially_deferred) {
+        (true, true) => " DEFERRABLE INITIALLY DEFERRED",
+        (true, false) => " DEFERRABLE",
+        _ => "",
+    }
+}
+
+/// `ALTER TABLE .. ADD CONSTRAINT name FOREIGN KEY (tenant column) REFERENCES tenant table`.
+pub(super) fn tenant_fk_sql(
+    tenant: &TenantSpec,
+    table: &QualifiedName,
+    name: &str,
+    not_valid: bool,
+) -> String {
+    format!(
+        "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}){};\n",
+        quote_ident(name),
+        quote_ident(&tenant.column),
+        tenant.table,
+        quote_ident(&tenant.key_column),
+        if not_valid { " NOT VALID" } else { "" }
+    )
+}
+
+pub(super) fn column_exists_check(tenant: &TenantSpec, table: &QualifiedName) -> Check {
+    check(
+        format!("{} has {}", table.display_plain(), tenant.column),
+        1,
+        format!(
+            "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = {} AND attname = {} AND NOT attisdropped",
+            regclass(table),
+            quote_literal(&tenant.column)
+        ),
+    )
+}
+
+pub(super) fn null_count_check(tenant: &TenantSpec, table: &QualifiedName) -> Check {
+    check(
+        format!("rows of {} without a tenant", table.display_plain()),
+        0,
+        format!("SELECT count(*) FROM {table} WHERE {} IS NULL", quote_ident(&tenant.column)),
+    )
+}
+
+pub(super) fn index_valid_check(index: &QualifiedName) -> Check {
+    check(
+        format!("index {} is valid", index.name),
+        1,
+        format!(
+            "SELECT count(*) FROM pg_catalog.pg_index WHERE indexrelid = {} AND indisvalid",
+            to_regclass(index)
+        ),
+    )
 }
 
 /// `UNIQUE (a, b)` → `UNIQUE (tenant_id, a, b)` (also with `NULLS NOT DISTINCT`).

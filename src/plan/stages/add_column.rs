@@ -1,0 +1,130 @@
+//! Stage 3: the nullable tenant column and its foreign key to the tenant table (NOT VALID).
+
+use crate::catalog::TableKind;
+use crate::plan::analysis::{Analysis, Scope, TableNames};
+use crate::plan::ddl::{check, column_exists_check, regclass, stmt, tenant_fk_sql};
+use crate::plan::model::{BackfillMode, Check, Guard, LockMode, Stage, Statement, Step};
+use crate::sql::{QualifiedName, quote_literal};
+
+/// One step per root: partitions get the column with their root.
+pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
+    a.scope.roots.iter().map(|root| step(a, root)).collect()
+}
+
+fn step(a: &Analysis, root: &QualifiedName) -> Step {
+    let s = &a.scope;
+    let names = &a.names[root];
+    let col = s.col();
+    let value = s.tenant_value();
+    let (mut forward, mut note) = add_column(s, root);
+    let mut checks = vec![column_exists_check(&s.tenant, root)];
+    if s.table(root).kind == TableKind::Partitioned {
+        note.push_str(
+            " PostgreSQL cannot add a NOT VALID foreign key to a partitioned table, so each \
+             partition gets its own; stage 5 validates them and attaches a parent key.",
+        );
+        add_leaf_tenant_fks(s, names, &mut forward, &mut checks);
+    } else {
+        forward.push(stmt(
+            LockMode::ShareRowExclusive,
+            &[root, &s.tenant.table],
+            tenant_fk_sql(&s.tenant, root, &names.tenant_fk, true),
+        ));
+        checks.push(check(
+            "tenant foreign key exists",
+            1,
+            format!(
+                "SELECT count(*) FROM pg_catalog.pg_constraint WHERE conrelid = {} AND conname = {}",
+                regclass(root),
+                quote_literal(&names.tenant_fk)
+            ),
+        ));
+    }
+    Step {
+        id: format!("3.{}:{}", Stage::AddColumn.name(), root),
+        stage: Stage::AddColumn,
+        title: format!("Add {} to {}", s.tenant.column, root.display_plain()),
+        note,
+        tables: vec![root.clone()],
+        atomic: true,
+        rows_estimate: s.table_rows(root),
+        forward,
+        rollback_atomic: true,
+        rollback: vec![stmt(
+            LockMode::AccessExclusive,
+            &[root],
+            format!("ALTER TABLE {root} DROP COLUMN IF EXISTS {col};\n"),
+        )],
+        no_rollback_reason: None,
+        rollback_guards: vec![Guard {
+            name: format!("rows of other tenants in {}", root.display_plain()),
+            message: format!(
+                "rows of {} belong to a tenant other than the default one; dropping {} \
+                 erases which tenant they belong to",
+                root.display_plain(),
+                s.tenant.column
+            ),
+            forceable: true,
+            sql: format!("SELECT count(*) FROM {root} WHERE {col} <> {value}"),
+        }],
+        checks,
+        backfill: None,
+        hash: String::new(),
+    }
+}
+
+/// The column itself, and the note that says why it is added the way it is.
+fn add_column(s: &Scope, root: &QualifiedName) -> (Vec<Statement>, String) {
+    let col = s.col();
+    let ty = s.tenant.key_type.sql();
+    let value = s.tenant_value();
+    match s.tenant.backfill {
+        BackfillMode::Fast => (
+            vec![stmt(
+                LockMode::AccessExclusive,
+                &[root],
+                format!("ALTER TABLE {root} ADD COLUMN {col} {ty} DEFAULT {value};\n"),
+            )],
+            "A constant default is metadata only: every existing row reads the default \
+             tenant at once and no row is rewritten, so no trigger fires."
+                .to_string(),
+        ),
+        BackfillMode::Batched => (
+            vec![stmt(
+                LockMode::AccessExclusive,
+                &[root],
+                format!(
+                    "ALTER TABLE {root} ADD COLUMN {col} {ty};\n\
+                     ALTER TABLE {root} ALTER COLUMN {col} SET DEFAULT {value};\n"
+                ),
+            )],
+            "The default is set before the backfill so rows inserted meanwhile never join \
+             the backfill set."
+                .to_string(),
+        ),
+    }
+}
+
+/// A partitioned root's tenant FK: one NOT VALID key per leaf partition.
+fn add_leaf_tenant_fks(s: &Scope, names: &TableNames, forward: &mut Vec<Statement>, checks: &mut Vec<Check>) {
+    let mut sql = String::new();
+    let mut on = vec![&s.tenant.table];
+    for (leaf, name) in &names.leaf_tenant_fks {
+        sql.push_str(&tenant_fk_sql(&s.tenant, leaf, name, true));
+        on.push(leaf);
+    }
+    if !sql.is_empty() {
+        forward.push(stmt(LockMode::ShareRowExclusive, &on, sql));
+    }
+    let leaf_names: Vec<String> = names.leaf_tenant_fks.iter().map(|(_, n)| quote_literal(n)).collect();
+    if !leaf_names.is_empty() {
+        checks.push(check(
+            "partition tenant foreign keys exist",
+            leaf_names.len() as i64,
+            format!(
+                "SELECT count(*) FROM pg_catalog.pg_constraint WHERE contype = 'f' AND conname IN ({})",
+                leaf_names.join(", ")
+            ),
+        ));
+    }
+}
