@@ -166,3 +166,140 @@ pub fn parse(text: &str, path: &str) -> Result<Plan, PlanFileError> {
     super::validate::validate(&plan, path)?;
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::catalog::{Catalog, Column};
+    use crate::plan::test_support::*;
+    use crate::plan::{Plan, PlanOptions, build};
+
+    fn checksum_fixture() -> Catalog {
+        with_events(saas(PG15))
+            .table("public", "audit_trail", |t| {
+                t.col("happened_at", "timestamp with time zone").col("what", "text")
+            })
+            .view("public", "user_directory", |v| v.owned_by_superuser().reads("public", "users"))
+            .build()
+    }
+
+    #[test]
+    fn every_step_is_hashed_and_the_plan_verifies() {
+        for options in [PlanOptions::default(), batched()] {
+            let plan = plan_with(&checksum_fixture(), &options);
+            assert!(!plan.plan_hash.is_empty());
+            for step in &plan.steps {
+                assert_eq!(step.hash.len(), 64, "step {} hash {:?}", step.id, step.hash);
+            }
+            let unique: BTreeSet<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+            assert_eq!(unique.len(), plan.steps.len(), "duplicate step ids");
+            verify_checksums(&plan, "x").expect("a fresh plan verifies");
+            // And it survives the plan file.
+            let reread = parse(&to_toml(&plan), "x").expect("the plan file parses");
+            assert_eq!(reread, plan);
+            verify_checksums(&reread, "x").expect("a re-read plan verifies");
+        }
+    }
+
+    /// Change one token: the first word gets a letter.
+    fn edit_one_token(sql: &mut String) {
+        let at = sql.find(char::is_whitespace).unwrap_or(sql.len());
+        sql.insert(at, 'X');
+    }
+
+    #[test]
+    fn editing_one_token_of_any_statement_breaks_its_step_checksum() {
+        for options in [PlanOptions::default(), batched()] {
+            let plan = plan_with(&checksum_fixture(), &options);
+            let mut edits = 0;
+            for (i, step) in plan.steps.iter().enumerate() {
+                let expect_tampered = |edited: &Plan, what: &str| match verify_checksums(edited, "x") {
+                    Err(PlanFileError::StepTampered { step_id, .. }) => {
+                        assert_eq!(step_id, step.id, "{what}")
+                    }
+                    other => panic!("editing {what} of {} gave {other:?}", step.id),
+                };
+                for j in 0..step.forward.len() {
+                    let mut edited = plan.clone();
+                    edit_one_token(&mut edited.steps[i].forward[j].sql);
+                    expect_tampered(&edited, &format!("forward statement {j}"));
+                    edits += 1;
+                }
+                for j in 0..step.rollback.len() {
+                    let mut edited = plan.clone();
+                    edit_one_token(&mut edited.steps[i].rollback[j].sql);
+                    expect_tampered(&edited, &format!("rollback statement {j}"));
+                    edits += 1;
+                }
+                for j in 0..step.checks.len() {
+                    let mut edited = plan.clone();
+                    edit_one_token(&mut edited.steps[i].checks[j].sql);
+                    expect_tampered(&edited, &format!("check {j}"));
+                }
+                for j in 0..step.rollback_guards.len() {
+                    let mut edited = plan.clone();
+                    edit_one_token(&mut edited.steps[i].rollback_guards[j].sql);
+                    expect_tampered(&edited, &format!("guard {j}"));
+                }
+                if step.backfill.is_some() {
+                    let mut edited = plan.clone();
+                    edited.steps[i].backfill.as_mut().unwrap().value_sql = "'2'::uuid".into();
+                    expect_tampered(&edited, "the backfill value");
+                }
+            }
+            assert!(edits > 50, "the fixture has statements to edit ({edits})");
+        }
+    }
+
+    #[test]
+    fn whitespace_only_edits_keep_checksums() {
+        let plan = plan_of(&checksum_fixture());
+        let mut edited = plan.clone();
+        for step in &mut edited.steps {
+            for statement in step.forward.iter_mut().chain(step.rollback.iter_mut()) {
+                statement.sql = format!("\r\n{}  \r\n\r\n", statement.sql.replace('\n', "   \r\n"));
+            }
+            for check in &mut step.checks {
+                check.sql = format!("{} \t", check.sql);
+            }
+        }
+        assert_ne!(edited, plan, "the edit changed the text");
+        verify_checksums(&edited, "x").expect("layout changes keep every checksum");
+    }
+
+    #[test]
+    fn plan_hash_is_deterministic_and_ignores_row_estimates() {
+        let catalog = checksum_fixture();
+        let first = plan_of(&catalog);
+        let again = build(&catalog, &PlanOptions::default(), "2030-12-31T23:59:59Z").unwrap();
+        assert_eq!(first.plan_hash, again.plan_hash);
+        assert_eq!(first.steps, again.steps);
+        assert_eq!(canonical_text(&first), canonical_text(&again));
+
+        let mut grown = catalog.clone();
+        for (n, table) in grown.tables.iter_mut().enumerate() {
+            table.row_estimate = 7_000_000 + n as i64;
+            table.total_bytes = 9_000_000_000 + n as i64;
+        }
+        let later = plan_of(&grown);
+        assert_ne!(later.tables, first.tables, "row estimates are recorded in the plan");
+        assert_ne!(to_toml(&later), to_toml(&first));
+        assert_eq!(later.plan_hash, first.plan_hash, "row estimates changed the plan hash");
+        assert_eq!(canonical_text(&later), canonical_text(&first));
+        verify_checksums(&later, "x").unwrap();
+
+        // A change of schema, on the other hand, is a different plan.
+        let mut changed = catalog.clone();
+        changed.tables.iter_mut().find(|t| t.name == qn("public", "users")).unwrap().columns.push(Column {
+            name: "nickname".into(),
+            data_type: "text".into(),
+            not_null: false,
+            default: None,
+            identity: None,
+            generated: None,
+        });
+        assert_ne!(plan_of(&changed).plan_hash, first.plan_hash);
+    }
+}

@@ -85,3 +85,57 @@ pub(super) fn tenant_spec(catalog: &Catalog, options: &PlanOptions) -> TenantSpe
         backfill,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{KeyType, PlanError, PlanOptions, build};
+
+    #[test]
+    fn rejects_invalid_options() {
+        let catalog = saas(PG15).build();
+        let cases = [
+            ("bad uuid", PlanOptions { default_tenant_id: "not-a-uuid".into(), ..PlanOptions::default() }),
+            (
+                "uuid one digit short",
+                PlanOptions {
+                    default_tenant_id: "00000000-0000-0000-0000-00000000001".into(),
+                    ..PlanOptions::default()
+                },
+            ),
+            (
+                "setting without a dot",
+                PlanOptions { tenant_setting: "tenant_id".into(), ..PlanOptions::default() },
+            ),
+            (
+                "setting with an empty part",
+                PlanOptions { tenant_setting: "app.".into(), ..PlanOptions::default() },
+            ),
+            ("journal schema", PlanOptions { schemas: vec!["tenantize".into()], ..PlanOptions::default() }),
+            ("no schema", PlanOptions { schemas: Vec::new(), ..PlanOptions::default() }),
+            ("zero batch", PlanOptions { batch_rows: 0, ..PlanOptions::default() }),
+            (
+                "bigint key with a uuid id",
+                PlanOptions { tenant_key_type: KeyType::Bigint, ..PlanOptions::default() },
+            ),
+        ];
+        for (what, options) in cases {
+            match build(&catalog, &options, GENERATED_AT) {
+                Err(PlanError::InvalidOption(_)) => {}
+                Ok(_) => panic!("{what}: accepted"),
+            }
+        }
+        let fine = PlanOptions {
+            tenant_key_type: KeyType::Bigint,
+            default_tenant_id: "1".into(),
+            tenant_setting: "myapp.current_tenant".into(),
+            ..PlanOptions::default()
+        };
+        let plan = plan_with(&catalog, &fine);
+        offset(&all_forward_sql(&plan), "ADD COLUMN tenant_id bigint DEFAULT '1'::bigint;");
+        offset(
+            &all_forward_sql(&plan),
+            "nullif((SELECT current_setting('myapp.current_tenant', true)), '')::bigint",
+        );
+    }
+}

@@ -206,3 +206,152 @@ fn order_components(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::catalog::Catalog;
+    use crate::plan::test_support::*;
+    use crate::plan::{Plan, PlanOptions, Severity, Stage};
+
+    #[test]
+    fn stage3_orders_tables_parents_before_children_by_foreign_keys() {
+        let plan = plan_of(&saas(PG15).build());
+        let expected = ["public.users", "public.projects", "public.issues", "public.issue_comments"];
+        for (stage, prefix) in
+            [(Stage::AddColumn, "3.add-column"), (Stage::NotNull, "5.not-null"), (Stage::Rls, "8.rls")]
+        {
+            let want: Vec<String> = expected.iter().map(|t| format!("{prefix}:{t}")).collect();
+            assert_eq!(ids_in(&plan, stage), want, "stage {stage}");
+        }
+        // Stage 7's foreign-key steps follow the same order (issues' self-reference included).
+        let fk_steps: Vec<&str> = plan
+            .steps_in(Stage::Unique)
+            .filter(|s| s.id.starts_with("7.foreign-keys:"))
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(
+            fk_steps,
+            [
+                "7.foreign-keys:public.projects",
+                "7.foreign-keys:public.issues",
+                "7.foreign-keys:public.issue_comments"
+            ]
+        );
+    }
+
+    /// Builds in a thread so that a planner stuck in a loop fails the test instead of hanging it.
+    fn plan_within_seconds(catalog: Catalog, seconds: u64) -> Plan {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(plan_of(&catalog));
+        });
+        rx.recv_timeout(Duration::from_secs(seconds)).expect("the planner finished (no endless loop)")
+    }
+
+    #[test]
+    fn stage3_breaks_foreign_key_cycles_and_lists_every_table_once() {
+        // accounts <- teams <-> members (a cycle), members also references itself (mentor_id).
+        let catalog = CatalogBuilder::new(PG15)
+            .table("public", "teams", |t| {
+                t.pk(&["id"])
+                    .col_nn("account_id", "bigint")
+                    .col("lead_id", "bigint")
+                    .fk(&["account_id"], "accounts", &["id"], 'c')
+                    .fk(&["lead_id"], "members", &["id"], 'n')
+            })
+            .table("public", "members", |t| {
+                t.pk(&["id"])
+                    .col_nn("team_id", "bigint")
+                    .col("mentor_id", "bigint")
+                    .fk(&["team_id"], "teams", &["id"], 'c')
+                    .fk(&["mentor_id"], "members", &["id"], 'n')
+            })
+            .table("public", "accounts", |t| t.pk(&["id"]).col("name", "text"))
+            .build();
+        let plan = plan_within_seconds(catalog, 10);
+        let order = ids_in(&plan, Stage::AddColumn);
+        assert_eq!(order.len(), 3, "{order:?}");
+        let unique: BTreeSet<&&str> = order.iter().collect();
+        assert_eq!(unique.len(), 3, "a table appears twice: {order:?}");
+        assert_eq!(
+            order[0], "3.add-column:public.accounts",
+            "the parent outside the cycle comes first: {order:?}"
+        );
+        for stage in [Stage::NotNull, Stage::Rls] {
+            assert_eq!(ids_in(&plan, stage).len(), 3);
+        }
+        // Both halves of the cycle still get tenant-consistent keys.
+        step(&plan, "7.foreign-keys:public.teams");
+        step(&plan, "7.foreign-keys:public.members");
+        assert!(plan.errors().next().is_none(), "{:?}", findings(&plan, Severity::Error));
+    }
+
+    #[test]
+    fn stage3_orders_children_of_a_foreign_key_cycle_after_the_cycle() {
+        // a_reports -> teams <-> members. a_reports is in no cycle: it must come after teams.
+        let catalog = CatalogBuilder::new(PG15)
+            .table("public", "teams", |t| {
+                t.pk(&["id"]).col("lead_id", "bigint").fk(&["lead_id"], "members", &["id"], 'n')
+            })
+            .table("public", "members", |t| {
+                t.pk(&["id"]).col_nn("team_id", "bigint").fk(&["team_id"], "teams", &["id"], 'c')
+            })
+            .table("public", "a_reports", |t| {
+                t.pk(&["id"]).col_nn("team_id", "bigint").fk(&["team_id"], "teams", &["id"], 'c')
+            })
+            .build();
+        let plan = plan_within_seconds(catalog, 10);
+        let order = ids_in(&plan, Stage::AddColumn);
+        let at = |t: &str| order.iter().position(|id| *id == format!("3.add-column:public.{t}")).unwrap();
+        assert!(at("teams") < at("a_reports"), "a_reports (child of teams) comes before teams: {order:?}");
+    }
+
+    #[test]
+    fn refuses_legacy_inheritance() {
+        let catalog = saas(PG15)
+            .table("public", "measurements", |t| t.pk(&["id"]).col("value", "numeric"))
+            .table("public", "measurements_2019", |t| {
+                t.col_nn("id", "bigint").col("value", "numeric").inherits(qn("public", "measurements"))
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        assert_eq!(error_objects(&plan, "legacy-inheritance"), ["public.measurements_2019"]);
+        let child = plan.tables.iter().find(|t| t.name == qn("public", "measurements_2019")).unwrap();
+        assert!(!child.scoped);
+    }
+
+    #[test]
+    fn excluded_tables_get_no_steps() {
+        let (catalog, options) = with_shared_tables();
+        let plan = plan_with(&catalog, &options);
+        for shared in ["lookup", "audit_log"] {
+            let name = qn("public", shared);
+            for step in &plan.steps {
+                assert!(!step.tables.contains(&name), "{} touches {name}", step.id);
+                for statement in step.forward.iter().chain(&step.rollback) {
+                    assert!(!statement.on.contains(&name.to_string()), "{} locks {name}", step.id);
+                    assert!(!statement.sql.contains(&name.to_string()), "{} mentions {name}", step.id);
+                }
+                assert!(!step.id.ends_with(&format!(":{}", name.display_plain())), "{}", step.id);
+            }
+            let table = plan.tables.iter().find(|t| t.name == name).expect("shared tables are listed");
+            assert!(!table.scoped);
+        }
+        assert_eq!(plan.scoped_tables().count(), 4);
+        // Without --exclude, the same table is converted.
+        let plan = plan_of(&catalog);
+        step(&plan, "3.add-column:public.lookup");
+        // An --exclude naming no table is reported.
+        let options = PlanOptions { exclude: vec!["public.nope".into()], ..PlanOptions::default() };
+        assert!(has_finding(
+            &plan_with(&catalog, &options),
+            Severity::Warning,
+            "exclude-unknown",
+            "public.nope"
+        ));
+    }
+}

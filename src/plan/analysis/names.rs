@@ -141,3 +141,89 @@ fn policy_name(scope: &Scope, root: &QualifiedName, book: &mut NameBook, finding
     }
     policy
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::plan::test_support::*;
+    use crate::plan::{PlanOptions, Severity};
+    use crate::sql::{MAX_IDENTIFIER_BYTES, bounded_name};
+
+    #[test]
+    fn generated_names_fit_63_bytes_and_stay_distinct_for_long_table_names() {
+        let shared = "customer_subscription_billing_history_adjustments_and_credit_".to_string();
+        assert_eq!(shared.len(), 61);
+        let first = format!("{shared}aa");
+        let second = format!("{shared}bb");
+        let mut builder = CatalogBuilder::new(PG15);
+        for (table, other) in [(&first, &second), (&second, &first)] {
+            let pk = format!("{}_pk", &table[59..]);
+            builder = builder.table("public", table, |t| {
+                t.pk_named(&pk, &["id"]).col("ref_id", "bigint").fk_named(
+                    &format!("{}_ref_fkey", &table[59..]),
+                    &["ref_id"],
+                    qn("public", other),
+                    &["id"],
+                    'a',
+                )
+            });
+        }
+        // A relation already holds the name the first tenant FK would naturally get.
+        let natural_fk = bounded_name(&format!("{first}_tenant_id_fkey"));
+        let catalog = builder.relation("public", &natural_fk).build();
+        let plan = plan_of(&catalog);
+        assert!(plan.errors().next().is_none(), "{:?}", findings(&plan, Severity::Error));
+
+        let names = created_names(&plan);
+        // Per table: tenant FK, NOT NULL check, (tenant_id, id) key, (tenant_id, ref_id) index, scoped FK.
+        assert_eq!(names.len(), 10, "{names:#?}");
+        for name in names.iter().chain(plan.drift.owned_names.iter()) {
+            assert!(name.len() <= MAX_IDENTIFIER_BYTES, "{name:?} is {} bytes", name.len());
+        }
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for name in &names {
+            *counts.entry(name).or_default() += 1;
+        }
+        let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(repeated.is_empty(), "names created twice: {repeated:?}");
+        assert!(!names.contains(&natural_fk), "{natural_fk} is taken by a relation");
+        for name in &names {
+            assert!(
+                !catalog.relation_exists(&qn("public", name)),
+                "{name} collides with an existing relation"
+            );
+        }
+    }
+
+    #[test]
+    fn generated_names_avoid_existing_relations_and_constraints() {
+        let catalog = CatalogBuilder::new(PG15)
+            .table("public", "settings", |t| t.pk(&["id"]).col("value", "jsonb"))
+            .table("public", "other", |t| {
+                t.pk(&["id"])
+                    .col("x", "int")
+                    .index("settings_tenant_id_idx", &["x"])
+                    .check("settings_tenant_id_not_null", "CHECK ((x > 0))")
+            })
+            .relation("public", "settings_tenant_id_fkey")
+            .build();
+        let plan = plan_of(&catalog);
+        let sql = all_forward_sql(&plan);
+        offset(&sql, "ALTER TABLE public.settings ADD CONSTRAINT settings_tenant_id_fkey1 FOREIGN KEY");
+        offset(&sql, "ALTER TABLE public.settings ADD CONSTRAINT settings_tenant_id_not_null1 CHECK");
+        offset(&sql, "CREATE INDEX CONCURRENTLY settings_tenant_id_idx1 ON public.settings (tenant_id);\n");
+        assert!(!sql.contains("CONCURRENTLY settings_tenant_id_idx ON"));
+    }
+
+    #[test]
+    fn the_tenant_tables_primary_key_name_fits_63_bytes() {
+        let long = "t".repeat(MAX_IDENTIFIER_BYTES);
+        let options = PlanOptions { tenant_table: qn("public", &long), ..PlanOptions::default() };
+        let plan = plan_with(&saas(PG15).build(), &options);
+        let create = forward_sql(step(&plan, "1.tenant-table"));
+        let at = offset(&create, "CONSTRAINT ") + "CONSTRAINT ".len();
+        let name = leading_identifier(&create[at..]);
+        assert!(name.len() <= MAX_IDENTIFIER_BYTES, "{name:?} is {} bytes", name.len());
+    }
+}

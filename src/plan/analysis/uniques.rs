@@ -195,3 +195,51 @@ pub(super) fn decide_builds(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{Severity, Stage};
+
+    #[test]
+    fn stage7_never_drops_a_unique_that_an_unconverted_foreign_key_depends_on() {
+        let mut failures = Vec::new();
+        for (version, on_update) in [(PG14, "a"), (PG15, "n")] {
+            let catalog = saas(version)
+                .table("public", "invitations", |t| {
+                    t.pk(&["id"])
+                        .col("email", "text")
+                        .fk(&["email"], "users", &["email"], 'n')
+                        .last_fk(|fk| fk.on_update = on_update.into())
+                })
+                .build();
+            let plan = plan_of(&catalog);
+            let converted = plan.step("7.foreign-keys:public.invitations").is_some();
+            let dropped = all_forward_sql(&plan).contains("DROP CONSTRAINT users_email_key;");
+            if dropped && !converted {
+                failures.push(format!(
+                    "server {version}, ON UPDATE {on_update}: invitations_email_fkey is left as it is, yet stage 7 runs \
+                     `ALTER TABLE public.users DROP CONSTRAINT users_email_key` which it depends on"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn a_unique_a_shared_table_references_stays_global() {
+        let (catalog, options) = with_shared_tables();
+        let plan = plan_with(&catalog, &options);
+        assert!(
+            has_finding(&plan, Severity::Warning, "unique-kept-global", "users_email_key on public.users"),
+            "{:?}",
+            findings(&plan, Severity::Warning)
+        );
+        let stage7: String =
+            plan.steps_in(Stage::Unique).map(|s| forward_sql(s) + &rollback_sql(s)).collect();
+        assert!(!stage7.contains("users_email_key"), "{stage7}");
+        // The other uniques of users are still scoped.
+        offset(&forward_sql(step(&plan, "7.unique-build:public.users")), "users_email_lower_idx_tenant_id");
+        offset(&forward_sql(step(&plan, "7.unique-swap:public.users")), "RENAME TO users_email_lower_idx;");
+    }
+}

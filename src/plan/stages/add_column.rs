@@ -128,3 +128,90 @@ fn add_leaf_tenant_fks(s: &Scope, names: &TableNames, forward: &mut Vec<Statemen
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{BackfillMode, LockMode, Stage};
+
+    #[test]
+    fn stage3_fast_path_adds_the_column_with_a_constant_default_and_a_not_valid_tenant_fk() {
+        let catalog = with_events(saas(PG15)).build();
+        let plan = plan_of(&catalog);
+        assert_eq!(plan.tenant.backfill, BackfillMode::Fast);
+        // One step per root: partitions are converted with their root.
+        assert_eq!(
+            ids_in(&plan, Stage::AddColumn),
+            [
+                "3.add-column:public.users",
+                "3.add-column:public.events",
+                "3.add-column:public.projects",
+                "3.add-column:public.issues",
+                "3.add-column:public.issue_comments"
+            ]
+        );
+        let users = step(&plan, "3.add-column:public.users");
+        assert!(users.atomic && users.rollback_atomic);
+        assert_eq!(users.forward.len(), 2);
+        assert_eq!(
+            code(&users.forward[0].sql),
+            format!("ALTER TABLE public.users ADD COLUMN tenant_id uuid DEFAULT {DEFAULT_TENANT};\n")
+        );
+        assert_eq!(users.forward[0].lock, LockMode::AccessExclusive);
+        assert_eq!(
+            code(&users.forward[1].sql),
+            "ALTER TABLE public.users ADD CONSTRAINT users_tenant_id_fkey FOREIGN KEY (tenant_id) \
+             REFERENCES public.tenants (id) NOT VALID;\n"
+        );
+        assert_eq!(rollback_sql(users), "ALTER TABLE public.users DROP COLUMN IF EXISTS tenant_id;\n");
+        assert_eq!(users.rollback_guards.len(), 1);
+        assert!(users.rollback_guards[0].forceable);
+        assert_eq!(
+            users.rollback_guards[0].sql,
+            format!("SELECT count(*) FROM public.users WHERE tenant_id <> {DEFAULT_TENANT}")
+        );
+        // The fast path writes nothing in stage 4: a step that only proves it.
+        let fill = step(&plan, "4.backfill:public.users");
+        assert!(fill.forward.is_empty() && fill.backfill.is_none());
+        assert_eq!(fill.checks[0].sql, "SELECT count(*) FROM public.users WHERE tenant_id IS NULL");
+        assert_eq!(fill.checks[0].expect, 0);
+
+        // A partitioned root: the column on the root, a NOT VALID tenant FK on every leaf.
+        let events = forward_sql(step(&plan, "3.add-column:public.events"));
+        offset(
+            &events,
+            &format!("ALTER TABLE public.events ADD COLUMN tenant_id uuid DEFAULT {DEFAULT_TENANT};\n"),
+        );
+        for leaf in ["events_2024", "events_2025_p0", "events_2025_p1"] {
+            offset(
+                &events,
+                &format!(
+                    "ALTER TABLE public.{leaf} ADD CONSTRAINT {leaf}_tenant_id_fkey FOREIGN KEY (tenant_id) \
+                     REFERENCES public.tenants (id) NOT VALID;\n"
+                ),
+            );
+        }
+        assert!(
+            !events.contains("ALTER TABLE public.events ADD CONSTRAINT"),
+            "no NOT VALID FK on a partitioned table"
+        );
+        assert!(!events.contains("public.events_2025 ADD CONSTRAINT"), "nor on an intermediate one");
+    }
+
+    #[test]
+    fn stage3_batched_adds_an_empty_column_then_sets_the_default() {
+        let plan = plan_with(&saas(PG15).build(), &batched());
+        let users = forward_sql(step(&plan, "3.add-column:public.users"));
+        let add = offset(&users, "ALTER TABLE public.users ADD COLUMN tenant_id uuid;\n");
+        let default = offset(
+            &users,
+            &format!("ALTER TABLE public.users ALTER COLUMN tenant_id SET DEFAULT {DEFAULT_TENANT};\n"),
+        );
+        assert!(add < default);
+        assert!(
+            !users.contains("ADD COLUMN tenant_id uuid DEFAULT"),
+            "existing rows must not get the value here"
+        );
+        offset(&users, "REFERENCES public.tenants (id) NOT VALID;\n");
+    }
+}

@@ -124,3 +124,66 @@ fn backfill_parameters(s: &Scope, target: &Table) -> Backfill {
         suppress_triggers: target.triggers.iter().any(|t| t.fires_on_update && t.row_level),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{BackfillKey, LockMode, PlanOptions, Severity, Stage, StatementKind, backfill_sql};
+
+    #[test]
+    fn stage4_batched_backfill_is_keyed_on_the_primary_key_or_ctid() {
+        let catalog = with_events(saas(PG15))
+            .table("public", "memberships", |t| {
+                t.col_nn("org_id", "uuid").col_nn("seq", "integer").col("role", "text").pk(&["org_id", "seq"])
+            })
+            .table("public", "audit_trail", |t| {
+                t.col("happened_at", "timestamp with time zone").col("what", "text")
+            })
+            .build();
+        let plan = plan_with(&catalog, &PlanOptions { batch_rows: 2000, ..batched() });
+        assert!(plan.errors().next().is_none(), "{:?}", findings(&plan, Severity::Error));
+        let key = |id: &str| {
+            step(&plan, id).backfill.as_ref().unwrap_or_else(|| panic!("{id} has no backfill")).key.clone()
+        };
+        assert_eq!(
+            key("4.backfill:public.users"),
+            BackfillKey::Keyset { columns: vec!["id".into()], types: vec!["bigint".into()] }
+        );
+        assert_eq!(
+            key("4.backfill:public.memberships"),
+            BackfillKey::Keyset {
+                columns: vec!["org_id".into(), "seq".into()],
+                types: vec!["uuid".into(), "integer".into()]
+            }
+        );
+        assert_eq!(key("4.backfill:public.audit_trail"), BackfillKey::Ctid);
+
+        let users = step(&plan, "4.backfill:public.users");
+        assert!(!users.atomic);
+        assert_eq!(users.forward.len(), 1);
+        let statement = &users.forward[0];
+        assert_eq!(statement.kind, StatementKind::Batch);
+        assert_eq!(statement.lock, LockMode::RowExclusive);
+        let backfill = users.backfill.as_ref().unwrap();
+        assert_eq!(statement.sql, backfill_sql(backfill).update_next);
+        assert_eq!(backfill.value_sql, DEFAULT_TENANT);
+        assert_eq!(backfill.column, "tenant_id");
+        assert_eq!(backfill.batch_rows, 2000);
+        assert!(!backfill.suppress_triggers);
+
+        // A partitioned root is filled leaf by leaf.
+        let stage4 = ids_in(&plan, Stage::Backfill);
+        for leaf in ["events_2024", "events_2025_p0", "events_2025_p1"] {
+            assert!(stage4.contains(&format!("4.backfill:public.{leaf}").as_str()), "{stage4:?}");
+        }
+        assert!(!stage4.contains(&"4.backfill:public.events"), "{stage4:?}");
+        assert!(!stage4.contains(&"4.backfill:public.events_2025"), "{stage4:?}");
+        assert_eq!(
+            key("4.backfill:public.events_2024"),
+            BackfillKey::Keyset {
+                columns: vec!["id".into(), "created_at".into()],
+                types: vec!["bigint".into(), "timestamp with time zone".into()]
+            }
+        );
+    }
+}

@@ -43,3 +43,38 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
         hash: String::new(),
     }]
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{KeyType, LockMode, PlanOptions};
+
+    #[test]
+    fn stage2_inserts_the_default_tenant_and_deletes_only_it_on_rollback() {
+        let plan = plan_of(&saas(PG15).build());
+        let insert = step(&plan, "2.default-tenant");
+        assert_eq!(
+            forward_sql(insert),
+            format!("INSERT INTO public.tenants (id, name) VALUES ({DEFAULT_TENANT}, 'Default tenant');\n")
+        );
+        assert!(!insert.forward[0].lock.blocks_writes());
+        assert_eq!(insert.forward[0].lock, LockMode::RowExclusive);
+        assert_eq!(
+            rollback_sql(insert),
+            format!("DELETE FROM public.tenants WHERE id = {DEFAULT_TENANT};\n")
+        );
+        assert_eq!(insert.checks[0].expect, 1);
+
+        let options = PlanOptions {
+            tenant_key_type: KeyType::Text,
+            default_tenant_id: "o'brien".into(),
+            default_tenant_name: "O'Brien & Co".into(),
+            ..PlanOptions::default()
+        };
+        let text = forward_sql(step(&plan_with(&saas(PG15).build(), &options), "2.default-tenant"));
+        assert_eq!(
+            text,
+            "INSERT INTO public.tenants (id, name) VALUES ('o''brien'::text, 'O''Brien & Co');\n"
+        );
+    }
+}

@@ -210,3 +210,94 @@ fn consistent_check(child: &QualifiedName, fk: &ForeignKey, tenant_column: &str)
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::Severity;
+    use crate::plan::test_support::*;
+
+    #[test]
+    fn stage7_makes_foreign_keys_between_scoped_tables_composite() {
+        let plan = plan_of(&saas(PG15).build());
+        let projects = step(&plan, "7.foreign-keys:public.projects");
+        assert!(!projects.atomic);
+        let add = statement_index(
+            projects,
+            "ALTER TABLE public.projects ADD CONSTRAINT projects_owner_id_fkey_tenant_id FOREIGN KEY (tenant_id, owner_id) \
+             REFERENCES public.users (tenant_id, id) ON DELETE CASCADE NOT VALID;\n",
+        );
+        let validate = statement_index(
+            projects,
+            "ALTER TABLE public.projects VALIDATE CONSTRAINT projects_owner_id_fkey_tenant_id;\n",
+        );
+        let swap = statement_index(
+            projects,
+            "ALTER TABLE public.projects DROP CONSTRAINT projects_owner_id_fkey;\n\
+             ALTER TABLE public.projects RENAME CONSTRAINT projects_owner_id_fkey_tenant_id TO projects_owner_id_fkey;\n",
+        );
+        assert!(add < validate && validate < swap);
+        assert!(!projects.forward[validate].lock.blocks_writes());
+        // The rollback puts the original definition back under its own name.
+        offset(
+            &rollback_sql(projects),
+            "ADD CONSTRAINT projects_owner_id_fkey_global FOREIGN KEY (owner_id) REFERENCES public.users(id) ON DELETE CASCADE NOT VALID;\n",
+        );
+
+        let issues = forward_sql(step(&plan, "7.foreign-keys:public.issues"));
+        // ON DELETE SET NULL spares the tenant column (PostgreSQL 15+).
+        offset(
+            &issues,
+            "ADD CONSTRAINT issues_assignee_id_fkey_tenant_id FOREIGN KEY (tenant_id, assignee_id) \
+             REFERENCES public.users (tenant_id, id) ON DELETE SET NULL (assignee_id) NOT VALID;\n",
+        );
+        // The self-reference is converted too.
+        offset(
+            &issues,
+            "ADD CONSTRAINT issues_parent_id_fkey_tenant_id FOREIGN KEY (tenant_id, parent_id) \
+             REFERENCES public.issues (tenant_id, id) NOT VALID;\n",
+        );
+        offset(
+            &issues,
+            "ADD CONSTRAINT issues_project_id_fkey_tenant_id FOREIGN KEY (tenant_id, project_id) \
+             REFERENCES public.projects (tenant_id, id) ON DELETE CASCADE NOT VALID;\n",
+        );
+        let comments = forward_sql(step(&plan, "7.foreign-keys:public.issue_comments"));
+        offset(&comments, "REFERENCES public.users (tenant_id, id) ON DELETE RESTRICT NOT VALID;\n");
+        assert!(findings(&plan, Severity::Warning).iter().all(|(code, _)| code != "foreign-key-not-scoped"));
+    }
+
+    #[test]
+    fn stage7_leaves_on_delete_set_null_alone_before_postgres_15() {
+        let plan = plan_of(&saas(PG14).build());
+        let issues = forward_sql(step(&plan, "7.foreign-keys:public.issues"));
+        assert!(!issues.contains("issues_assignee_id_fkey"), "{issues}");
+        assert!(!issues.contains("SET NULL"), "{issues}");
+        offset(&issues, "ADD CONSTRAINT issues_project_id_fkey_tenant_id");
+        assert!(
+            has_finding(
+                &plan,
+                Severity::Warning,
+                "foreign-key-not-scoped",
+                "issues_assignee_id_fkey on public.issues"
+            ),
+            "{:?}",
+            findings(&plan, Severity::Warning)
+        );
+    }
+
+    #[test]
+    fn foreign_keys_to_and_from_shared_tables_are_left_alone() {
+        let (catalog, options) = with_shared_tables();
+        let plan = plan_with(&catalog, &options);
+        let all = all_forward_sql(&plan);
+        // From a shared table: never converted.
+        assert!(plan.step("7.foreign-keys:public.audit_log").is_none());
+        assert!(!all.contains("audit_log"), "{all}");
+        // From a scoped table to a shared one: not converted, no composite index.
+        assert!(!all.contains("status_code"), "{all}");
+        let issue_fks = forward_sql(step(&plan, "7.foreign-keys:public.issues"));
+        assert!(!issue_fks.contains("lookup"), "{issue_fks}");
+        assert!(plan.step("6.indexes:public.lookup").is_none());
+        assert!(!all.contains("(tenant_id, code)"));
+    }
+}

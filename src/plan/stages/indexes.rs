@@ -119,3 +119,152 @@ fn build_on_partitions(
         stmt(LockMode::AccessExclusive, &[table_name], format!("DROP INDEX IF EXISTS {qualified};\n")),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::StatementKind;
+    use crate::plan::test_support::*;
+
+    #[test]
+    fn stage6_indexes_foreign_keys_and_referenced_keys_with_the_tenant_column_in_front() {
+        let catalog =
+            saas(PG15).table("public", "app_settings", |t| t.pk(&["id"]).col("value", "jsonb")).build();
+        let plan = plan_of(&catalog);
+        let sql_of = |table: &str| forward_sql(step(&plan, &format!("6.indexes:public.{table}")));
+
+        // Referenced by three foreign keys on (id): one unique index.
+        let users = step(&plan, "6.indexes:public.users");
+        assert_eq!(users.forward.len(), 1, "{}", forward_sql(users));
+        assert_eq!(
+            code(&users.forward[0].sql),
+            "CREATE UNIQUE INDEX CONCURRENTLY users_tenant_id_id_key ON public.users (tenant_id, id);\n"
+        );
+        assert_eq!(users.forward[0].kind, StatementKind::ConcurrentIndex);
+        assert_eq!(users.forward[0].index, Some(qn("public", "users_tenant_id_id_key")));
+        assert!(!users.forward[0].lock.blocks_writes());
+        assert!(!users.atomic);
+        assert_eq!(rollback_sql(users), "DROP INDEX CONCURRENTLY IF EXISTS public.users_tenant_id_id_key;\n");
+
+        let projects = sql_of("projects");
+        offset(
+            &projects,
+            "CREATE INDEX CONCURRENTLY projects_tenant_id_owner_id_idx ON public.projects (tenant_id, owner_id);\n",
+        );
+        offset(
+            &projects,
+            "CREATE UNIQUE INDEX CONCURRENTLY projects_tenant_id_id_key ON public.projects (tenant_id, id);\n",
+        );
+
+        // issues: three foreign keys out, referenced by itself and by issue_comments.
+        let issues = step(&plan, "6.indexes:public.issues");
+        assert_eq!(
+            forward_sql(issues),
+            "CREATE UNIQUE INDEX CONCURRENTLY issues_tenant_id_id_key ON public.issues (tenant_id, id);\n\
+             CREATE INDEX CONCURRENTLY issues_tenant_id_assignee_id_idx ON public.issues (tenant_id, assignee_id);\n\
+             CREATE INDEX CONCURRENTLY issues_tenant_id_parent_id_idx ON public.issues (tenant_id, parent_id);\n\
+             CREATE INDEX CONCURRENTLY issues_tenant_id_project_id_idx ON public.issues (tenant_id, project_id);\n"
+        );
+        assert!(issues.forward.iter().all(|s| s.kind == StatementKind::ConcurrentIndex));
+        assert_eq!(issues.checks.len(), 4);
+
+        let comments = sql_of("issue_comments");
+        offset(
+            &comments,
+            "CREATE INDEX CONCURRENTLY issue_comments_tenant_id_issue_id_idx ON public.issue_comments (tenant_id, issue_id);\n",
+        );
+        offset(
+            &comments,
+            "CREATE INDEX CONCURRENTLY issue_comments_tenant_id_author_id_idx ON public.issue_comments (tenant_id, author_id);\n",
+        );
+        assert!(!comments.contains("UNIQUE"), "nothing references issue_comments");
+
+        // No foreign key in or out, no unique: still an index that leads with the tenant column.
+        assert_eq!(
+            sql_of("app_settings"),
+            "CREATE INDEX CONCURRENTLY app_settings_tenant_id_idx ON public.app_settings (tenant_id);\n"
+        );
+    }
+
+    #[test]
+    fn stage6_builds_one_index_per_column_list() {
+        // user_profiles' own FK (user_id) -> users and its primary key (user_id), referenced by
+        // profile_badges, ask for the same columns: the unique index serves both.
+        // profile_badges has two foreign keys over the same column.
+        let catalog = saas(PG15)
+            .table("public", "user_profiles", |t| {
+                t.pk(&["user_id"]).col("bio", "text").fk(&["user_id"], "users", &["id"], 'c')
+            })
+            .table("public", "profile_badges", |t| {
+                t.pk(&["id"])
+                    .col_nn("user_id", "bigint")
+                    .fk(&["user_id"], "user_profiles", &["user_id"], 'c')
+                    .fk_named("profile_badges_owner_fkey", &["user_id"], qn("public", "users"), &["id"], 'c')
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        let profiles = step(&plan, "6.indexes:public.user_profiles");
+        assert_eq!(
+            forward_sql(profiles),
+            "CREATE UNIQUE INDEX CONCURRENTLY user_profiles_tenant_id_user_id_key ON public.user_profiles (tenant_id, user_id);\n"
+        );
+        let badges = step(&plan, "6.indexes:public.profile_badges");
+        assert_eq!(
+            forward_sql(badges),
+            "CREATE INDEX CONCURRENTLY profile_badges_tenant_id_user_id_idx ON public.profile_badges (tenant_id, user_id);\n"
+        );
+        // Both badge FKs become tenant-consistent through the one parent index each.
+        let fks = forward_sql(step(&plan, "7.foreign-keys:public.profile_badges"));
+        offset(&fks, "REFERENCES public.user_profiles (tenant_id, user_id) ON DELETE CASCADE NOT VALID");
+        offset(&fks, "REFERENCES public.users (tenant_id, id) ON DELETE CASCADE NOT VALID");
+    }
+
+    #[test]
+    fn stage6_indexes_partitioned_tables_on_only_then_per_leaf_concurrently_then_attaches() {
+        let plan = plan_of(&with_events(saas(PG15)).build());
+        let events = step(&plan, "6.indexes:public.events");
+        let sql = forward_sql(events);
+        let parent = offset(
+            &sql,
+            "CREATE INDEX IF NOT EXISTS events_tenant_id_user_id_idx ON ONLY public.events (tenant_id, user_id);\n",
+        );
+        let middle = offset(
+            &sql,
+            "CREATE INDEX IF NOT EXISTS events_2025_tenant_id_user_id_idx ON ONLY public.events_2025 (tenant_id, user_id);\n",
+        );
+        for (leaf, parent_index) in [
+            ("events_2024", "events_tenant_id_user_id_idx"),
+            ("events_2025_p0", "events_2025_tenant_id_user_id_idx"),
+            ("events_2025_p1", "events_2025_tenant_id_user_id_idx"),
+        ] {
+            let index = format!("{leaf}_tenant_id_user_id_idx");
+            let build = offset(
+                &sql,
+                &format!("CREATE INDEX CONCURRENTLY {index} ON public.{leaf} (tenant_id, user_id);\n"),
+            );
+            let attach = offset(
+                &sql,
+                &format!("ALTER INDEX public.{parent_index} ATTACH PARTITION public.{index};\n"),
+            );
+            assert!(parent < build && middle < build && build < attach, "{sql}");
+            let statement = &events.forward[statement_index(events, &format!("CONCURRENTLY {index}"))];
+            assert_eq!(statement.kind, StatementKind::ConcurrentIndex);
+            assert_eq!(statement.index, Some(qn("public", &index)));
+        }
+        // The intermediate index is attached after its own leaves.
+        let middle_attach = offset(
+            &sql,
+            "ALTER INDEX public.events_tenant_id_user_id_idx ATTACH PARTITION public.events_2025_tenant_id_user_id_idx;\n",
+        );
+        assert!(middle_attach > offset(&sql, "ATTACH PARTITION public.events_2025_p0_tenant_id_user_id_idx"));
+        assert!(middle_attach > offset(&sql, "ATTACH PARTITION public.events_2025_p1_tenant_id_user_id_idx"));
+        assert!(
+            !sql.contains("CONCURRENTLY events_tenant_id_user_id_idx"),
+            "no concurrent build on a partitioned table"
+        );
+        assert!(!sql.contains("ON public.events_2025 "), "no concurrent build on an intermediate table");
+        // Partitions get no steps of their own.
+        for id in ids(&plan) {
+            assert!(!id.contains("public.events_"), "partition step {id}");
+        }
+    }
+}

@@ -146,3 +146,55 @@ fn fk_validated(relation: &QualifiedName, name: &str) -> Check {
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+
+    use crate::plan::test_support::*;
+    use crate::plan::{LockMode, TimeoutProfile};
+
+    #[test]
+    fn stage5_checks_not_valid_then_validates_then_sets_not_null_then_drops_the_check() {
+        let plan = plan_of(&with_events(saas(PG15)).build());
+        let users = step(&plan, "5.not-null:public.users");
+        assert!(!users.atomic, "each statement commits on its own");
+        let check = "users_tenant_id_not_null";
+        let add = statement_index(
+            users,
+            &format!("ADD CONSTRAINT {check} CHECK (tenant_id IS NOT NULL) NOT VALID"),
+        );
+        let validate =
+            statement_index(users, &format!("ALTER TABLE public.users VALIDATE CONSTRAINT {check};"));
+        let set = statement_index(users, "ALTER TABLE public.users ALTER COLUMN tenant_id SET NOT NULL;");
+        let drop = statement_index(users, &format!("ALTER TABLE public.users DROP CONSTRAINT {check};"));
+        assert!(add < validate && validate < set && set <= drop, "{}", forward_sql(users));
+        let last = &users.forward[set].sql;
+        assert!(offset(last, "SET NOT NULL") < offset(last, "DROP CONSTRAINT"));
+        // VALIDATE lets writes go on.
+        assert_eq!(users.forward[validate].lock, LockMode::ShareUpdateExclusive);
+        assert_eq!(users.forward[validate].profile, TimeoutProfile::Long);
+        // The tenant FK is validated here, before RLS is forced.
+        let fk = statement_index(users, "ALTER TABLE public.users VALIDATE CONSTRAINT users_tenant_id_fkey;");
+        assert!(!users.forward[fk].lock.blocks_writes());
+        assert!(
+            users
+                .checks
+                .iter()
+                .any(|c| c.sql.contains("convalidated") && c.sql.contains("'users_tenant_id_fkey'"))
+        );
+        let rollback = rollback_sql(users);
+        offset(&rollback, "ALTER COLUMN tenant_id DROP NOT NULL");
+
+        // Partitioned root: leaf keys validated, then the parent key attached (validated, no NOT VALID).
+        let events = step(&plan, "5.not-null:public.events");
+        let sql = forward_sql(events);
+        let leaf =
+            offset(&sql, "ALTER TABLE public.events_2024 VALIDATE CONSTRAINT events_2024_tenant_id_fkey;");
+        let parent = offset(
+            &sql,
+            "ALTER TABLE public.events ADD CONSTRAINT events_tenant_id_fkey FOREIGN KEY (tenant_id) \
+             REFERENCES public.tenants (id);\n",
+        );
+        assert!(leaf < parent);
+    }
+}

@@ -45,3 +45,34 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
         hash: String::new(),
     }]
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{LockMode, PlanOptions};
+
+    #[test]
+    fn stage1_creates_the_tenant_table_and_guards_other_tenants_on_rollback() {
+        let plan = plan_of(&saas(PG15).build());
+        let create = step(&plan, "1.tenant-table");
+        assert!(create.atomic && create.rollback_atomic);
+        assert_eq!(
+            forward_sql(create),
+            "CREATE TABLE public.tenants (\n    id uuid NOT NULL,\n    name text NOT NULL,\n    \
+             created_at timestamp with time zone NOT NULL DEFAULT now(),\n    \
+             CONSTRAINT tenants_pkey PRIMARY KEY (id)\n);\n"
+        );
+        assert_eq!(create.forward[0].lock, LockMode::AccessExclusive);
+        assert_eq!(rollback_sql(create), "DROP TABLE IF EXISTS public.tenants;\n");
+        assert!(create.rollback_guards[0].forceable);
+        assert_eq!(
+            create.rollback_guards[0].sql,
+            format!("SELECT count(*) FROM public.tenants WHERE id <> {DEFAULT_TENANT}")
+        );
+
+        let options = PlanOptions { tenant_table: qn("public", "Accounts"), ..PlanOptions::default() };
+        let quoted = forward_sql(step(&plan_with(&saas(PG15).build(), &options), "1.tenant-table"));
+        offset(&quoted, "CREATE TABLE public.\"Accounts\" (\n");
+        offset(&quoted, "CONSTRAINT \"Accounts_pkey\" PRIMARY KEY (id)\n");
+    }
+}

@@ -311,3 +311,117 @@ fn leads_with_tenant_check(table: &QualifiedName, u: &ScopedUnique, tenant_colum
         ),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{LockMode, Stage, StatementKind};
+
+    #[test]
+    fn stage7_rebuilds_uniques_with_the_tenant_column_keeping_predicates_and_expressions() {
+        let plan = plan_of(&saas(PG15).build());
+        let build_step = step(&plan, "7.unique-build:public.users");
+        assert!(!build_step.atomic);
+        assert_eq!(
+            forward_sql(build_step),
+            "CREATE UNIQUE INDEX CONCURRENTLY users_email_key_tenant_id ON public.users USING btree (tenant_id, email);\n\
+             CREATE UNIQUE INDEX CONCURRENTLY users_email_lower_idx_tenant_id ON public.users USING btree (tenant_id, lower(email));\n\
+             CREATE UNIQUE INDEX CONCURRENTLY users_username_active_idx_tenant_id ON public.users USING btree (tenant_id, username) WHERE (deleted_at IS NULL);\n"
+        );
+        assert!(build_step.forward.iter().all(|s| s.kind == StatementKind::ConcurrentIndex));
+        assert_eq!(build_step.forward[0].index, Some(qn("public", "users_email_key_tenant_id")));
+
+        let swap = step(&plan, "7.unique-swap:public.users");
+        assert_eq!(
+            forward_sql(swap),
+            "ALTER TABLE public.users DROP CONSTRAINT users_email_key;\n\
+             ALTER TABLE public.users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key_tenant_id;\n\
+             ALTER INDEX public.users_email_lower_idx RENAME TO users_email_lower_idx_retired;\n\
+             ALTER INDEX public.users_email_lower_idx_tenant_id RENAME TO users_email_lower_idx;\n\
+             DROP INDEX CONCURRENTLY IF EXISTS public.users_email_lower_idx_retired;\n\
+             ALTER INDEX public.users_username_active_idx RENAME TO users_username_active_idx_retired;\n\
+             ALTER INDEX public.users_username_active_idx_tenant_id RENAME TO users_username_active_idx;\n\
+             DROP INDEX CONCURRENTLY IF EXISTS public.users_username_active_idx_retired;\n"
+        );
+        // One short transaction per swap; a replaced unique index is renamed aside (a lock that lets
+        // reads and writes go on) and dropped concurrently.
+        assert_eq!(swap.forward.len(), 5);
+        let kinds: Vec<StatementKind> = swap.forward.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                StatementKind::Transaction,
+                StatementKind::Transaction,
+                StatementKind::NonTransactional,
+                StatementKind::Transaction,
+                StatementKind::NonTransactional
+            ]
+        );
+        assert_eq!(swap.forward[1].lock, LockMode::ShareUpdateExclusive);
+        // Rolling back counts values that now repeat across tenants, and cannot be forced.
+        let guards: Vec<(&str, bool)> =
+            swap.rollback_guards.iter().map(|g| (g.sql.as_str(), g.forceable)).collect();
+        assert_eq!(
+            guards,
+            [
+                (
+                    "SELECT count(*) FROM (SELECT 1 FROM public.users WHERE (email) IS NOT NULL \
+                     GROUP BY (email) HAVING count(*) > 1) repeated",
+                    false
+                ),
+                (
+                    "SELECT count(*) FROM (SELECT 1 FROM public.users WHERE (lower(email)) IS NOT NULL \
+                     GROUP BY (lower(email)) HAVING count(*) > 1) repeated",
+                    false
+                ),
+                (
+                    "SELECT count(*) FROM (SELECT 1 FROM public.users WHERE (username) IS NOT NULL \
+                     AND ((deleted_at IS NULL)) GROUP BY (username) HAVING count(*) > 1) repeated",
+                    false
+                ),
+            ]
+        );
+        // The rollback rebuilds the original global definitions.
+        let rollback = rollback_sql(swap);
+        offset(
+            &rollback,
+            "CREATE UNIQUE INDEX CONCURRENTLY users_email_key_global ON public.users USING btree (email);\n",
+        );
+        offset(
+            &rollback,
+            "CREATE UNIQUE INDEX CONCURRENTLY users_username_active_idx_global ON public.users USING btree (username) WHERE (deleted_at IS NULL);\n",
+        );
+    }
+
+    #[test]
+    fn stage7_builds_come_before_foreign_keys_which_come_before_swaps() {
+        let catalog = saas(PG15)
+            .alter("public", "projects", |t| t.col("slug", "text").unique(&["slug"]))
+            .table("public", "invitations", |t| {
+                t.pk(&["id"]).col_nn("email", "text").fk(&["email"], "users", &["email"], 'c')
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        let stage7 = ids_in(&plan, Stage::Unique);
+        let kind = |id: &str| id.split(':').next().unwrap().to_string();
+        let kinds: Vec<String> = stage7.iter().map(|id| kind(id)).collect();
+        let first =
+            |k: &str| kinds.iter().position(|x| x == k).unwrap_or_else(|| panic!("no {k} in {stage7:?}"));
+        let last = |k: &str| kinds.iter().rposition(|x| x == k).unwrap();
+        assert!(last("7.unique-build") < first("7.foreign-keys"), "{stage7:?}");
+        assert!(last("7.foreign-keys") < first("7.unique-swap"), "{stage7:?}");
+        // A foreign key to a unique (not the primary key) references the scoped copy.
+        offset(
+            &forward_sql(step(&plan, "7.foreign-keys:public.invitations")),
+            "FOREIGN KEY (tenant_id, email) REFERENCES public.users (tenant_id, email) ON DELETE CASCADE NOT VALID;\n",
+        );
+        assert!(
+            position(&plan, "7.unique-build:public.users")
+                < position(&plan, "7.foreign-keys:public.invitations")
+        );
+        assert!(
+            position(&plan, "7.foreign-keys:public.invitations")
+                < position(&plan, "7.unique-swap:public.users")
+        );
+    }
+}

@@ -67,3 +67,39 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
         hash: String::new(),
     }]
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{PlanOptions, Severity};
+
+    #[test]
+    fn stage8_makes_views_that_bypass_rls_run_as_invoker_on_postgres_15() {
+        let views = |b: CatalogBuilder| {
+            b.table("public", "lookup", |t| t.pk_named("lookup_pkey", &["code"]).col_nn("code", "text"))
+                .view("public", "user_directory", |v| v.owned_by_superuser().reads("public", "users"))
+                .view("public", "my_projects", |v| v.reads("public", "projects"))
+                .view("public", "lookup_labels", |v| v.owned_by_superuser().reads("public", "lookup"))
+                .view("public", "user_stats", |v| {
+                    v.owned_by_superuser().materialized().reads("public", "users")
+                })
+        };
+        let options = PlanOptions { exclude: vec!["public.lookup".into()], ..PlanOptions::default() };
+        let plan = plan_with(&views(saas(PG15)).build(), &options);
+        let step15 = step(&plan, "8.rls:views");
+        assert!(step15.atomic);
+        assert_eq!(forward_sql(step15), "ALTER VIEW public.user_directory SET (security_invoker = true);\n");
+        assert_eq!(rollback_sql(step15), "ALTER VIEW public.user_directory RESET (security_invoker);\n");
+        assert_eq!(position(&plan, "8.rls:views"), plan.steps.len() - 1);
+        assert!(has_finding(&plan, Severity::Warning, "materialized-view", "public.user_stats"));
+        assert!(!all_forward_sql(&plan).contains("user_stats"));
+
+        let plan14 = plan_with(&views(saas(PG14)).build(), &options);
+        assert!(plan14.step("8.rls:views").is_none());
+        assert!(!all_forward_sql(&plan14).contains("security_invoker"));
+        assert!(has_finding(&plan14, Severity::Warning, "view-bypasses-rls", "public.user_directory"));
+        assert!(!has_finding(&plan14, Severity::Warning, "view-bypasses-rls", "public.my_projects"));
+        assert!(!has_finding(&plan14, Severity::Warning, "view-bypasses-rls", "public.lookup_labels"));
+        assert!(has_finding(&plan14, Severity::Warning, "materialized-view", "public.user_stats"));
+    }
+}

@@ -215,6 +215,12 @@ pub(crate) fn created_names(plan: &Plan) -> Vec<String> {
     out
 }
 
+// ---------------------------------------------------------------------------------------------
+// Shared tables, refusals
+// ---------------------------------------------------------------------------------------------
+
+/// `saas` with two shared (excluded) tables: `lookup`, which issues references, and
+/// `audit_log`, which references users by email and by id.
 pub(crate) fn with_shared_tables() -> (Catalog, PlanOptions) {
     let catalog = saas(PG15)
         .table("public", "lookup", |t| {
@@ -238,6 +244,7 @@ pub(crate) fn with_shared_tables() -> (Catalog, PlanOptions) {
     (catalog, options)
 }
 
+/// Objects of the error findings with `code`.
 pub(crate) fn error_objects(plan: &Plan, code: &str) -> Vec<String> {
     plan.errors().filter(|f| f.code == code).map(|f| f.object.clone()).collect()
 }
