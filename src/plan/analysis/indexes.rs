@@ -1,0 +1,102 @@
+//! Stage 6's decisions: the composite indexes that lead with the tenant column.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::names::NameBook;
+use super::uniques::ScopedUnique;
+use super::{Scope, sorted};
+use crate::catalog::TableKind;
+use crate::sql::QualifiedName;
+
+/// An index stage 6 creates.
+#[derive(Debug, Clone)]
+pub(in crate::plan) struct PlannedIndex {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
+    /// On a partitioned table: the name of the index on each of its partitions (at any depth).
+    pub partition_names: HashMap<QualifiedName, String>,
+}
+
+/// `(tenant, fk columns)` on every child of a scoped foreign key, and `UNIQUE (tenant, pk)`
+/// on every parent whose primary key one references; one index per column list.
+pub(super) fn decide(scope: &Scope, book: &mut NameBook) -> BTreeMap<QualifiedName, Vec<PlannedIndex>> {
+    let col = &scope.tenant.column;
+    let mut wanted: BTreeMap<QualifiedName, Vec<(Vec<String>, bool)>> = BTreeMap::new();
+    for (child, fk) in super::foreign_keys::scoped_foreign_keys(scope) {
+        let mut columns = vec![col.clone()];
+        columns.extend(fk.columns.iter().cloned());
+        wanted.entry(child.clone()).or_default().push((columns, false));
+        let parent = scope.table(&fk.referenced_table);
+        if let Some(pk) = &parent.primary_key
+            && sorted(&pk.columns) == sorted(&fk.referenced_columns)
+        {
+            let mut columns = vec![col.clone()];
+            columns.extend(pk.columns.iter().cloned());
+            wanted.entry(parent.name.clone()).or_default().push((columns, true));
+        }
+    }
+    let mut decided = BTreeMap::new();
+    for (table, mut list) in wanted {
+        let mut planned: Vec<PlannedIndex> = Vec::new();
+        // Unique first, so a plain index on the same columns is recognised as redundant.
+        list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (columns, unique) in list {
+            if planned.iter().any(|p| p.columns == columns) {
+                continue;
+            }
+            let suffix = if unique { "key" } else { "idx" };
+            let natural = format!("{}_{}_{}", table.name, columns.join("_"), suffix);
+            let name = book.fresh(&table.schema, &natural);
+            planned.push(PlannedIndex { name, columns, unique, partition_names: HashMap::new() });
+        }
+        decided.insert(table, planned);
+    }
+    decided
+}
+
+/// Every scoped root should end up with an index that leads with the tenant column, so that
+/// RLS-filtered queries are not sequential scans.
+pub(super) fn add_leading_indexes(
+    scope: &Scope,
+    uniques: &BTreeMap<QualifiedName, Vec<ScopedUnique>>,
+    indexes: &mut BTreeMap<QualifiedName, Vec<PlannedIndex>>,
+    book: &mut NameBook,
+) {
+    let col = &scope.tenant.column;
+    for root in &scope.roots {
+        let has_lead = indexes.get(root).is_some_and(|v| !v.is_empty())
+            || uniques.get(root).is_some_and(|v| !v.is_empty());
+        if !has_lead {
+            let name = book.fresh(&root.schema, &format!("{}_{}_idx", root.name, col));
+            indexes.entry(root.clone()).or_default().push(PlannedIndex {
+                name,
+                columns: vec![col.clone()],
+                unique: false,
+                partition_names: HashMap::new(),
+            });
+        }
+    }
+}
+
+/// PostgreSQL cannot build a partitioned index concurrently, so stage 6 builds one per
+/// partition and attaches it: name those.
+pub(super) fn name_partition_indexes(
+    scope: &Scope,
+    indexes: &mut BTreeMap<QualifiedName, Vec<PlannedIndex>>,
+    book: &mut NameBook,
+) {
+    for (table, planned) in indexes.iter_mut() {
+        if scope.table(table).kind != TableKind::Partitioned {
+            continue;
+        }
+        for index in planned {
+            let suffix = if index.unique { "key" } else { "idx" };
+            for child in scope.catalog.partition_descendants(table) {
+                let natural = format!("{}_{}_{}", child.name.name, index.columns.join("_"), suffix);
+                let name = book.fresh(&child.name.schema, &natural);
+                index.partition_names.insert(child.name.clone(), name);
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! What must hold before anything is converted; each problem is an error finding, which stops
+//! `plan` and `apply`.
+
+use super::{Findings, Scope};
+use crate::catalog::{Table, TableKind};
+use crate::plan::model::{BackfillMode, Severity};
+
+pub(super) fn check(scope: &Scope, findings: &mut Findings) {
+    let catalog = scope.catalog;
+    let tenant = &scope.tenant;
+    if catalog.table(&tenant.table).is_some() || catalog.relation_exists(&tenant.table) {
+        findings.add(
+            Severity::Error,
+            "tenant-table-exists",
+            tenant.table.display_plain(),
+            "a relation with the tenant table's name already exists: choose another \
+             --tenant-table (or see `tenantize status` if a conversion already ran)",
+        );
+    }
+    if !catalog.schemas.contains(&tenant.table.schema)
+        && !catalog.creatable_schemas.contains(&tenant.table.schema)
+    {
+        findings.add(
+            Severity::Error,
+            "tenant-schema-missing",
+            tenant.table.schema.clone(),
+            "the tenant table's schema does not exist or the role may not create in it",
+        );
+    }
+    for name in &scope.scoped {
+        let table = scope.table(name);
+        if table.column(&tenant.column).is_some() {
+            findings.add(
+                Severity::Error,
+                "tenant-column-exists",
+                name.display_plain(),
+                format!(
+                    "already has a column named {}: choose another --tenant-column, or \
+                     --exclude the table if it is already tenant-aware",
+                    tenant.column
+                ),
+            );
+        }
+        if tenant.backfill == BackfillMode::Batched && table.kind == TableKind::Ordinary {
+            check_batched_backfill_triggers(scope, table, findings);
+        }
+    }
+    if scope.roots.is_empty() {
+        findings.add(
+            Severity::Error,
+            "nothing-to-convert",
+            scope.options.schemas.join(", "),
+            "no tables to convert in the chosen schemas",
+        );
+    }
+}
+
+/// A batched backfill updates every row: its UPDATE triggers must be kept from firing.
+fn check_batched_backfill_triggers(scope: &Scope, table: &Table, findings: &mut Findings) {
+    let always: Vec<&str> = table
+        .triggers
+        .iter()
+        .filter(|t| t.fires_on_update && t.row_level && matches!(t.enabled.as_str(), "A" | "R"))
+        .map(|t| t.name.as_str())
+        .collect();
+    if !always.is_empty() {
+        findings.add(
+            Severity::Error,
+            "batched-backfill-fires-triggers",
+            table.name.display_plain(),
+            format!(
+                "triggers {} are enabled ALWAYS/REPLICA and would fire on every \
+                 backfilled row: use --backfill fast",
+                always.join(", ")
+            ),
+        );
+    } else if !scope.catalog.role.superuser
+        && table.triggers.iter().any(|t| t.fires_on_update && t.row_level && t.enabled == "O")
+    {
+        findings.add(
+            Severity::Error,
+            "batched-backfill-fires-triggers",
+            table.name.display_plain(),
+            "has UPDATE triggers; a batched backfill can only keep them from firing \
+             as a superuser (session_replication_role): use --backfill fast or run \
+             as a superuser",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{PlanOptions, Severity};
+
+    #[test]
+    fn refuses_when_the_tenant_table_name_is_taken() {
+        let as_table = saas(PG15).table("public", "tenants", |t| t.pk(&["id"]).col("name", "text")).build();
+        let plan = plan_of(&as_table);
+        // The table, and the name of its primary key.
+        assert_eq!(error_objects(&plan, "tenant-table-exists"), ["public.tenants", "public.tenants_pkey"]);
+        assert!(
+            plan.tables.iter().all(|t| t.name != qn("public", "tenants")),
+            "the tenant table is not converted"
+        );
+
+        let as_view = saas(PG15).view("public", "tenants", |v| v.reads("public", "users")).build();
+        assert_eq!(error_objects(&plan_of(&as_view), "tenant-table-exists"), ["public.tenants"]);
+
+        assert!(plan_of(&saas(PG15).build()).errors().next().is_none());
+    }
+
+    #[test]
+    fn refuses_a_scoped_table_that_already_has_the_tenant_column() {
+        let catalog = saas(PG15).alter("public", "projects", |t| t.col("tenant_id", "uuid")).build();
+        let plan = plan_of(&catalog);
+        assert_eq!(error_objects(&plan, "tenant-column-exists"), ["public.projects"]);
+        // An excluded (shared) table may have one.
+        let options = PlanOptions { exclude: vec!["public.projects".into()], ..PlanOptions::default() };
+        assert!(error_objects(&plan_with(&catalog, &options), "tenant-column-exists").is_empty());
+    }
+
+    #[test]
+    fn refuses_a_batched_backfill_that_would_fire_update_triggers() {
+        let catalog = |superuser: bool| {
+            let b = saas(PG15).alter("public", "projects", |t| t.update_trigger("projects_touch", "O"));
+            if superuser { b.superuser().build() } else { b.build() }
+        };
+        let plan = plan_with(&catalog(false), &batched());
+        assert_eq!(error_objects(&plan, "batched-backfill-fires-triggers"), ["public.projects"]);
+        // The fast path fires nothing.
+        assert!(plan_of(&catalog(false)).errors().next().is_none());
+        // A superuser can keep them from firing.
+        let plan = plan_with(&catalog(true), &batched());
+        assert!(plan.errors().next().is_none(), "{:?}", findings(&plan, Severity::Error));
+        let fill = step(&plan, "4.backfill:public.projects");
+        assert!(fill.backfill.as_ref().unwrap().suppress_triggers);
+        assert!(!step(&plan, "4.backfill:public.users").backfill.as_ref().unwrap().suppress_triggers);
+        // Triggers enabled ALWAYS fire even under session_replication_role = replica.
+        let always = saas(PG15)
+            .superuser()
+            .alter("public", "projects", |t| t.update_trigger("projects_audit", "A"))
+            .build();
+        assert_eq!(
+            error_objects(&plan_with(&always, &batched()), "batched-backfill-fires-triggers"),
+            ["public.projects"]
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! Stage 7's decisions about uniques: which become tenant-scoped `(tenant, key)`, which must
+//! stay global, and the names the swap uses.
+
+use std::collections::BTreeMap;
+
+use super::names::NameBook;
+use super::{Findings, Scope, sorted};
+use crate::catalog::{TableKind, UniqueIndex};
+use crate::plan::ddl::rewrite_index_definition;
+use crate::plan::model::Severity;
+use crate::sql::QualifiedName;
+
+/// How a unique constraint or index becomes tenant-scoped in stage 7.
+#[derive(Debug, Clone)]
+pub(in crate::plan) struct ScopedUnique {
+    pub original: UniqueIndex,
+    /// Name the scoped index is built under before the swap.
+    pub temp_name: String,
+    /// Name the original is rebuilt under when rolling back.
+    pub restore_name: String,
+    /// Name a replaced unique index is renamed to before it is dropped concurrently.
+    pub retired_name: String,
+    /// Build concurrently (ordinary tables) or in place under a SHARE lock (partitioned).
+    pub partitioned: bool,
+    /// The scoped copy's `CREATE UNIQUE INDEX` (no `;`) that the build step runs. `None` for
+    /// a partitioned table's constraint (the swap rebuilds it in place) and for a definition
+    /// that could not be read (reported).
+    pub build_definition: Option<String>,
+}
+
+/// A foreign key that keeps depending on a global unique: (from table, to table, columns).
+type GlobalReference = (QualifiedName, QualifiedName, Vec<String>);
+
+pub(super) fn decide(
+    scope: &Scope,
+    book: &mut NameBook,
+    findings: &mut Findings,
+) -> BTreeMap<QualifiedName, Vec<ScopedUnique>> {
+    let global_references = global_references(scope);
+    let scoped_fk_targets: Vec<(QualifiedName, Vec<String>)> =
+        super::foreign_keys::scoped_foreign_keys(scope)
+            .into_iter()
+            .map(|(_, fk)| (fk.referenced_table.clone(), fk.referenced_columns.clone()))
+            .collect();
+    let mut decided = BTreeMap::new();
+    for name in &scope.scoped {
+        let planned = decide_for_table(scope, name, &global_references, &scoped_fk_targets, book, findings);
+        if !planned.is_empty() {
+            decided.insert(name.clone(), planned);
+        }
+    }
+    decided
+}
+
+/// Uniques that a foreign key from outside the scoped set depends on must stay global; so
+/// must those a scoped foreign key that stays single-column references.
+fn global_references(scope: &Scope) -> Vec<GlobalReference> {
+    let mut references: Vec<GlobalReference> = Vec::new();
+    for table in &scope.catalog.tables {
+        if scope.is_scoped(&table.name) {
+            continue;
+        }
+        for fk in &table.foreign_keys {
+            references.push((table.name.clone(), fk.referenced_table.clone(), fk.referenced_columns.clone()));
+        }
+    }
+    for ext in &scope.catalog.external_foreign_keys {
+        references.push((
+            ext.table.clone(),
+            ext.foreign_key.referenced_table.clone(),
+            ext.foreign_key.referenced_columns.clone(),
+        ));
+    }
+    for (child, fk) in super::foreign_keys::scoped_foreign_keys(scope) {
+        if super::foreign_keys::unconvertible_reason(scope, fk).is_some() {
+            references.push((child, fk.referenced_table.clone(), fk.referenced_columns.clone()));
+        }
+    }
+    references
+}
+
+fn decide_for_table(
+    scope: &Scope,
+    name: &QualifiedName,
+    global_references: &[GlobalReference],
+    scoped_fk_targets: &[(QualifiedName, Vec<String>)],
+    book: &mut NameBook,
+    findings: &mut Findings,
+) -> Vec<ScopedUnique> {
+    let table = scope.table(name);
+    let col = &scope.tenant.column;
+    let partitioned = table.kind == TableKind::Partitioned;
+    let mut planned = Vec::new();
+    for unique in &table.uniques {
+        if unique.is_partition_child || unique.constraint.as_ref().is_some_and(|c| c.inherited) {
+            continue;
+        }
+        let object = format!("{} on {}", unique.index_name, name.display_plain());
+        let columns_match = |cols: &Vec<String>| {
+            unique.predicate.is_none()
+                && unique.key_column_names.as_ref().map(|c| sorted(c)) == Some(sorted(cols))
+        };
+        if let Some((from, _, _)) =
+            global_references.iter().find(|(_, target, cols)| target == name && columns_match(cols))
+        {
+            findings.add(
+                Severity::Warning,
+                "unique-kept-global",
+                object,
+                format!(
+                    "kept global: a foreign key of {} that is not made tenant-scoped \
+                     references it; values stay unique across all tenants",
+                    from.display_plain()
+                ),
+            );
+            continue;
+        }
+        if !unique.valid {
+            findings.add(
+                Severity::Warning,
+                "unique-invalid",
+                object,
+                "is INVALID (a failed concurrent build?); left as it is: rebuild or drop it",
+            );
+            continue;
+        }
+        if partitioned
+            && unique.constraint.is_some()
+            && scoped_fk_targets.iter().any(|(t, cols)| t == name && columns_match(cols))
+        {
+            findings.add(
+                Severity::Warning,
+                "unique-kept-global",
+                object,
+                "unique constraint of a partitioned table that foreign keys reference: \
+                 PostgreSQL cannot swap it without dropping those keys; kept global",
+            );
+            continue;
+        }
+        let temp_name = book.fresh(&name.schema, &format!("{}_{}", unique.index_name, col));
+        let restore_name = book.fresh(&name.schema, &format!("{}_global", unique.index_name));
+        let retired_name = book.fresh(&name.schema, &format!("{}_retired", unique.index_name));
+        if partitioned {
+            findings.add(
+                Severity::Warning,
+                "partitioned-unique-in-place",
+                object,
+                "unique on a partitioned table: PostgreSQL cannot build it CONCURRENTLY, \
+                 so the scoped index is built under a SHARE lock (writes to the table wait \
+                 during the build)",
+            );
+        }
+        planned.push(ScopedUnique {
+            original: unique.clone(),
+            temp_name,
+            restore_name,
+            retired_name,
+            partitioned,
+            build_definition: None,
+        });
+    }
+    planned
+}
+
+/// The scoped copies' definitions: the original's text with the tenant column spliced in
+/// front. A definition that does not have the shape `pg_get_indexdef()` prints is an error.
+pub(super) fn decide_builds(
+    scope: &Scope,
+    uniques: &mut BTreeMap<QualifiedName, Vec<ScopedUnique>>,
+    findings: &mut Findings,
+) {
+    for (table, list) in uniques.iter_mut() {
+        for u in list {
+            let o = &u.original;
+            if u.partitioned && o.constraint.is_some() {
+                continue;
+            }
+            u.build_definition = rewrite_index_definition(
+                &o.index_definition,
+                &o.index_name,
+                table,
+                &o.access_method,
+                &u.temp_name,
+                !u.partitioned,
+                Some(&scope.tenant.column),
+            );
+            if u.build_definition.is_none() {
+                findings.add(
+                    Severity::Error,
+                    "index-definition",
+                    format!("{} on {}", o.index_name, table.display_plain()),
+                    format!("could not read the index definition {:?}", o.index_definition),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{Severity, Stage};
+
+    #[test]
+    fn stage7_never_drops_a_unique_that_an_unconverted_foreign_key_depends_on() {
+        let mut failures = Vec::new();
+        for (version, on_update) in [(PG14, "a"), (PG15, "n")] {
+            let catalog = saas(version)
+                .table("public", "invitations", |t| {
+                    t.pk(&["id"])
+                        .col("email", "text")
+                        .fk(&["email"], "users", &["email"], 'n')
+                        .last_fk(|fk| fk.on_update = on_update.into())
+                })
+                .build();
+            let plan = plan_of(&catalog);
+            let converted = plan.step("7.foreign-keys:public.invitations").is_some();
+            let dropped = all_forward_sql(&plan).contains("DROP CONSTRAINT users_email_key;");
+            if dropped && !converted {
+                failures.push(format!(
+                    "server {version}, ON UPDATE {on_update}: invitations_email_fkey is left as it is, yet stage 7 runs \
+                     `ALTER TABLE public.users DROP CONSTRAINT users_email_key` which it depends on"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn a_unique_a_shared_table_references_stays_global() {
+        let (catalog, options) = with_shared_tables();
+        let plan = plan_with(&catalog, &options);
+        assert!(
+            has_finding(&plan, Severity::Warning, "unique-kept-global", "users_email_key on public.users"),
+            "{:?}",
+            findings(&plan, Severity::Warning)
+        );
+        let stage7: String =
+            plan.steps_in(Stage::Unique).map(|s| forward_sql(s) + &rollback_sql(s)).collect();
+        assert!(!stage7.contains("users_email_key"), "{stage7}");
+        // The other uniques of users are still scoped.
+        offset(&forward_sql(step(&plan, "7.unique-build:public.users")), "users_email_lower_idx_tenant_id");
+        offset(&forward_sql(step(&plan, "7.unique-swap:public.users")), "RENAME TO users_email_lower_idx;");
+    }
+}

@@ -1,0 +1,270 @@
+//! Stage 6: composite indexes that lead with the tenant column, built concurrently.
+
+use crate::catalog::TableKind;
+use crate::plan::analysis::{Analysis, PlannedIndex, Scope};
+use crate::plan::ddl::{concurrent_index, drop_index_concurrently, exempt, index_valid_check, stmt};
+use crate::plan::model::{LockMode, Stage, Statement, Step};
+use crate::sql::{QualifiedName, ident_list, quote_ident};
+
+/// One step per table with indexes to build, in table name order.
+pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
+    a.indexes.iter().filter_map(|(table, planned)| step(&a.scope, table, planned)).collect()
+}
+
+fn step(s: &Scope, table_name: &QualifiedName, planned: &[PlannedIndex]) -> Option<Step> {
+    if planned.is_empty() {
+        return None;
+    }
+    let partitioned = s.table(table_name).kind == TableKind::Partitioned;
+    let mut forward = Vec::new();
+    let mut rollback = Vec::new();
+    let mut checks = Vec::new();
+    for index in planned {
+        let qualified = table_name.sibling(index.name.clone());
+        if partitioned {
+            build_on_partitions(s, table_name, index, &mut forward, &mut rollback);
+        } else {
+            let unique = if index.unique { "UNIQUE " } else { "" };
+            forward.push(concurrent_index(
+                qualified.clone(),
+                table_name,
+                format!(
+                    "CREATE {unique}INDEX CONCURRENTLY {} ON {table_name} ({});\n",
+                    quote_ident(&index.name),
+                    ident_list(&index.columns)
+                ),
+            ));
+            rollback.push(drop_index_concurrently(&qualified, table_name));
+        }
+        checks.push(index_valid_check(&qualified));
+    }
+    let names: Vec<&str> = planned.iter().map(|p| p.name.as_str()).collect();
+    Some(Step {
+        id: format!("6.{}:{}", Stage::Indexes.name(), table_name),
+        stage: Stage::Indexes,
+        title: format!("Build {} on {}", names.join(", "), table_name.display_plain()),
+        note: "Built CONCURRENTLY: writes go on. An index left INVALID by an interrupted build \
+               is dropped and rebuilt when the step resumes. UNIQUE (tenant, key) is what \
+               tenant-consistent foreign keys reference in stage 7."
+            .into(),
+        tables: vec![table_name.clone()],
+        atomic: false,
+        rows_estimate: s.table_rows(table_name),
+        forward,
+        rollback_atomic: false,
+        rollback,
+        no_rollback_reason: None,
+        rollback_guards: Vec::new(),
+        checks,
+        backfill: None,
+        hash: String::new(),
+    })
+}
+
+/// PostgreSQL cannot build a partitioned index concurrently: create it ON ONLY the parent
+/// (instant, INVALID) and every intermediate table, build each leaf's concurrently, and
+/// attach them bottom up.
+fn build_on_partitions(
+    s: &Scope,
+    table_name: &QualifiedName,
+    index: &PlannedIndex,
+    forward: &mut Vec<Statement>,
+    rollback: &mut Vec<Statement>,
+) {
+    let unique = if index.unique { "UNIQUE " } else { "" };
+    let columns = ident_list(&index.columns);
+    let qualified = table_name.sibling(index.name.clone());
+    let on_only = |name: &str, table: &QualifiedName| {
+        format!(
+            "{}CREATE {unique}INDEX IF NOT EXISTS {} ON ONLY {table} ({columns});\n",
+            exempt(
+                "require-concurrent-index-creation",
+                "ON ONLY: an empty parent index, instant; partitions build theirs concurrently"
+            ),
+            quote_ident(name)
+        )
+    };
+    forward.push(stmt(LockMode::Share, &[table_name], on_only(&index.name, table_name)));
+    let descendants = s.catalog.partition_descendants(table_name);
+    let names = &index.partition_names;
+    for child in descendants.iter().filter(|c| c.kind == TableKind::Partitioned) {
+        forward.push(stmt(LockMode::Share, &[&child.name], on_only(&names[&child.name], &child.name)));
+    }
+    for child in descendants.iter().rev() {
+        let child_index = child.name.sibling(names[&child.name].clone());
+        if child.kind == TableKind::Ordinary {
+            forward.push(concurrent_index(
+                child_index.clone(),
+                &child.name,
+                format!(
+                    "CREATE {unique}INDEX CONCURRENTLY {} ON {} ({columns});\n",
+                    quote_ident(&child_index.name),
+                    child.name
+                ),
+            ));
+        }
+        let parent = child.partition_of.as_ref().expect("descendants are partitions");
+        let parent_index =
+            if parent == table_name { qualified.clone() } else { parent.sibling(names[parent].clone()) };
+        forward.push(stmt(
+            LockMode::ShareUpdateExclusive,
+            &[parent, &child.name],
+            format!("ALTER INDEX {parent_index} ATTACH PARTITION {child_index};\n"),
+        ));
+        rollback.push(drop_index_concurrently(&child_index, &child.name));
+    }
+    // Dropping the parent index drops the attached ones; it goes first.
+    rollback.insert(
+        0,
+        stmt(LockMode::AccessExclusive, &[table_name], format!("DROP INDEX IF EXISTS {qualified};\n")),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::StatementKind;
+    use crate::plan::test_support::*;
+
+    #[test]
+    fn stage6_indexes_foreign_keys_and_referenced_keys_with_the_tenant_column_in_front() {
+        let catalog =
+            saas(PG15).table("public", "app_settings", |t| t.pk(&["id"]).col("value", "jsonb")).build();
+        let plan = plan_of(&catalog);
+        let sql_of = |table: &str| forward_sql(step(&plan, &format!("6.indexes:public.{table}")));
+
+        // Referenced by three foreign keys on (id): one unique index.
+        let users = step(&plan, "6.indexes:public.users");
+        assert_eq!(users.forward.len(), 1, "{}", forward_sql(users));
+        assert_eq!(
+            code(&users.forward[0].sql),
+            "CREATE UNIQUE INDEX CONCURRENTLY users_tenant_id_id_key ON public.users (tenant_id, id);\n"
+        );
+        assert_eq!(users.forward[0].kind, StatementKind::ConcurrentIndex);
+        assert_eq!(users.forward[0].index, Some(qn("public", "users_tenant_id_id_key")));
+        assert!(!users.forward[0].lock.blocks_writes());
+        assert!(!users.atomic);
+        assert_eq!(rollback_sql(users), "DROP INDEX CONCURRENTLY IF EXISTS public.users_tenant_id_id_key;\n");
+
+        let projects = sql_of("projects");
+        offset(
+            &projects,
+            "CREATE INDEX CONCURRENTLY projects_tenant_id_owner_id_idx ON public.projects (tenant_id, owner_id);\n",
+        );
+        offset(
+            &projects,
+            "CREATE UNIQUE INDEX CONCURRENTLY projects_tenant_id_id_key ON public.projects (tenant_id, id);\n",
+        );
+
+        // issues: three foreign keys out, referenced by itself and by issue_comments.
+        let issues = step(&plan, "6.indexes:public.issues");
+        assert_eq!(
+            forward_sql(issues),
+            "CREATE UNIQUE INDEX CONCURRENTLY issues_tenant_id_id_key ON public.issues (tenant_id, id);\n\
+             CREATE INDEX CONCURRENTLY issues_tenant_id_assignee_id_idx ON public.issues (tenant_id, assignee_id);\n\
+             CREATE INDEX CONCURRENTLY issues_tenant_id_parent_id_idx ON public.issues (tenant_id, parent_id);\n\
+             CREATE INDEX CONCURRENTLY issues_tenant_id_project_id_idx ON public.issues (tenant_id, project_id);\n"
+        );
+        assert!(issues.forward.iter().all(|s| s.kind == StatementKind::ConcurrentIndex));
+        assert_eq!(issues.checks.len(), 4);
+
+        let comments = sql_of("issue_comments");
+        offset(
+            &comments,
+            "CREATE INDEX CONCURRENTLY issue_comments_tenant_id_issue_id_idx ON public.issue_comments (tenant_id, issue_id);\n",
+        );
+        offset(
+            &comments,
+            "CREATE INDEX CONCURRENTLY issue_comments_tenant_id_author_id_idx ON public.issue_comments (tenant_id, author_id);\n",
+        );
+        assert!(!comments.contains("UNIQUE"), "nothing references issue_comments");
+
+        // No foreign key in or out, no unique: still an index that leads with the tenant column.
+        assert_eq!(
+            sql_of("app_settings"),
+            "CREATE INDEX CONCURRENTLY app_settings_tenant_id_idx ON public.app_settings (tenant_id);\n"
+        );
+    }
+
+    #[test]
+    fn stage6_builds_one_index_per_column_list() {
+        // user_profiles' own FK (user_id) -> users and its primary key (user_id), referenced by
+        // profile_badges, ask for the same columns: the unique index serves both.
+        // profile_badges has two foreign keys over the same column.
+        let catalog = saas(PG15)
+            .table("public", "user_profiles", |t| {
+                t.pk(&["user_id"]).col("bio", "text").fk(&["user_id"], "users", &["id"], 'c')
+            })
+            .table("public", "profile_badges", |t| {
+                t.pk(&["id"])
+                    .col_nn("user_id", "bigint")
+                    .fk(&["user_id"], "user_profiles", &["user_id"], 'c')
+                    .fk_named("profile_badges_owner_fkey", &["user_id"], qn("public", "users"), &["id"], 'c')
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        let profiles = step(&plan, "6.indexes:public.user_profiles");
+        assert_eq!(
+            forward_sql(profiles),
+            "CREATE UNIQUE INDEX CONCURRENTLY user_profiles_tenant_id_user_id_key ON public.user_profiles (tenant_id, user_id);\n"
+        );
+        let badges = step(&plan, "6.indexes:public.profile_badges");
+        assert_eq!(
+            forward_sql(badges),
+            "CREATE INDEX CONCURRENTLY profile_badges_tenant_id_user_id_idx ON public.profile_badges (tenant_id, user_id);\n"
+        );
+        // Both badge FKs become tenant-consistent through the one parent index each.
+        let fks = forward_sql(step(&plan, "7.foreign-keys:public.profile_badges"));
+        offset(&fks, "REFERENCES public.user_profiles (tenant_id, user_id) ON DELETE CASCADE NOT VALID");
+        offset(&fks, "REFERENCES public.users (tenant_id, id) ON DELETE CASCADE NOT VALID");
+    }
+
+    #[test]
+    fn stage6_indexes_partitioned_tables_on_only_then_per_leaf_concurrently_then_attaches() {
+        let plan = plan_of(&with_events(saas(PG15)).build());
+        let events = step(&plan, "6.indexes:public.events");
+        let sql = forward_sql(events);
+        let parent = offset(
+            &sql,
+            "CREATE INDEX IF NOT EXISTS events_tenant_id_user_id_idx ON ONLY public.events (tenant_id, user_id);\n",
+        );
+        let middle = offset(
+            &sql,
+            "CREATE INDEX IF NOT EXISTS events_2025_tenant_id_user_id_idx ON ONLY public.events_2025 (tenant_id, user_id);\n",
+        );
+        for (leaf, parent_index) in [
+            ("events_2024", "events_tenant_id_user_id_idx"),
+            ("events_2025_p0", "events_2025_tenant_id_user_id_idx"),
+            ("events_2025_p1", "events_2025_tenant_id_user_id_idx"),
+        ] {
+            let index = format!("{leaf}_tenant_id_user_id_idx");
+            let build = offset(
+                &sql,
+                &format!("CREATE INDEX CONCURRENTLY {index} ON public.{leaf} (tenant_id, user_id);\n"),
+            );
+            let attach = offset(
+                &sql,
+                &format!("ALTER INDEX public.{parent_index} ATTACH PARTITION public.{index};\n"),
+            );
+            assert!(parent < build && middle < build && build < attach, "{sql}");
+            let statement = &events.forward[statement_index(events, &format!("CONCURRENTLY {index}"))];
+            assert_eq!(statement.kind, StatementKind::ConcurrentIndex);
+            assert_eq!(statement.index, Some(qn("public", &index)));
+        }
+        // The intermediate index is attached after its own leaves.
+        let middle_attach = offset(
+            &sql,
+            "ALTER INDEX public.events_tenant_id_user_id_idx ATTACH PARTITION public.events_2025_tenant_id_user_id_idx;\n",
+        );
+        assert!(middle_attach > offset(&sql, "ATTACH PARTITION public.events_2025_p0_tenant_id_user_id_idx"));
+        assert!(middle_attach > offset(&sql, "ATTACH PARTITION public.events_2025_p1_tenant_id_user_id_idx"));
+        assert!(
+            !sql.contains("CONCURRENTLY events_tenant_id_user_id_idx"),
+            "no concurrent build on a partitioned table"
+        );
+        assert!(!sql.contains("ON public.events_2025 "), "no concurrent build on an intermediate table");
+        // Partitions get no steps of their own.
+        for id in ids(&plan) {
+            assert!(!id.contains("public.events_"), "partition step {id}");
+        }
+    }
+}

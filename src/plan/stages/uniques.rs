@@ -1,0 +1,427 @@
+//! Stage 7's uniques: tenant-scoped copies are built first (before the foreign keys that need
+//! them), then swapped in under the original names (after those keys are in place).
+
+use crate::catalog::UniqueConstraintInfo;
+use crate::plan::analysis::{Analysis, Scope, ScopedUnique};
+use crate::plan::ddl::{
+    check, concurrent_index, deferrable_clause, drop_index_concurrently, duplicate_count_sql, exempt,
+    index_valid_check, long, regclass, rewrite_index_definition, splice_constraint_columns, stmt,
+    to_regclass,
+};
+use crate::plan::model::{Check, Guard, LockMode, Stage, Statement, Step};
+use crate::sql::{QualifiedName, quote_ident, quote_literal};
+
+const PARTITIONED_BUILD_EXEMPTION: &str =
+    "PostgreSQL cannot build a partitioned index concurrently (see the findings)";
+
+/// One step per table: the scoped copies of its uniques, built under temporary names.
+pub(in crate::plan) fn build_steps(a: &Analysis) -> Vec<Step> {
+    a.uniques.iter().filter_map(|(table, uniques)| build_step(&a.scope, table, uniques)).collect()
+}
+
+/// One step per table: each scoped copy takes its original's place.
+pub(in crate::plan) fn swap_steps(a: &Analysis) -> Vec<Step> {
+    a.uniques.iter().filter_map(|(table, uniques)| swap_step(&a.scope, table, uniques)).collect()
+}
+
+fn build_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Option<Step> {
+    let mut forward = Vec::new();
+    let mut rollback = Vec::new();
+    let mut checks = Vec::new();
+    for u in uniques {
+        let Some(sql) = &u.build_definition else { continue };
+        let temp = table.sibling(u.temp_name.clone());
+        if u.partitioned {
+            forward.push(long(
+                LockMode::Share,
+                &[table],
+                format!(
+                    "{}{sql};\n",
+                    exempt("require-concurrent-index-creation", PARTITIONED_BUILD_EXEMPTION)
+                ),
+            ));
+            rollback.push(stmt(
+                LockMode::AccessExclusive,
+                &[table],
+                format!("DROP INDEX IF EXISTS {temp};\n"),
+            ));
+        } else {
+            forward.push(concurrent_index(temp.clone(), table, format!("{sql};\n")));
+            // A rolled-back swap leaves the scoped index as a constraint under this name.
+            rollback.push(stmt(
+                LockMode::AccessExclusive,
+                &[table],
+                format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};\n", quote_ident(&u.temp_name)),
+            ));
+            rollback.push(drop_index_concurrently(&temp, table));
+        }
+        checks.push(index_valid_check(&temp));
+    }
+    if forward.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = uniques.iter().map(|u| u.original.index_name.as_str()).collect();
+    Some(Step {
+        id: format!("7.unique-build:{}", table),
+        stage: Stage::Unique,
+        title: format!("Build tenant-scoped copies of {} on {}", names.join(", "), table.display_plain()),
+        note: "Each unique is rebuilt with the tenant column in front, keeping its predicate, \
+               expressions and options; the copy is swapped in under the original name after \
+               the foreign keys that need it are in place."
+            .into(),
+        tables: vec![table.clone()],
+        atomic: false,
+        rows_estimate: s.table_rows(table),
+        forward,
+        rollback_atomic: false,
+        rollback,
+        no_rollback_reason: None,
+        rollback_guards: Vec::new(),
+        checks,
+        backfill: None,
+        hash: String::new(),
+    })
+}
+
+/// The statements of one table's swaps, in order.
+#[derive(Default)]
+struct Swaps {
+    forward: Vec<Statement>,
+    rollback: Vec<Statement>,
+}
+
+fn swap_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Option<Step> {
+    let col = &s.tenant.column;
+    let mut swaps = Swaps::default();
+    let mut guards = Vec::new();
+    let mut checks = Vec::new();
+    for u in uniques {
+        let swapped = match (&u.original.constraint, u.partitioned) {
+            (Some(constraint), false) => swap_constraint(table, u, constraint, &mut swaps),
+            (None, false) => swap_index(table, u, &mut swaps),
+            (Some(constraint), true) => swap_partitioned_constraint(table, u, constraint, col, &mut swaps),
+            (None, true) => swap_partitioned_index(table, u, &mut swaps),
+        };
+        if swapped.is_none() {
+            continue;
+        }
+        guards.push(repeated_values_guard(table, u));
+        checks.push(leads_with_tenant_check(table, u, col));
+    }
+    if swaps.forward.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = uniques.iter().map(|u| u.original.index_name.as_str()).collect();
+    Some(Step {
+        id: format!("7.unique-swap:{}", table),
+        stage: Stage::Unique,
+        title: format!("Swap in tenant-scoped {} on {}", names.join(", "), table.display_plain()),
+        note: "Each swap is one short transaction under the original name. Rolling back first \
+               counts values that now repeat across tenants: a global unique cannot come back \
+               while they exist."
+            .into(),
+        tables: vec![table.clone()],
+        atomic: false,
+        rows_estimate: s.table_rows(table),
+        forward: swaps.forward,
+        rollback_atomic: false,
+        rollback: swaps.rollback,
+        no_rollback_reason: None,
+        rollback_guards: guards,
+        checks,
+        backfill: None,
+        hash: String::new(),
+    })
+}
+
+/// The original's definition under its restore name, for the rollback to rebuild.
+fn restore_definition(table: &QualifiedName, u: &ScopedUnique, concurrently: bool) -> Option<String> {
+    let o = &u.original;
+    rewrite_index_definition(
+        &o.index_definition,
+        &o.index_name,
+        table,
+        &o.access_method,
+        &u.restore_name,
+        concurrently,
+        None,
+    )
+}
+
+/// A unique constraint of an ordinary table: the constraint is re-added over the scoped index
+/// (`UNIQUE USING INDEX`); the rollback rebuilds the global index and does the same with it.
+/// `None` when the original's definition cannot be read back (no rollback, guard or check).
+fn swap_constraint(
+    table: &QualifiedName,
+    u: &ScopedUnique,
+    constraint: &UniqueConstraintInfo,
+    swaps: &mut Swaps,
+) -> Option<()> {
+    let qorig = quote_ident(&u.original.index_name);
+    let qtemp = quote_ident(&u.temp_name);
+    let qrestore = quote_ident(&u.restore_name);
+    let deferrable = deferrable_clause(constraint.deferrable, constraint.initially_deferred);
+    swaps.forward.push(stmt(
+        LockMode::AccessExclusive,
+        &[table],
+        format!(
+            "{}ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
+             ALTER TABLE {table} ADD CONSTRAINT {qorig} UNIQUE USING INDEX {qtemp}{deferrable};\n",
+            exempt("ban-drop-constraint", "replaced in this transaction by its tenant-scoped successor")
+        ),
+    ));
+    let rebuild = restore_definition(table, u, true)?;
+    let restore = table.sibling(u.restore_name.clone());
+    swaps.rollback.push(concurrent_index(restore, table, format!("{rebuild};\n")));
+    swaps.rollback.push(stmt(
+        LockMode::AccessExclusive,
+        &[table],
+        format!(
+            "ALTER TABLE {table} RENAME CONSTRAINT {qorig} TO {qtemp};\n\
+             ALTER TABLE {table} ADD CONSTRAINT {qorig} UNIQUE USING INDEX {qrestore}{deferrable};\n"
+        ),
+    ));
+    Some(())
+}
+
+/// A plain unique index of an ordinary table: rename the global index aside and the scoped
+/// one in (a lock that lets reads and writes go on), then drop the global one concurrently.
+fn swap_index(table: &QualifiedName, u: &ScopedUnique, swaps: &mut Swaps) -> Option<()> {
+    let original = table.sibling(u.original.index_name.clone());
+    let qorig = quote_ident(&u.original.index_name);
+    let temp = table.sibling(u.temp_name.clone());
+    let retired = table.sibling(u.retired_name.clone());
+    swaps.forward.push(stmt(
+        LockMode::ShareUpdateExclusive,
+        &[table],
+        format!(
+            "{}ALTER INDEX {original} RENAME TO {};\n{}ALTER INDEX {temp} RENAME TO {qorig};\n",
+            exempt("renaming-object", "set aside, then dropped concurrently below"),
+            quote_ident(&u.retired_name),
+            exempt("renaming-object", "the successor takes the original name clients know")
+        ),
+    ));
+    swaps.forward.push(drop_index_concurrently(&retired, table));
+    swaps.rollback.push(drop_index_concurrently(&retired, table));
+    let rebuild = restore_definition(table, u, true)?;
+    let restore = table.sibling(u.restore_name.clone());
+    swaps.rollback.push(concurrent_index(restore.clone(), table, format!("{rebuild};\n")));
+    swaps.rollback.push(rename_restored_index(table, u, &restore));
+    Some(())
+}
+
+/// A unique constraint of a partitioned table: dropped and re-added with the tenant column in
+/// one transaction (PostgreSQL builds it in place, under the lock).
+fn swap_partitioned_constraint(
+    table: &QualifiedName,
+    u: &ScopedUnique,
+    constraint: &UniqueConstraintInfo,
+    tenant_column: &str,
+    swaps: &mut Swaps,
+) -> Option<()> {
+    let qorig = quote_ident(&u.original.index_name);
+    let definition = &constraint.definition;
+    let scoped = splice_constraint_columns(definition, &quote_ident(tenant_column));
+    swaps.forward.push(long(
+        LockMode::AccessExclusive,
+        &[table],
+        format!(
+            "{}ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
+             {}ALTER TABLE {table} ADD CONSTRAINT {qorig} {scoped};\n",
+            exempt("ban-drop-constraint", "replaced in this transaction by its tenant-scoped successor"),
+            exempt("require-concurrent-index-creation", PARTITIONED_BUILD_EXEMPTION)
+        ),
+    ));
+    swaps.rollback.push(long(
+        LockMode::AccessExclusive,
+        &[table],
+        format!(
+            "ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
+             ALTER TABLE {table} ADD CONSTRAINT {qorig} {definition};\n"
+        ),
+    ));
+    Some(())
+}
+
+/// A plain unique index of a partitioned table: the scoped copy built in stage 7's build step
+/// takes the original's name; the rollback rebuilds the original in place.
+fn swap_partitioned_index(table: &QualifiedName, u: &ScopedUnique, swaps: &mut Swaps) -> Option<()> {
+    let qorig = quote_ident(&u.original.index_name);
+    let temp = table.sibling(u.temp_name.clone());
+    swaps.forward.push(stmt(
+        LockMode::AccessExclusive,
+        &[table],
+        format!(
+            "{}DROP INDEX {};\n{}ALTER INDEX {temp} RENAME TO {qorig};\n",
+            exempt(
+                "require-concurrent-index-deletion",
+                "PostgreSQL cannot drop a partitioned index concurrently; dropping is instant"
+            ),
+            table.sibling(u.original.index_name.clone()),
+            exempt("renaming-object", "the successor takes the original name clients know")
+        ),
+    ));
+    let rebuild = restore_definition(table, u, false)?;
+    let restore = table.sibling(u.restore_name.clone());
+    swaps.rollback.push(long(LockMode::Share, &[table], format!("{rebuild};\n")));
+    swaps.rollback.push(rename_restored_index(table, u, &restore));
+    Some(())
+}
+
+/// Rollback: the scoped index goes back to its temporary name, the rebuilt original takes
+/// the original name.
+fn rename_restored_index(table: &QualifiedName, u: &ScopedUnique, restore: &QualifiedName) -> Statement {
+    stmt(
+        LockMode::AccessExclusive,
+        &[table],
+        format!(
+            "ALTER INDEX {} RENAME TO {};\nALTER INDEX {restore} RENAME TO {};\n",
+            table.sibling(u.original.index_name.clone()),
+            quote_ident(&u.temp_name),
+            quote_ident(&u.original.index_name)
+        ),
+    )
+}
+
+fn repeated_values_guard(table: &QualifiedName, u: &ScopedUnique) -> Guard {
+    let o = &u.original;
+    Guard {
+        name: format!("values of {} repeated across tenants", o.index_name),
+        message: format!(
+            "values that {} once kept unique now repeat across tenants; the global \
+             unique cannot be rebuilt until they are resolved",
+            o.index_name
+        ),
+        forceable: false,
+        sql: duplicate_count_sql(table, o),
+    }
+}
+
+fn leads_with_tenant_check(table: &QualifiedName, u: &ScopedUnique, tenant_column: &str) -> Check {
+    let o = &u.original;
+    check(
+        format!("{} leads with {}", o.index_name, tenant_column),
+        1,
+        format!(
+            "SELECT count(*) FROM pg_catalog.pg_index i WHERE i.indexrelid = {} AND i.indisvalid \
+             AND i.indkey[0] = (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = {} AND attname = {})",
+            to_regclass(&table.sibling(o.index_name.clone())),
+            regclass(table),
+            quote_literal(tenant_column)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{LockMode, Stage, StatementKind};
+
+    #[test]
+    fn stage7_rebuilds_uniques_with_the_tenant_column_keeping_predicates_and_expressions() {
+        let plan = plan_of(&saas(PG15).build());
+        let build_step = step(&plan, "7.unique-build:public.users");
+        assert!(!build_step.atomic);
+        assert_eq!(
+            forward_sql(build_step),
+            "CREATE UNIQUE INDEX CONCURRENTLY users_email_key_tenant_id ON public.users USING btree (tenant_id, email);\n\
+             CREATE UNIQUE INDEX CONCURRENTLY users_email_lower_idx_tenant_id ON public.users USING btree (tenant_id, lower(email));\n\
+             CREATE UNIQUE INDEX CONCURRENTLY users_username_active_idx_tenant_id ON public.users USING btree (tenant_id, username) WHERE (deleted_at IS NULL);\n"
+        );
+        assert!(build_step.forward.iter().all(|s| s.kind == StatementKind::ConcurrentIndex));
+        assert_eq!(build_step.forward[0].index, Some(qn("public", "users_email_key_tenant_id")));
+
+        let swap = step(&plan, "7.unique-swap:public.users");
+        assert_eq!(
+            forward_sql(swap),
+            "ALTER TABLE public.users DROP CONSTRAINT users_email_key;\n\
+             ALTER TABLE public.users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key_tenant_id;\n\
+             ALTER INDEX public.users_email_lower_idx RENAME TO users_email_lower_idx_retired;\n\
+             ALTER INDEX public.users_email_lower_idx_tenant_id RENAME TO users_email_lower_idx;\n\
+             DROP INDEX CONCURRENTLY IF EXISTS public.users_email_lower_idx_retired;\n\
+             ALTER INDEX public.users_username_active_idx RENAME TO users_username_active_idx_retired;\n\
+             ALTER INDEX public.users_username_active_idx_tenant_id RENAME TO users_username_active_idx;\n\
+             DROP INDEX CONCURRENTLY IF EXISTS public.users_username_active_idx_retired;\n"
+        );
+        // One short transaction per swap; a replaced unique index is renamed aside (a lock that lets
+        // reads and writes go on) and dropped concurrently.
+        assert_eq!(swap.forward.len(), 5);
+        let kinds: Vec<StatementKind> = swap.forward.iter().map(|s| s.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                StatementKind::Transaction,
+                StatementKind::Transaction,
+                StatementKind::NonTransactional,
+                StatementKind::Transaction,
+                StatementKind::NonTransactional
+            ]
+        );
+        assert_eq!(swap.forward[1].lock, LockMode::ShareUpdateExclusive);
+        // Rolling back counts values that now repeat across tenants, and cannot be forced.
+        let guards: Vec<(&str, bool)> =
+            swap.rollback_guards.iter().map(|g| (g.sql.as_str(), g.forceable)).collect();
+        assert_eq!(
+            guards,
+            [
+                (
+                    "SELECT count(*) FROM (SELECT 1 FROM public.users WHERE (email) IS NOT NULL \
+                     GROUP BY (email) HAVING count(*) > 1) repeated",
+                    false
+                ),
+                (
+                    "SELECT count(*) FROM (SELECT 1 FROM public.users WHERE (lower(email)) IS NOT NULL \
+                     GROUP BY (lower(email)) HAVING count(*) > 1) repeated",
+                    false
+                ),
+                (
+                    "SELECT count(*) FROM (SELECT 1 FROM public.users WHERE (username) IS NOT NULL \
+                     AND ((deleted_at IS NULL)) GROUP BY (username) HAVING count(*) > 1) repeated",
+                    false
+                ),
+            ]
+        );
+        // The rollback rebuilds the original global definitions.
+        let rollback = rollback_sql(swap);
+        offset(
+            &rollback,
+            "CREATE UNIQUE INDEX CONCURRENTLY users_email_key_global ON public.users USING btree (email);\n",
+        );
+        offset(
+            &rollback,
+            "CREATE UNIQUE INDEX CONCURRENTLY users_username_active_idx_global ON public.users USING btree (username) WHERE (deleted_at IS NULL);\n",
+        );
+    }
+
+    #[test]
+    fn stage7_builds_come_before_foreign_keys_which_come_before_swaps() {
+        let catalog = saas(PG15)
+            .alter("public", "projects", |t| t.col("slug", "text").unique(&["slug"]))
+            .table("public", "invitations", |t| {
+                t.pk(&["id"]).col_nn("email", "text").fk(&["email"], "users", &["email"], 'c')
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        let stage7 = ids_in(&plan, Stage::Unique);
+        let kind = |id: &str| id.split(':').next().unwrap().to_string();
+        let kinds: Vec<String> = stage7.iter().map(|id| kind(id)).collect();
+        let first =
+            |k: &str| kinds.iter().position(|x| x == k).unwrap_or_else(|| panic!("no {k} in {stage7:?}"));
+        let last = |k: &str| kinds.iter().rposition(|x| x == k).unwrap();
+        assert!(last("7.unique-build") < first("7.foreign-keys"), "{stage7:?}");
+        assert!(last("7.foreign-keys") < first("7.unique-swap"), "{stage7:?}");
+        // A foreign key to a unique (not the primary key) references the scoped copy.
+        offset(
+            &forward_sql(step(&plan, "7.foreign-keys:public.invitations")),
+            "FOREIGN KEY (tenant_id, email) REFERENCES public.users (tenant_id, email) ON DELETE CASCADE NOT VALID;\n",
+        );
+        assert!(
+            position(&plan, "7.unique-build:public.users")
+                < position(&plan, "7.foreign-keys:public.invitations")
+        );
+        assert!(
+            position(&plan, "7.foreign-keys:public.invitations")
+                < position(&plan, "7.unique-swap:public.users")
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Stage 8's views: on PostgreSQL 15+, views that would read scoped tables with the rights of
+//! a role that bypasses RLS are made to read with the caller's (security_invoker).
+
+use crate::plan::analysis::Analysis;
+use crate::plan::ddl::{check, regclass, stmt};
+use crate::plan::model::{LockMode, Stage, Step};
+use crate::sql::QualifiedName;
+
+/// At most one step, after every table's policy.
+pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
+    let s = &a.scope;
+    if !s.pg15 {
+        return Vec::new();
+    }
+    let views: Vec<_> = s
+        .catalog
+        .views
+        .iter()
+        .filter(|v| {
+            !v.materialized
+                && v.owner_bypasses_rls
+                && v.security_invoker != Some(true)
+                && v.reads_tables.iter().any(|t| s.is_scoped(t))
+        })
+        .collect();
+    if views.is_empty() {
+        return Vec::new();
+    }
+    let mut forward_sql = String::new();
+    let mut rollback_sql = String::new();
+    let names: Vec<QualifiedName> = views.iter().map(|v| v.name.clone()).collect();
+    for view in &views {
+        forward_sql.push_str(&format!("ALTER VIEW {} SET (security_invoker = true);\n", view.name));
+        rollback_sql.push_str(&match view.security_invoker {
+            Some(false) => format!("ALTER VIEW {} SET (security_invoker = false);\n", view.name),
+            _ => format!("ALTER VIEW {} RESET (security_invoker);\n", view.name),
+        });
+    }
+    let list: Vec<String> = names.iter().map(regclass).collect();
+    let on: Vec<&QualifiedName> = names.iter().collect();
+    vec![Step {
+        id: format!("8.{}:views", Stage::Rls.name()),
+        stage: Stage::Rls,
+        title: format!("Make {} views respect row-level security", views.len()),
+        note: "These views are owned by a role that bypasses RLS, so reading through them would \
+               show every tenant. security_invoker (PostgreSQL 15+) makes them read with the \
+               caller's rights, under the caller's policies."
+            .into(),
+        tables: names.clone(),
+        atomic: true,
+        rows_estimate: 0,
+        forward: vec![stmt(LockMode::AccessExclusive, &on, forward_sql)],
+        rollback_atomic: true,
+        rollback: vec![stmt(LockMode::AccessExclusive, &on, rollback_sql)],
+        no_rollback_reason: None,
+        rollback_guards: Vec::new(),
+        checks: vec![check(
+            "views run as invoker",
+            names.len() as i64,
+            format!(
+                "SELECT count(*) FROM pg_catalog.pg_class c WHERE c.oid IN ({}) AND \
+                 'security_invoker=true' = ANY (c.reloptions)",
+                list.join(", ")
+            ),
+        )],
+        backfill: None,
+        hash: String::new(),
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{PlanOptions, Severity};
+
+    #[test]
+    fn stage8_makes_views_that_bypass_rls_run_as_invoker_on_postgres_15() {
+        let views = |b: CatalogBuilder| {
+            b.table("public", "lookup", |t| t.pk_named("lookup_pkey", &["code"]).col_nn("code", "text"))
+                .view("public", "user_directory", |v| v.owned_by_superuser().reads("public", "users"))
+                .view("public", "my_projects", |v| v.reads("public", "projects"))
+                .view("public", "lookup_labels", |v| v.owned_by_superuser().reads("public", "lookup"))
+                .view("public", "user_stats", |v| {
+                    v.owned_by_superuser().materialized().reads("public", "users")
+                })
+        };
+        let options = PlanOptions { exclude: vec!["public.lookup".into()], ..PlanOptions::default() };
+        let plan = plan_with(&views(saas(PG15)).build(), &options);
+        let step15 = step(&plan, "8.rls:views");
+        assert!(step15.atomic);
+        assert_eq!(forward_sql(step15), "ALTER VIEW public.user_directory SET (security_invoker = true);\n");
+        assert_eq!(rollback_sql(step15), "ALTER VIEW public.user_directory RESET (security_invoker);\n");
+        assert_eq!(position(&plan, "8.rls:views"), plan.steps.len() - 1);
+        assert!(has_finding(&plan, Severity::Warning, "materialized-view", "public.user_stats"));
+        assert!(!all_forward_sql(&plan).contains("user_stats"));
+
+        let plan14 = plan_with(&views(saas(PG14)).build(), &options);
+        assert!(plan14.step("8.rls:views").is_none());
+        assert!(!all_forward_sql(&plan14).contains("security_invoker"));
+        assert!(has_finding(&plan14, Severity::Warning, "view-bypasses-rls", "public.user_directory"));
+        assert!(!has_finding(&plan14, Severity::Warning, "view-bypasses-rls", "public.my_projects"));
+        assert!(!has_finding(&plan14, Severity::Warning, "view-bypasses-rls", "public.lookup_labels"));
+        assert!(has_finding(&plan14, Severity::Warning, "materialized-view", "public.user_stats"));
+    }
+}
