@@ -32,9 +32,3 @@ pub mod sample;
 pub mod sandbox;
 pub mod sql;
 pub mod tui;
-
-/// Until the wizard's runtime moves to `db`: the connection types under their old path.
-#[doc(hidden)]
-pub mod conn {
-    pub use crate::db::conn::*;
-}

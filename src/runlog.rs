@@ -138,10 +138,12 @@ impl RunLogWriter {
 }
 
 /// Put a run log between the engine and a front end: returns the receiver the front end reads.
+/// The file is written on a thread of its own (never on the async runtime), each event before
+/// the front end hears of it.
 pub fn tee(mut from_engine: EventReceiver, mut writer: RunLogWriter) -> EventReceiver {
     let (to_front, front): (EventSender, EventReceiver) = crate::event::channel();
-    tokio::spawn(async move {
-        while let Some(event) = from_engine.recv().await {
+    std::thread::spawn(move || {
+        while let Some(event) = from_engine.blocking_recv() {
             // A full disk must not stop the conversion; the front end still gets every event.
             let _ = writer.event(&event);
             let _ = to_front.send(event);

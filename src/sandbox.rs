@@ -5,6 +5,7 @@
 //! A small watchdog process also removes it if the owning process dies without dropping it
 //! (a killed test binary, a `static` that is never dropped).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -354,33 +355,43 @@ impl Cluster {
         Ok(())
     }
 
-    /// A detached shell that waits for this process to end, then stops the server and removes
-    /// the directory, so that even a killed process leaves nothing behind.
+    /// A detached watchdog that waits for this process to end, then stops the server and
+    /// removes the directory, so that even a killed process leaves nothing behind.
     fn spawn_watchdog(&self) {
         let pg_ctl = self.bin_dir.join("pg_ctl");
-        let stop = match &self.run_as {
-            Some(user) => format!(
-                "runuser -u {} -- {} -D {} -m immediate -w stop",
-                user.user,
-                pg_ctl.display(),
-                self.data_dir.display()
-            ),
-            None => format!("{} -D {} -m immediate -w stop", pg_ctl.display(), self.data_dir.display()),
-        };
-        let script = format!(
-            "echo $$ > {root}/watchdog.pid.keep; while [ -d /proc/{pid} ]; do sleep 1; done; \
-             if [ -f {root}/watchdog.pid.keep ]; then {stop} >/dev/null 2>&1; rm -rf {root}; fi",
-            pid = std::process::id(),
-            root = self.root.display(),
-            stop = stop
-        );
-        let _ = Command::new("setsid")
-            .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        let mut stop: Vec<OsString> = Vec::new();
+        if let Some(user) = &self.run_as {
+            stop.extend(["runuser".into(), "-u".into(), user.user.clone().into(), "--".into()]);
+        }
+        stop.extend([pg_ctl.into_os_string(), "-D".into(), self.data_dir.clone().into_os_string()]);
+        stop.extend(["-m", "immediate", "-w", "stop"].map(OsString::from));
+        let _ = watchdog(std::process::id(), &self.root, &stop);
     }
+}
+
+/// The watchdog's script: fixed text, every path passed as an argument (`$1` the cluster's
+/// directory, `$2` the pid to wait for, the rest the command that stops the server), so no
+/// path is ever read as shell syntax.
+const WATCHDOG_SCRIPT: &str = r#"root=$1; owner=$2; shift 2
+echo $$ > "$root/watchdog.pid.keep"
+while [ -d "/proc/$owner" ]; do sleep 1; done
+if [ -f "$root/watchdog.pid.keep" ]; then
+    "$@" >/dev/null 2>&1
+    rm -rf -- "$root"
+fi"#;
+
+/// Start a detached process that waits for process `owner_pid` to end, then, unless the
+/// cluster is kept (`watchdog.pid.keep` removed), runs `stop` and removes `root`.
+fn watchdog(owner_pid: u32, root: &Path, stop: &[OsString]) -> std::io::Result<std::process::Child> {
+    Command::new("setsid")
+        .args(["sh", "-c", WATCHDOG_SCRIPT, "tenantize-watchdog"])
+        .arg(root)
+        .arg(owner_pid.to_string())
+        .args(stop)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
 }
 
 impl Drop for Cluster {
@@ -394,4 +405,33 @@ impl Drop for Cluster {
 fn free_port() -> std::io::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// The watchdog removes exactly the cluster's directory, whatever its path: a temporary
+    /// directory with a space in it (TMPDIR="/tmp/x y") once made it remove another one.
+    #[test]
+    fn the_watchdog_removes_only_the_cluster_directory_even_with_spaces_in_the_path() {
+        let base = tempfile::tempdir().unwrap();
+        // What an unquoted `rm -rf <base>/tenantize x/...` also deletes: `<base>/tenantize`.
+        let bystander = base.path().join("tenantize");
+        std::fs::create_dir(&bystander).unwrap();
+        std::fs::write(bystander.join("keep.txt"), "not the cluster's").unwrap();
+        let root = base.path().join("tenantize x").join("tenantize-pg-test");
+        std::fs::create_dir_all(&root).unwrap();
+        let mut owner = Command::new("sleep").arg("0.3").spawn().unwrap();
+        let mut dog = watchdog(owner.id(), &root, &["true".into()]).unwrap();
+        owner.wait().unwrap();
+        let started = Instant::now();
+        while root.exists() && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = dog.wait();
+        assert!(!root.exists(), "the watchdog did not remove the cluster directory {}", root.display());
+        assert!(bystander.join("keep.txt").exists(), "the watchdog removed {}", bystander.display());
+    }
 }

@@ -15,8 +15,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("sql", 0),
     ("checksum", 0),
     ("db", 1),
-    // The connection types under their old path (see lib.rs), until the wizard moves over.
-    ("conn", 1),
     ("catalog", 2),
     ("sandbox", 2),
     ("sample", 2),

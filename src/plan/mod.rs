@@ -17,7 +17,6 @@ mod stages;
 mod test_support;
 #[cfg(test)]
 mod tests;
-mod validate;
 
 pub use backfill_sql::{BackfillSql, backfill_sql};
 pub use model::*;

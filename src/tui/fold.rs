@@ -6,67 +6,33 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::state::{CheckView, LockWaitView, LogKind, Model, ProgressView, Row, UiStepState};
+use crate::event::describe::{Tone, describe};
 use crate::event::{Blocker, CheckPhase, Direction, Event, ProgressUnit};
 
-/// Fold one engine event, which arrived (or was recorded) at `at`, into the model.
+/// Fold one engine event, which arrived (or was recorded) at `at`, into the model: what it
+/// changes, then its line in the log (the event's own words, `event::describe`).
 pub fn engine_event(model: &mut Model, event: Event, at: Instant) {
+    log_line(model, &event);
     match event {
-        Event::RunStarted { direction, steps_to_run, .. } => {
-            let verb = if direction == Direction::Forward { "apply" } else { "rollback" };
-            model.log(LogKind::Info, format!("{verb}: {steps_to_run} steps to run"));
-        }
-        Event::Findings { findings } => {
-            for f in findings {
-                model.log(LogKind::Warning, format!("{} {}: {}", f.severity.label(), f.object, f.message));
-            }
-        }
-        Event::StepStarted { step_id, direction, resumed, title, .. } => {
-            step_started(model, &step_id, at);
-            let verb = if direction == Direction::Forward { "start" } else { "undo" };
-            let resumed = resumed.map(|r| format!(" (resuming {r})")).unwrap_or_default();
-            model.log(LogKind::Info, format!("{verb} {step_id}: {title}{resumed}"));
-        }
-        Event::StatementStarted { step_id, index, lock, on, sql, attempt } => {
+        Event::StepStarted { step_id, .. } => step_started(model, &step_id, at),
+        Event::StatementStarted { step_id, index, attempt, .. } => {
             if let Some(i) = model.step_index(&step_id) {
                 model.steps[i].statement = Some(index);
                 if attempt == 0 {
                     model.steps[i].lock_wait = None;
                 }
             }
-            let retry = if attempt > 0 { format!(" (attempt {})", attempt + 1) } else { String::new() };
-            let (n, lock, on, sql) = (index + 1, lock.label(), on.join(", "), first_line(&sql));
-            model.log(LogKind::Statement, format!("{step_id} #{n} {lock} on {on}{retry}: {sql}"));
         }
-        Event::StatementFinished { step_id, index, duration_ms, rows, skipped } => {
+        Event::StatementFinished { step_id, .. } => {
             if let Some(i) = model.step_index(&step_id) {
                 model.steps[i].lock_wait = None;
             }
-            let outcome = if skipped {
-                "already done by an earlier run".to_string()
-            } else {
-                format!("ok in {duration_ms} ms, {rows} rows")
-            };
-            model.log(LogKind::Done, format!("{step_id} #{} {outcome}", index + 1));
         }
         Event::LockWait { step_id, waited_ms, blockers, .. } => {
             lock_wait(model, &step_id, waited_ms, blockers)
         }
-        Event::AutovacuumCancelled { step_id, index, pid, query, note, .. } => {
-            model.log(
-                LogKind::Warning,
-                format!("{step_id} #{}: blocked by {query} (pid {pid}): {note}", index + 1),
-            );
-        }
-        Event::Retry { step_id, index, attempt, max_attempts, backoff_ms, reason, blockers } => {
-            retry(model, &step_id, attempt, max_attempts, blockers);
-            model.log(
-                LogKind::Warning,
-                format!(
-                    "{step_id} #{}: {reason}; retry {attempt}/{} in {backoff_ms} ms",
-                    index + 1,
-                    max_attempts.saturating_sub(1)
-                ),
-            );
+        Event::Retry { step_id, attempt, max_attempts, blockers, .. } => {
+            retry(model, &step_id, attempt, max_attempts, blockers)
         }
         Event::Progress { step_id, done, total, unit, phase } => {
             if let Some(i) = model.step_index(&step_id) {
@@ -78,54 +44,61 @@ pub fn engine_event(model: &mut Model, event: Event, at: Instant) {
             if let Some(job) = &mut model.job {
                 job.paused = paused;
             }
-            model.log(LogKind::Info, if paused { "backfill paused" } else { "backfill resumed" });
         }
-        Event::GuardResult { step_id, name, count, forceable } => {
-            let (kind, note) = match (count, forceable) {
-                (0, _) => (LogKind::Info, "ok"),
-                (_, true) => (LogKind::Warning, "needs force"),
-                (_, false) => (LogKind::Warning, "blocks the rollback"),
-            };
-            model.log(kind, format!("before undoing {step_id}: {name} = {count} ({note})"));
-        }
-        // Counted before the step ran or after it was undone: the run log keeps these; the
-        // wizard shows the checks that must hold.
-        Event::CheckResult { phase, .. } if phase != CheckPhase::After => {}
-        Event::CheckResult { step_id, name, value, expected, ok, .. } => {
+        Event::CheckResult { step_id, name, value, expected, ok, phase: CheckPhase::After } => {
             if let Some(i) = model.step_index(&step_id) {
-                model.steps[i].checks.push(CheckView { name: name.clone(), value, expected, ok });
+                model.steps[i].checks.push(CheckView { name, value, expected, ok });
             }
-            let kind = if ok { LogKind::Info } else { LogKind::Failure };
-            model.log(kind, format!("{step_id} check {name}: {value} (expected {expected})"));
         }
-        Event::StepSkipped { step_id, reason } => {
+        Event::StepSkipped { step_id, .. } => {
             if let Some(i) = model.step_index(&step_id) {
                 model.steps[i].state = UiStepState::Skipped;
             }
-            model.log(LogKind::Info, format!("skip {step_id}: {reason}"));
         }
         Event::StepFinished { step_id, direction, duration_ms, rows } => {
-            step_finished(model, &step_id, direction, duration_ms, rows);
-            let verb = if direction == Direction::Forward { "done" } else { "rolled back" };
-            model.log(LogKind::Done, format!("{verb} {step_id} in {duration_ms} ms, {rows} rows"));
+            step_finished(model, &step_id, direction, duration_ms, rows)
         }
         Event::StepFailed { step_id, error, .. } => {
             if let Some(i) = model.step_index(&step_id) {
                 let step = &mut model.steps[i];
                 step.state = UiStepState::Failed;
-                step.error = Some(error.clone());
+                step.error = Some(error);
                 step.progress = None;
             }
-            model.log(LogKind::Failure, format!("FAILED {step_id}: {error}"));
         }
-        Event::RunFinished { message, .. } => {
-            model.log(LogKind::Info, message);
-        }
+        Event::RunStarted { .. }
+        | Event::Findings { .. }
+        | Event::AutovacuumCancelled { .. }
+        | Event::GuardResult { .. }
+        | Event::CheckResult { .. }
+        | Event::RunFinished { .. } => {}
     }
 }
 
-fn first_line(sql: &str) -> &str {
-    sql.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+/// The event's line in the log. Progress and lock waits change the live panel instead;
+/// checks counted before a step or after an undo are for the run log only.
+fn log_line(model: &mut Model, event: &Event) {
+    match event {
+        Event::Progress { .. } | Event::LockWait { .. } => return,
+        Event::CheckResult { phase, .. } if *phase != CheckPhase::After => return,
+        _ => {}
+    }
+    let described = describe(event);
+    let kind = match described.tone {
+        Tone::Info => LogKind::Info,
+        Tone::Statement => LogKind::Statement,
+        Tone::Done => LogKind::Done,
+        Tone::Warning => LogKind::Warning,
+        Tone::Failure => LogKind::Failure,
+    };
+    for line in described.text.lines() {
+        // The log mixes steps: a line that does not name its step gets the step id in front.
+        let text = match &described.step_id {
+            Some(step_id) if !line.contains(step_id.as_str()) => format!("{step_id} {line}"),
+            _ => line.to_string(),
+        };
+        model.log(kind, text);
+    }
 }
 
 fn step_started(model: &mut Model, step_id: &str, at: Instant) {

@@ -172,6 +172,19 @@ impl Prober<'_> {
             };
             self.record(&object, false, "moving a row to another tenant is refused", passed, detail);
         }
+        self.probe_cross_references(name, &row_a).await?;
+        self.probe_uniques(name, &row_a).await
+    }
+
+    /// A's own row, pointed at a parent of another tenant, for every foreign key: refused.
+    async fn probe_cross_references(
+        &mut self,
+        name: &QualifiedName,
+        row_a: &Value,
+    ) -> Result<(), CheckError> {
+        let (a, ty) = (self.a.clone(), self.tenancy.key_type.sql());
+        let table = self.table(name);
+        let object = name.display_plain();
         // A inserts a child pointing at B's parent.
         let mut tree = vec![table];
         tree.extend(self.catalog.partition_descendants(name));
@@ -193,7 +206,7 @@ impl Prober<'_> {
             // over a unique before the foreign key is even checked). The parent's key must not
             // exist in A: a scoped unique lets B repeat A's value, and pointing at that value
             // would land on A's own parent.
-            let Some(key) = self.where_key(table, &row_a, "") else { continue };
+            let Some(key) = self.where_key(table, row_a, "") else { continue };
             let pairs: Vec<(&String, &String)> = fk
                 .columns
                 .iter()
@@ -241,6 +254,14 @@ impl Prober<'_> {
                 detail,
             );
         }
+        Ok(())
+    }
+
+    /// Uniques: a value may repeat in another tenant, never within one.
+    async fn probe_uniques(&mut self, name: &QualifiedName, row_a: &Value) -> Result<(), CheckError> {
+        let a = self.a.clone();
+        let table = self.table(name);
+        let object = name.display_plain();
         // Uniques: B's clone repeated A's values (it exists, so that worked); a second copy in A
         // with the same values must be refused.
         // Tenant-scoped versions of the table's own uniques (not the (tenant, primary key) ones
@@ -275,7 +296,7 @@ impl Prober<'_> {
             );
         }
         // A second copy of A's own row (same unique values, fresh key) in A.
-        let own_row = self.where_key(table, &row_a, "src.");
+        let own_row = self.where_key(table, row_a, "src.");
         if let Ok(sql) = self.clone_sql(table, &a, 'a', None, own_row, 13).await {
             self.as_probe(Some(&a)).await?;
             let outcome = self.attempt(&sql).await;

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::checks;
-use crate::conn::ConnSpec;
+use crate::db::ConnSpec;
 use crate::tui::update::Msg;
 
 /// How often live counts are refreshed while the wizard is open.

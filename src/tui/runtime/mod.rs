@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::state::Model;
 use super::update::{Command, Msg, update};
-use crate::conn::ConnSpec;
+use crate::db::ConnSpec;
 use crate::engine::{self, RunSettings};
 use counts::{CountsLoop, recv_report};
 use job::{RunLogOf, RunningJob};

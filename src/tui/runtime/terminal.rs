@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 use super::Runtime;
 use super::job::ENGINE_THREAD;
-use crate::conn::ConnSpec;
+use crate::db::ConnSpec;
 use crate::engine::RunSettings;
 use crate::tui::keys::{self, Context};
 use crate::tui::state::{Model, Overlay};
