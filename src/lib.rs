@@ -12,9 +12,11 @@
 //! 5. [`event`] — the contract between the engine and the front ends
 //! 6. [`engine`], [`checks`] — running a plan; counting and probing (peers: neither imports the
 //!    other)
-//! 7. [`export`], [`runlog`], [`report`] — plans and runs as files
-//! 8. [`app`] — the use cases the front ends call, and exit codes
-//! 9. [`cli`], [`tui`] — the front ends
+//! 7. [`export`], [`runlog`] — plans and runs as files
+//! 8. [`report`] — runs as Markdown and HTML
+//! 9. [`app`] — the use cases the front ends call, and exit codes
+//! 10. [`tui`] — the wizard
+//! 11. [`cli`] — the command line (which opens the wizard)
 
 pub mod app;
 pub mod catalog;
