@@ -118,7 +118,34 @@ pub async fn verify(spec: &ConnSpec, plan: &Plan) -> Result<VerifyReport, CheckE
     let mut report = count_all(&client, plan, &catalog, true).await?;
     report.applied_through = through;
     judge(plan, &mut report, through);
+    let unfinished = unfinished_steps(&client, plan).await?;
+    if !unfinished.is_empty() {
+        report.problems.extend(unfinished);
+        report.ok = false;
+    }
     Ok(report)
+}
+
+/// Steps the journal holds as failed or interrupted: the database is between two states, so
+/// verify must not say ok whatever the counts show.
+async fn unfinished_steps(client: &Client, plan: &Plan) -> Result<Vec<String>, CheckError> {
+    if !journal::journal_exists(client).await? {
+        return Ok(Vec::new());
+    }
+    let entries = journal::load(client, &plan.plan_hash).await?;
+    let mut problems = Vec::new();
+    for step in &plan.steps {
+        let Some(entry) = entries.get(&step.id) else { continue };
+        let what = match entry.state {
+            StepState::Failed => "failed",
+            StepState::Running => "is running or was interrupted",
+            _ => continue,
+        };
+        let why = entry.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+        problems
+            .push(format!("step {} {what}{why}: run apply to finish it, or rollback to undo it", step.id));
+    }
+    Ok(problems)
 }
 
 /// Every count, whatever the stage (the TUI shows these live). `full: false` skips rows per
