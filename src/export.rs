@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use crate::plan::{BackfillKey, LockMode, Plan, Statement, StatementKind, Step};
+use crate::plan::{BackfillKey, LockMode, Plan, Statement, StatementKind, Step, Transition};
 use crate::sql::{quote_ident, quote_literal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +124,13 @@ fn backfill_block(step: &Step, lock_timeout_ms: u64) -> String {
     )
 }
 
+/// One transition as one file: its statements in one transaction, or the one statement that
+/// cannot run in one.
+fn transition_unit(transition: &Transition, step: &Step, lock_timeout_ms: u64) -> Vec<Unit> {
+    let statements: Vec<Statement> = transition.statements.clone();
+    units(&statements, statements.len() > 1, step, lock_timeout_ms)
+}
+
 fn units(statements: &[Statement], atomic: bool, step: &Step, lock_timeout_ms: u64) -> Vec<Unit> {
     if statements.is_empty() {
         return Vec::new();
@@ -175,8 +182,16 @@ struct Version {
 fn versions(plan: &Plan, lock_timeout_ms: u64) -> Vec<Version> {
     let mut out = Vec::new();
     for step in &plan.steps {
-        let up = units(&step.forward, step.atomic, step, lock_timeout_ms);
-        let down = units(&step.rollback, step.rollback_atomic, step, lock_timeout_ms);
+        let up: Vec<Unit> = step
+            .forward_transitions()
+            .into_iter()
+            .flat_map(|t| transition_unit(t, step, lock_timeout_ms))
+            .collect();
+        let down: Vec<Unit> = step
+            .rollback_transitions()
+            .into_iter()
+            .flat_map(|t| transition_unit(t, step, lock_timeout_ms))
+            .collect();
         let count = up.len().max(down.len());
         for k in 0..count {
             let part = if count > 1 { format!("_{}", k + 1) } else { String::new() };

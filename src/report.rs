@@ -84,11 +84,8 @@ impl Timeline {
                 }
                 Event::StatementStarted { step_id, index, lock, on, .. } => {
                     let one_transaction = find(&timeline, step_id).is_some_and(|i| {
-                        let step = plan.step(step_id);
-                        match timeline.steps[i].direction {
-                            Direction::Forward => step.is_some_and(|s| s.atomic),
-                            Direction::Rollback => step.is_some_and(|s| s.rollback_atomic),
-                        }
+                        let rollback = timeline.steps[i].direction == Direction::Rollback;
+                        plan.step(step_id).is_some_and(|s| s.shares_transaction(rollback, *index))
                     });
                     if one_transaction {
                         if lock.blocks_writes() && !held.iter().any(|(s, ..)| s == step_id) {

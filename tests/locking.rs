@@ -207,7 +207,7 @@ async fn an_invalid_index_left_by_an_interrupted_build_is_dropped_and_rebuilt() 
         .steps
         .iter()
         .filter(|s| s.stage == tenantize::plan::Stage::Indexes)
-        .flat_map(|s| s.forward.iter())
+        .flat_map(|s| s.forward())
         .find(|s| s.kind == tenantize::plan::StatementKind::ConcurrentIndex)
         .expect("stage 6 builds indexes concurrently");
     let index = statement.index.clone().unwrap();

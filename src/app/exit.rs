@@ -45,7 +45,7 @@ pub fn engine_code(e: &EngineError) -> i32 {
         EngineError::RollbackFailed { .. } => ROLLBACK_FAILED,
         EngineError::Connection(_)
         | EngineError::PlanFile(_)
-        | EngineError::Drift(_)
+        | EngineError::Drift { .. }
         | EngineError::Locked(_)
         | EngineError::OtherPlanActive { .. }
         | EngineError::Usage(_)
@@ -101,8 +101,10 @@ mod tests {
     fn every_error_has_a_documented_exit_code() {
         assert_eq!(engine_code(&EngineError::Preflight(vec![])), 1);
         assert_eq!(engine_code(&EngineError::StepFailed { step_id: "x".into(), error: "e".into() }), 2);
-        assert_eq!(engine_code(&EngineError::RollbackFailed { step_id: "x".into(), error: "e".into() }), 4);
-        assert_eq!(engine_code(&EngineError::Drift(vec![])), 5);
+        let rollback = EngineError::RollbackFailed { step_id: "x".into(), error: "e".into(), undone: 2 };
+        assert_eq!(engine_code(&rollback), 4);
+        assert!(rollback.to_string().contains("after 2 steps had been rolled back"), "{rollback}");
+        assert_eq!(engine_code(&EngineError::Drift { lines: vec![], started: false }), 5);
         assert_eq!(engine_code(&EngineError::Usage("x".into())), 5);
         assert_eq!(Failure::from(CheckError::Refused("no".into())).code, PREFLIGHT_REFUSED);
     }

@@ -70,12 +70,17 @@ impl StepState {
     }
 }
 
-/// Where an interrupted step picks up again.
+/// Where a step stood when it last committed something: its direction, the part it was on
+/// and the state that part reached (what the engine itself reads back is only a backfill's
+/// position: a part's state is always asked of the catalog).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resume {
     pub direction: Option<Direction>,
-    /// The first statement not yet committed.
+    /// The part (index in the step) last worked on.
     pub statement: usize,
+    /// The state that part reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
     /// Keyset backfill: the last key done, as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_key: Option<Vec<String>>,
@@ -95,23 +100,21 @@ impl Resume {
         text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
     }
 
-    /// A few words on where a resumed step picks up, or `None` for a fresh start.
+    /// A few words on where a resumed backfill picks up, or `None`.
     pub fn describe(&self) -> Option<String> {
         if let Some(key) = &self.batch_key {
             return Some(format!("after key [{}]", key.join(", ")));
         }
-        if let Some(block) = self.block {
-            return Some(format!("at heap block {block}"));
-        }
-        (self.statement > 0).then(|| format!("at statement {}", self.statement + 1))
+        self.block.map(|block| format!("at heap block {block}"))
     }
 
-    /// Where to start in `direction` (a resume key of the other direction means: start over).
-    pub fn for_direction(&self, direction: Direction) -> Resume {
-        if self.direction == Some(direction) {
+    /// A backfill's position when it was interrupted going forward on part `part`; else a
+    /// fresh start.
+    pub fn for_part(&self, part: usize) -> Resume {
+        if self.direction == Some(Direction::Forward) && self.statement == part {
             self.clone()
         } else {
-            Resume { direction: Some(direction), ..Resume::default() }
+            Resume { direction: Some(Direction::Forward), statement: part, ..Resume::default() }
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use super::backfill::run_backfill;
-use super::exec::{ExecError, Executor, Watch};
+use super::exec::Executor;
+use super::machine;
 use super::preflight::{drift, privilege_problems, tables_of};
 use super::run::{Progress, locked_run, plan_record, step_failure};
 use super::step_checks::{observe_checks, run_checks};
@@ -12,7 +12,7 @@ use crate::catalog::introspect;
 use crate::db::ConnSpec;
 use crate::db::journal::{self, JournalStep, Resume, StepState};
 use crate::event::{CheckPhase, Direction, Event, EventSender};
-use crate::plan::{Plan, Severity, Stage, Statement, StatementKind, Step};
+use crate::plan::{Plan, Severity, Stage, Step};
 
 /// Where an `apply` stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,7 @@ pub async fn apply(
     locked_run(
         &request.spec,
         &request.settings,
+        Direction::Forward,
         events,
         async |session, progress| apply_locked(request, session, events, control, progress).await,
         |outcome| {
@@ -96,13 +97,13 @@ async fn apply_locked(
     } else {
         Default::default()
     };
-    let state_of = |step: &Step| entries.get(&step.id).map(|e| e.state).unwrap_or(StepState::Pending);
-    let pending: Vec<&Step> = plan
-        .steps
-        .iter()
-        .filter(|s| request.stop_after.includes(plan, s))
-        .filter(|s| state_of(s) != StepState::Done)
-        .collect();
+    let mut pending = Vec::new();
+    for step in plan.steps.iter().filter(|s| request.stop_after.includes(plan, s)) {
+        let journaled_done = entries.get(&step.id).is_some_and(|e| e.state == StepState::Done);
+        if !journaled_done || !all_done(&session.ddl, step).await? {
+            pending.push(step);
+        }
+    }
     emit(
         events,
         Event::RunStarted {
@@ -131,7 +132,8 @@ async fn apply_locked(
                 ),
             );
         }
-        return Err(EngineError::Drift(lines));
+        let started = entries.values().any(|e| e.state.has_effects());
+        return Err(EngineError::Drift { lines, started });
     }
     let problems = privilege_problems(plan, &catalog, &pending);
     if !problems.is_empty() {
@@ -152,7 +154,7 @@ async fn apply_locked(
     for step in pending {
         let position = plan.position(&step.id).unwrap_or(0);
         let entry = entries.get(&step.id);
-        progress.step_started();
+        progress.step_started(&step.id);
         if let Err(error) = run_step(&exec, plan, step, position, entry).await {
             journal::finish_run(&session.ddl, run_id, "failed", &error.to_string()).await;
             return Err(error);
@@ -163,6 +165,24 @@ async fn apply_locked(
     Ok(outcome)
 }
 
+/// Every part of `step` (but a backfill's, which the journal's done is trusted for: asking
+/// would scan the table) is in a done state.
+async fn all_done(client: &tokio_postgres::Client, step: &Step) -> Result<bool, EngineError> {
+    for part in &step.parts {
+        if machine::is_backfill(part) {
+            continue;
+        }
+        let done = machine::arrived(client, part, Direction::Forward)
+            .await
+            .map_err(|e| EngineError::Database(e.describe()))?;
+        if done != Some(true) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Take every part of the step to its done state, then judge the step's checks.
 async fn run_step(
     exec: &Executor<'_>,
     plan: &Plan,
@@ -170,32 +190,24 @@ async fn run_step(
     position: usize,
     entry: Option<&JournalStep>,
 ) -> Result<(), EngineError> {
-    let resume = match entry {
-        Some(e) if matches!(e.state, StepState::Running | StepState::Failed) => {
-            e.resume.for_direction(Direction::Forward)
-        }
-        _ => Resume { direction: Some(Direction::Forward), ..Resume::default() },
-    };
+    let resume = entry.map(|e| e.resume.clone()).unwrap_or_default();
     let client = &exec.session.ddl;
-    emit(
-        exec.events,
-        Event::StepStarted {
-            step_id: step.id.clone(),
-            stage: step.stage,
-            title: step.title.clone(),
-            direction: Direction::Forward,
-            position,
-            resumed: resume.describe(),
-        },
-    );
     observe_checks(&exec.session.checks, exec.events, step, CheckPhase::Before).await;
-    journal::mark_running(client, &plan.plan_hash, &step.id, &resume).await?;
+    let running = Resume { direction: Some(Direction::Forward), ..resume.clone() };
+    journal::mark_running(client, &plan.plan_hash, &step.id, &running).await?;
     let started = Instant::now();
-    let result = if step.atomic {
-        run_atomic(exec, plan, step).await
-    } else {
-        run_in_parts(exec, plan, step, resume).await
-    };
+    let result = async {
+        let found = machine::found_midway(client, step, Direction::Forward).await?;
+        announce(exec, step, position, Direction::Forward, found.or_else(|| resume.describe()));
+        let mut rows = 0;
+        for index in 0..step.parts.len() {
+            rows += machine::drive(exec, plan, step, index, Direction::Forward, &resume).await?.rows;
+        }
+        run_checks(&exec.session.checks, exec.events, step).await?;
+        journal::finish(client, &plan.plan_hash, &step.id, StepState::Done, 0, None).await?;
+        Ok(rows)
+    }
+    .await;
     match result {
         Ok(rows) => {
             emit(
@@ -213,111 +225,23 @@ async fn run_step(
     }
 }
 
-/// All statements, the checks and the journal row in one transaction.
-async fn run_atomic(exec: &Executor<'_>, plan: &Plan, step: &Step) -> Result<u64, ExecError> {
-    let client = &exec.session.ddl;
-    exec.transaction(
-        &step.id,
-        0,
-        step.forward.first().map(|s| s.profile).unwrap_or_default(),
-        "",
-        async |attempt, blockers| {
-            let mut rows = 0;
-            for (index, statement) in step.forward.iter().enumerate() {
-                client.batch_execute(&exec.set_local(statement.profile)).await?;
-                rows += exec.run_sql(&step.id, index, statement, attempt, blockers, Watch::Locks).await?;
-            }
-            run_checks(client, exec.events, step).await?;
-            journal::finish(client, &plan.plan_hash, &step.id, StepState::Done, rows as i64, None).await?;
-            Ok(rows)
-        },
-    )
-    .await
-}
-
-/// Each statement in its own transaction (or none, for CONCURRENTLY), the journal's resume key
-/// committed with each; checks afterwards on the checks connection.
-async fn run_in_parts(
+/// The step's start, for the front ends.
+pub(super) fn announce(
     exec: &Executor<'_>,
-    plan: &Plan,
     step: &Step,
-    resume: Resume,
-) -> Result<u64, ExecError> {
-    let mut rows_total = 0;
-    for (index, statement) in step.forward.iter().enumerate().skip(resume.statement) {
-        rows_total += run_statement(exec, plan, step, index, statement, Direction::Forward, &resume).await?;
-    }
-    run_checks(&exec.session.checks, exec.events, step).await?;
-    journal::finish(&exec.session.ddl, &plan.plan_hash, &step.id, StepState::Done, 0, None).await?;
-    Ok(rows_total)
-}
-
-/// Run one statement of a step that is not atomic, and record that it is done.
-pub(super) async fn run_statement(
-    exec: &Executor<'_>,
-    plan: &Plan,
-    step: &Step,
-    index: usize,
-    statement: &Statement,
+    position: usize,
     direction: Direction,
-    resume: &Resume,
-) -> Result<u64, ExecError> {
-    let client = &exec.session.ddl;
-    let next = Resume { direction: Some(direction), statement: index + 1, ..Resume::default() };
-    match &statement.kind {
-        StatementKind::Transaction => {
-            exec.transaction(&step.id, index, statement.profile, "", async |attempt, blockers| {
-                let rows = exec.run_sql(&step.id, index, statement, attempt, blockers, Watch::Locks).await?;
-                journal::save_resume(client, &plan.plan_hash, &step.id, &next, rows as i64).await?;
-                Ok(rows)
-            })
-            .await
-        }
-        StatementKind::ConcurrentIndex => {
-            let qualified = statement.index.as_ref().map(|n| n.to_string()).unwrap_or_default();
-            if index_state(client, &qualified).await? == Some(true) {
-                emit(
-                    exec.events,
-                    Event::StatementFinished {
-                        step_id: step.id.clone(),
-                        index,
-                        duration_ms: 0,
-                        rows: 0,
-                        skipped: true,
-                    },
-                );
-            } else {
-                let drop_leftover = format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}");
-                exec.outside_transaction(&step.id, index, statement, Watch::IndexBuild, async || {
-                    // An earlier attempt (or a killed run) may have left the index INVALID:
-                    // IF NOT EXISTS would keep it, so drop it and build again.
-                    if index_state(client, &qualified).await? == Some(false) {
-                        client.batch_execute(&drop_leftover).await?;
-                    }
-                    Ok(())
-                })
-                .await?;
-            }
-            journal::save_resume(client, &plan.plan_hash, &step.id, &next, 0).await?;
-            Ok(0)
-        }
-        StatementKind::NonTransactional => {
-            let rows =
-                exec.outside_transaction(&step.id, index, statement, Watch::Locks, async || Ok(())).await?;
-            journal::save_resume(client, &plan.plan_hash, &step.id, &next, 0).await?;
-            Ok(rows)
-        }
-        StatementKind::Batch => run_backfill(exec, plan, step, index, statement, resume).await,
-    }
-}
-
-/// `Some(valid)` when an index of that (quoted, qualified) name exists.
-async fn index_state(client: &tokio_postgres::Client, qualified: &str) -> Result<Option<bool>, ExecError> {
-    let row = client
-        .query_opt(
-            "SELECT i.indisvalid AND i.indisready FROM pg_catalog.pg_index i WHERE i.indexrelid = pg_catalog.to_regclass($1)",
-            &[&qualified],
-        )
-        .await?;
-    Ok(row.map(|r| r.get(0)))
+    resumed: Option<String>,
+) {
+    emit(
+        exec.events,
+        Event::StepStarted {
+            step_id: step.id.clone(),
+            stage: step.stage,
+            title: step.title.clone(),
+            direction,
+            position,
+            resumed,
+        },
+    );
 }

@@ -17,14 +17,42 @@ use crate::plan::{Statement, TimeoutProfile};
 pub(crate) enum ExecError {
     Pg(tokio_postgres::Error),
     CheckFailed(String),
+    /// A part is in a state from which there is no way to where it was asked to go, or in
+    /// none of its states: nothing was done to it.
+    Stuck(String),
+    /// Every attempt timed out on its lock; the last blockers seen.
+    LockGaveUp {
+        attempts: u32,
+        error: tokio_postgres::Error,
+        blockers: Vec<Blocker>,
+    },
     Cancelled,
 }
 
 impl ExecError {
     pub fn describe(&self) -> String {
         match self {
-            ExecError::Pg(e) => describe_pg_error(e),
-            ExecError::CheckFailed(m) => m.clone(),
+            ExecError::Pg(e) => {
+                let text = describe_pg_error(e);
+                if e.code() == Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST) {
+                    // Something tenantize did not create depends on what it would drop.
+                    format!(
+                        "{text}; tenantize never drops what it did not create (no CASCADE): \
+                         drop or change that object, then run the command again"
+                    )
+                } else {
+                    text
+                }
+            }
+            ExecError::CheckFailed(m) | ExecError::Stuck(m) => m.clone(),
+            ExecError::LockGaveUp { attempts, error, blockers } => {
+                let who = if blockers.is_empty() {
+                    "no blocker was seen (it ended between polls)".to_string()
+                } else {
+                    format!("the lock is held by {}", crate::event::describe::blockers(blockers))
+                };
+                format!("{} (gave up after {attempts} attempts); {who}", describe_pg_error(error))
+            }
             ExecError::Cancelled => "cancelled".to_string(),
         }
     }
@@ -50,14 +78,15 @@ impl From<tokio_postgres::Error> for ExecError {
     }
 }
 
+fn pg_lock_contention(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
 fn is_lock_contention(error: &ExecError) -> bool {
-    match error {
-        ExecError::Pg(e) => matches!(
-            e.code(),
-            Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::T_R_DEADLOCK_DETECTED
-        ),
-        _ => false,
-    }
+    matches!(error, ExecError::Pg(e) if pg_lock_contention(e))
 }
 
 pub(crate) struct Executor<'a> {
@@ -89,6 +118,12 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// The settings the DDL session keeps between statements: the short lock timeout, no
+    /// statement timeout.
+    pub fn session_baseline(&self) -> String {
+        format!("SET lock_timeout = '{}ms'; SET statement_timeout = 0;", self.settings.lock_timeout_ms)
+    }
+
     /// `SET LOCAL` lines for a statement of this profile (inside a transaction).
     pub fn set_local(&self, profile: TimeoutProfile) -> String {
         format!(
@@ -110,29 +145,49 @@ impl<'a> Executor<'a> {
         loop {
             match attempt_fn(attempt).await {
                 Ok(value) => return Ok(value),
-                Err(error) if is_lock_contention(&error) && attempt + 1 < self.settings.max_attempts => {
-                    let wait = backoff(self.settings, attempt);
-                    let seen = blockers.lock().map(|b| b.clone()).unwrap_or_default();
-                    emit(
-                        self.events,
-                        Event::Retry {
-                            step_id: step_id.to_string(),
-                            index,
-                            attempt: attempt + 1,
-                            max_attempts: self.settings.max_attempts,
-                            backoff_ms: wait.as_millis() as u64,
-                            reason: error.describe(),
-                            blockers: seen,
-                        },
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.control.cancel.cancelled() => return Err(ExecError::Cancelled),
-                    }
-                    attempt += 1;
-                }
-                Err(error) => return Err(error),
+                Err(error) => self.pause_before_retry(step_id, index, blockers, attempt, error).await?,
             }
+            attempt += 1;
+        }
+    }
+
+    /// After attempt `attempt` failed with `error`: on lock contention with attempts left,
+    /// say so and wait (`Ok`: try again); otherwise the error to give up with, naming the
+    /// sessions that held the lock.
+    pub async fn pause_before_retry(
+        &self,
+        step_id: &str,
+        index: usize,
+        blockers: &Arc<Mutex<Vec<Blocker>>>,
+        attempt: u32,
+        error: ExecError,
+    ) -> Result<(), ExecError> {
+        match error {
+            error if is_lock_contention(&error) && attempt + 1 < self.settings.max_attempts => {
+                let wait = backoff(self.settings, attempt);
+                let seen = blockers.lock().map(|b| b.clone()).unwrap_or_default();
+                emit(
+                    self.events,
+                    Event::Retry {
+                        step_id: step_id.to_string(),
+                        index,
+                        attempt: attempt + 1,
+                        max_attempts: self.settings.max_attempts,
+                        backoff_ms: wait.as_millis() as u64,
+                        reason: error.describe(),
+                        blockers: seen,
+                    },
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => Ok(()),
+                    _ = self.control.cancel.cancelled() => Err(ExecError::Cancelled),
+                }
+            }
+            ExecError::Pg(error) if pg_lock_contention(&error) => {
+                let blockers = blockers.lock().map(|b| b.clone()).unwrap_or_default();
+                Err(ExecError::LockGaveUp { attempts: attempt + 1, error, blockers })
+            }
+            error => Err(error),
         }
     }
 
@@ -383,38 +438,38 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Run a command that cannot run inside a transaction block, under session-level timeouts
-    /// (reset afterwards), retried on lock contention.
+    /// Run, once, a command that cannot run inside a transaction block, under session-level
+    /// timeouts (put back to the session's own afterwards). Not retried here: a failed
+    /// concurrent build leaves an INVALID index behind, so the caller asks the catalog where
+    /// the part stands before it tries again (see `machine::drive`).
     pub async fn outside_transaction(
         &self,
         step_id: &str,
         index: usize,
         statement: &Statement,
         watch: Watch,
-        mut before_attempt: impl AsyncFnMut() -> Result<(), ExecError>,
+        attempt: u32,
+        blockers: &Arc<Mutex<Vec<Blocker>>>,
     ) -> Result<u64, ExecError> {
-        let blockers: Arc<Mutex<Vec<Blocker>>> = Arc::default();
         let client = &self.session.ddl;
         let set = format!(
             "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms';",
             self.lock_timeout_ms(statement.profile),
             self.statement_timeout_ms(statement.profile)
         );
-        self.with_retries(step_id, index, &blockers, async |attempt| {
-            if self.control.cancel.is_cancelled() {
-                return Err(ExecError::Cancelled);
-            }
-            before_attempt().await?;
-            client.batch_execute(&set).await?;
-            let unit = super::failpoint::before_commit(step_id);
-            let result = self.run_sql(step_id, index, statement, attempt, &blockers, watch).await;
-            let _ = client.batch_execute("RESET lock_timeout; RESET statement_timeout;").await;
-            if result.is_ok() {
-                // The statement is done but its journal entry is not: a kill here must resume.
-                super::failpoint::after_commit(unit);
-            }
-            result
-        })
-        .await
+        if self.control.cancel.is_cancelled() {
+            return Err(ExecError::Cancelled);
+        }
+        client.batch_execute(&set).await?;
+        let unit = super::failpoint::before_commit(step_id);
+        let result = self.run_sql(step_id, index, statement, attempt, blockers, watch).await;
+        // Back to the session's own settings (a RESET would restore the role's defaults,
+        // which may be anything).
+        let _ = client.batch_execute(&self.session_baseline()).await;
+        if result.is_ok() {
+            // The statement is done but its journal entry is not: a kill here must resume.
+            super::failpoint::after_commit(unit);
+        }
+        result
     }
 }

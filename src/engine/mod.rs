@@ -5,6 +5,7 @@ mod apply;
 mod backfill;
 mod exec;
 mod failpoint;
+mod machine;
 mod preflight;
 mod rollback;
 mod run;
@@ -32,16 +33,19 @@ pub enum EngineError {
     Preflight(Vec<String>),
     #[error("step {step_id} failed: {error}")]
     StepFailed { step_id: String, error: String },
-    #[error("rollback of step {step_id} failed: {error}")]
-    RollbackFailed { step_id: String, error: String },
+    /// `undone`: steps rolled back by this run before it failed.
+    #[error("rollback of step {step_id} failed{}: {error}; run rollback again to resume", after_undone(*undone))]
+    RollbackFailed { step_id: String, error: String, undone: usize },
     #[error("cancelled during step {step_id}; what is done is journaled, run apply again to resume")]
     Cancelled { step_id: String },
     #[error("{0}")]
     Connection(String),
     #[error(transparent)]
     PlanFile(#[from] crate::plan::file::PlanFileError),
-    #[error("the database has drifted from the plan:\n{}\nbuild a new plan with `tenantize plan`", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Drift(Vec<String>),
+    /// The tables the remaining steps touch no longer look as they did when the plan was
+    /// built. `started`: some steps of the plan have run (a new plan cannot take over then).
+    #[error("the database has drifted from the plan:\n{}\n{}", lines.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"), drift_advice(*started))]
+    Drift { lines: Vec<String>, started: bool },
     #[error("another tenantize run holds the lock on this database: {0}")]
     Locked(LockHolder),
     #[error(
@@ -55,6 +59,16 @@ pub enum EngineError {
     Database(String),
 }
 
+fn drift_advice(started: bool) -> &'static str {
+    if started {
+        "nothing was changed by this run. Steps of this plan are already applied, so a new plan \
+         cannot take over from here: undo the change (then apply again), or roll this plan back \
+         with `tenantize rollback PLAN --all` (it leaves the change as it is) and build a new plan"
+    } else {
+        "nothing was changed: build a new plan with `tenantize plan`"
+    }
+}
+
 impl From<DbError> for EngineError {
     fn from(e: DbError) -> Self {
         match e {
@@ -64,6 +78,16 @@ impl From<DbError> for EngineError {
             DbError::JournalSchema(text) => EngineError::Preflight(vec![text]),
             DbError::JournalVersion(text) => EngineError::Usage(text),
         }
+    }
+}
+
+fn after_undone(undone: usize) -> String {
+    match undone {
+        0 => String::new(),
+        n => format!(
+            " after {} had been rolled back",
+            crate::event::describe::count(n as u64, "step", "steps")
+        ),
     }
 }
 

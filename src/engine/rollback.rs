@@ -2,17 +2,18 @@
 
 use std::time::Instant;
 
-use super::apply::run_statement;
-use super::exec::{Executor, Watch};
+use super::apply::announce;
+use super::exec::Executor;
+use super::machine;
 use super::preflight::privilege_problems;
 use super::run::{Progress, locked_run, step_failure};
 use super::step_checks::observe_checks;
-use super::{Control, EngineError, Session, db_error, elapsed_ms, emit};
+use super::{Control, EngineError, Session, elapsed_ms, emit};
 use crate::catalog::introspect;
 use crate::db::ConnSpec;
 use crate::db::journal::{self, JournalStep, Resume, StepState};
 use crate::event::{CheckPhase, Direction, Event, EventSender};
-use crate::plan::{Plan, Stage, Step};
+use crate::plan::{Finding, Guard, Plan, Severity, Stage, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RollbackTarget {
@@ -35,7 +36,7 @@ pub struct GuardCount {
 }
 
 /// Count what undoing `steps` would lose, on a connection of its own (the wizard shows these
-/// in its rollback confirmation).
+/// in its rollback confirmation). Only parts that undoing would change are counted.
 pub async fn guard_counts(spec: &ConnSpec, steps: &[&Step]) -> Result<Vec<GuardCount>, EngineError> {
     let client = spec
         .connect_for_counts("tenantize guards")
@@ -43,15 +44,41 @@ pub async fn guard_counts(spec: &ConnSpec, steps: &[&Step]) -> Result<Vec<GuardC
         .map_err(|e| EngineError::Connection(e.to_string()))?;
     let mut out = Vec::new();
     for step in steps {
-        for guard in &step.rollback_guards {
-            let count: i64 = client.query_one(guard.sql.as_str(), &[]).await.map_err(db_error)?.get(0);
+        for (guard, count) in count_guards(&client, &client, step).await? {
             out.push(GuardCount {
                 step_id: step.id.clone(),
                 name: guard.name.clone(),
                 message: guard.message.clone(),
-                count,
+                count: count.map_err(EngineError::Database)?,
                 forceable: guard.forceable,
             });
+        }
+    }
+    Ok(out)
+}
+
+/// The guards of the parts of `step` that are not undone yet, each with its count (or why it
+/// could not be counted). States are asked on `catalog`, counts taken on `counts`.
+async fn count_guards<'s>(
+    catalog: &tokio_postgres::Client,
+    counts: &tokio_postgres::Client,
+    step: &'s Step,
+) -> Result<Vec<(&'s Guard, Result<i64, String>)>, EngineError> {
+    let mut out = Vec::new();
+    for part in step.parts.iter().filter(|p| !p.guards.is_empty()) {
+        let arrived = machine::arrived(catalog, part, Direction::Rollback)
+            .await
+            .map_err(|e| EngineError::Database(e.describe()))?;
+        if arrived == Some(true) {
+            continue;
+        }
+        for guard in &part.guards {
+            let count = counts
+                .query_one(guard.sql.as_str(), &[])
+                .await
+                .map(|row| row.get::<_, i64>(0))
+                .map_err(|e| crate::db::describe_pg_error(&e));
+            out.push((guard, count));
         }
     }
     Ok(out)
@@ -78,6 +105,7 @@ pub async fn rollback(
     locked_run(
         &request.spec,
         &request.settings,
+        Direction::Rollback,
         events,
         async |session, progress| rollback_locked(request, session, events, control, progress).await,
         |outcome| format!("{} steps rolled back", outcome.steps_rolled_back),
@@ -146,19 +174,16 @@ async fn rollback_locked(
     if !problems.is_empty() {
         return Err(EngineError::Preflight(problems));
     }
+    report_drift(plan, &catalog, &steps, events);
     // Count first, change nothing until every count is acceptable.
     let mut refusals = Vec::new();
     for step in &steps {
-        for guard in &step.rollback_guards {
-            let count: i64 = match session.checks.query_one(guard.sql.as_str(), &[]).await {
-                Ok(row) => row.get(0),
+        for (guard, count) in count_guards(client, &session.checks, step).await? {
+            let count = match count {
+                Ok(count) => count,
                 Err(e) => {
-                    refusals.push(format!(
-                        "{}: cannot count {} ({}); nothing was changed",
-                        step.id,
-                        guard.name,
-                        crate::db::describe_pg_error(&e)
-                    ));
+                    refusals
+                        .push(format!("{}: cannot count {} ({e}); nothing was changed", step.id, guard.name));
                     continue;
                 }
             };
@@ -185,7 +210,7 @@ async fn rollback_locked(
     let exec = Executor { session, settings: &request.settings, events, control };
     let mut outcome = RollbackOutcome::default();
     for (step, entry) in to_undo {
-        progress.step_started();
+        progress.step_started(&step.id);
         if let Err(error) = undo_step(&exec, plan, step, entry).await {
             journal::finish_run(client, run_id, "failed", &error.to_string()).await;
             return Err(error);
@@ -196,6 +221,27 @@ async fn rollback_locked(
     Ok(outcome)
 }
 
+/// What changed under the plan in the tables the rollback touches, said before anything is
+/// undone: the rollback takes back only what tenantize made (each part asks the catalog), and
+/// leaves what others changed as they changed it.
+fn report_drift(plan: &Plan, catalog: &crate::catalog::Catalog, steps: &[&Step], events: &EventSender) {
+    let report = super::drift(plan, catalog, Some(&super::preflight::tables_of(steps)));
+    if report.is_empty() {
+        return;
+    }
+    let findings = report
+        .lines()
+        .into_iter()
+        .map(|line| Finding {
+            severity: Severity::Warning,
+            code: "drift".into(),
+            object: "rollback".into(),
+            message: format!("{line}; the rollback undoes only what tenantize made and leaves this as it is"),
+        })
+        .collect();
+    emit(events, Event::Findings { findings });
+}
+
 async fn undo_step(
     exec: &Executor<'_>,
     plan: &Plan,
@@ -203,44 +249,24 @@ async fn undo_step(
     entry: &JournalStep,
 ) -> Result<(), EngineError> {
     let client = &exec.session.ddl;
-    let resume = entry.resume.for_direction(Direction::Rollback);
     let position = plan.position(&step.id).unwrap_or(0);
-    emit(
-        exec.events,
-        Event::StepStarted {
-            step_id: step.id.clone(),
-            stage: step.stage,
-            title: step.title.clone(),
-            direction: Direction::Rollback,
-            position,
-            resumed: resume.describe(),
-        },
-    );
     observe_checks(&exec.session.checks, exec.events, step, CheckPhase::Before).await;
-    journal::mark_running(client, &plan.plan_hash, &step.id, &resume).await?;
+    let running = Resume { direction: Some(Direction::Rollback), ..entry.resume.clone() };
+    journal::mark_running(client, &plan.plan_hash, &step.id, &running).await?;
     let started = Instant::now();
-    let result = if step.rollback_atomic {
-        let profile = step.rollback.first().map(|s| s.profile).unwrap_or_default();
-        exec.transaction(&step.id, 0, profile, "", async |attempt, blockers| {
-            for (index, statement) in step.rollback.iter().enumerate() {
-                client.batch_execute(&exec.set_local(statement.profile)).await?;
-                exec.run_sql(&step.id, index, statement, attempt, blockers, Watch::Locks).await?;
+    let result = async {
+        let found = machine::found_midway(client, step, Direction::Rollback).await?;
+        announce(exec, step, position, Direction::Rollback, found);
+        for index in (0..step.parts.len()).rev() {
+            if step.parts[index].needs_no_rollback() {
+                continue;
             }
-            journal::finish(client, &plan.plan_hash, &step.id, StepState::RolledBack, 0, None).await?;
-            Ok(())
-        })
-        .await
-    } else {
-        async {
-            for (index, statement) in step.rollback.iter().enumerate().skip(resume.statement) {
-                run_statement(exec, plan, step, index, statement, Direction::Rollback, &Resume::default())
-                    .await?;
-            }
-            journal::finish(client, &plan.plan_hash, &step.id, StepState::RolledBack, 0, None).await?;
-            Ok(())
+            machine::drive(exec, plan, step, index, Direction::Rollback, &entry.resume).await?;
         }
-        .await
-    };
+        journal::finish(client, &plan.plan_hash, &step.id, StepState::RolledBack, 0, None).await?;
+        Ok(())
+    }
+    .await;
     match result {
         Ok(()) => {
             observe_checks(&exec.session.checks, exec.events, step, CheckPhase::AfterUndo).await;

@@ -16,15 +16,50 @@ use crate::plan::{Plan, Step};
 #[derive(Default)]
 pub(super) struct Progress {
     steps_started: Cell<usize>,
+    last_step: std::cell::RefCell<String>,
 }
 
 impl Progress {
-    pub fn step_started(&self) {
+    pub fn step_started(&self, step_id: &str) {
         self.steps_started.set(self.steps_started.get() + 1);
+        *self.last_step.borrow_mut() = step_id.to_string();
     }
 
     pub fn any_started(&self) -> bool {
         self.steps_started.get() > 0
+    }
+
+    /// Steps finished before the one that was running.
+    fn finished(&self) -> usize {
+        self.steps_started.get().saturating_sub(1)
+    }
+}
+
+/// A failure of the connection or the journal after steps ran is a failed run, named after
+/// the step it happened in, never a refusal that "changed nothing".
+fn truthful(error: EngineError, progress: &Progress, direction: Direction) -> EngineError {
+    if !progress.any_started() {
+        return error;
+    }
+    let lost = match error {
+        EngineError::Connection(text) | EngineError::Database(text) => text,
+        EngineError::RollbackFailed { step_id, error, .. } => {
+            return EngineError::RollbackFailed { step_id, error, undone: progress.finished() };
+        }
+        other => return other,
+    };
+    let step_id = progress.last_step.borrow().clone();
+    match direction {
+        Direction::Forward => EngineError::StepFailed {
+            step_id,
+            error: format!(
+                "{lost} ({} finished before it; run apply again to resume)",
+                crate::event::describe::count(progress.finished() as u64, "step", "steps")
+            ),
+        },
+        Direction::Rollback => {
+            EngineError::RollbackFailed { step_id, error: lost, undone: progress.finished() }
+        }
     }
 }
 
@@ -44,6 +79,7 @@ fn outcome_of(error: &EngineError, progress: &Progress) -> RunOutcome {
 pub(super) async fn locked_run<T>(
     spec: &ConnSpec,
     settings: &RunSettings,
+    direction: Direction,
     events: &EventSender,
     body: impl AsyncFnOnce(&Session, &Progress) -> Result<T, EngineError>,
     summary: impl FnOnce(&T) -> String,
@@ -52,13 +88,16 @@ pub(super) async fn locked_run<T>(
     let progress = Progress::default();
     let result = async {
         let session = Session::open(spec, settings).await?;
-        session.ddl.batch_execute("SET row_security = off").await.map_err(super::db_error)?;
+        let baseline =
+            format!("SET row_security = off; SET lock_timeout = '{}ms';", settings.lock_timeout_ms);
+        session.ddl.batch_execute(&baseline).await.map_err(super::db_error)?;
         lock::acquire(&session.ddl).await?;
         let result = body(&session, &progress).await;
         lock::release(&session.ddl).await;
         result
     }
-    .await;
+    .await
+    .map_err(|e| truthful(e, &progress, direction));
     let (outcome, message) = match &result {
         Ok(value) => (RunOutcome::Success, summary(value)),
         Err(e) => (outcome_of(e, &progress), e.to_string()),
@@ -109,6 +148,8 @@ pub(super) async fn step_failure(
     match (error, direction) {
         (ExecError::Cancelled, _) => EngineError::Cancelled { step_id: step.id.clone() },
         (_, Direction::Forward) => EngineError::StepFailed { step_id: step.id.clone(), error: text },
-        (_, Direction::Rollback) => EngineError::RollbackFailed { step_id: step.id.clone(), error: text },
+        (_, Direction::Rollback) => {
+            EngineError::RollbackFailed { step_id: step.id.clone(), error: text, undone: 0 }
+        }
     }
 }

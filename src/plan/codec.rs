@@ -11,6 +11,7 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 
 use super::model::*;
+use super::statement::Part;
 use crate::checksum::{normalize_sql, sha256_hex};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,14 +45,19 @@ fn normalized(mut step: Step) -> Step {
     step.hash = String::new();
     // Row estimates follow the table statistics, not the plan's content.
     step.rows_estimate = 0;
-    for statement in step.forward.iter_mut().chain(step.rollback.iter_mut()) {
-        statement.sql = normalize_sql(&statement.sql);
+    for part in &mut step.parts {
+        for statement in part.transitions.iter_mut().flat_map(|t| t.statements.iter_mut()) {
+            statement.sql = normalize_sql(&statement.sql);
+        }
+        for state in &mut part.states {
+            state.when = normalize_sql(&state.when);
+        }
+        for guard in &mut part.guards {
+            guard.sql = normalize_sql(&guard.sql);
+        }
     }
     for check in &mut step.checks {
         check.sql = normalize_sql(&check.sql);
-    }
-    for guard in &mut step.rollback_guards {
-        guard.sql = normalize_sql(&guard.sql);
     }
     step
 }
@@ -175,7 +181,9 @@ pub fn parse(text: &str, path: &str) -> Result<Plan, PlanFileError> {
 
 /// Every step has a non-empty id of the form `<stage number>.<rest>`, no two steps share an
 /// id, `batch` statements come with their step's `backfill` parameters and `concurrent-index`
-/// statements name their index.
+/// statements name their index; every part's states, transitions and targets name states it
+/// has, a statement that cannot run in a transaction is alone in its transition, and there is
+/// a way from before the step to its done state and back.
 pub fn validate(plan: &Plan, path: &str) -> Result<(), PlanFileError> {
     let mut seen = BTreeSet::new();
     for (position, step) in plan.steps.iter().enumerate() {
@@ -194,15 +202,61 @@ pub fn validate(plan: &Plan, path: &str) -> Result<(), PlanFileError> {
         if !seen.insert(step.id.as_str()) {
             return Err(PlanFileError::DuplicateStep { path: path.into(), step_id: step.id.clone() });
         }
-        for (direction, statements) in [("forward", &step.forward), ("rollback", &step.rollback)] {
-            for (index, statement) in statements.iter().enumerate() {
-                if let Some(problem) = statement_problem(step, statement) {
-                    return Err(invalid(format!("{direction} statement {} {problem}", index + 1)));
-                }
+        for part in &step.parts {
+            if let Some(problem) = part_problem(step, part) {
+                return Err(invalid(format!("part {:?} {problem}", part.name)));
             }
         }
     }
     Ok(())
+}
+
+fn part_problem(step: &Step, part: &Part) -> Option<String> {
+    let mut names = BTreeSet::new();
+    for state in &part.states {
+        if !names.insert(state.name.as_str()) {
+            return Some(format!("has two states named {:?}", state.name));
+        }
+    }
+    let unknown = |name: &str| !names.contains(name);
+    if let Some(bad) = part.done.iter().chain(&part.undone).chain(&part.rollback_from).find(|n| unknown(n)) {
+        return Some(format!("names a state it does not have: {bad:?}"));
+    }
+    if part.done.is_empty() || part.undone.is_empty() {
+        return Some("needs at least one done and one undone state".into());
+    }
+    for (index, t) in part.transitions.iter().enumerate() {
+        if unknown(&t.from) || unknown(&t.to) {
+            return Some(format!(
+                "has a transition {:?} → {:?} between states it does not have",
+                t.from, t.to
+            ));
+        }
+        let alone = t.statements.len() == 1;
+        for statement in &t.statements {
+            if let Some(problem) = statement_problem(step, statement) {
+                return Some(format!("transition {} {problem}", index + 1));
+            }
+            if statement.kind != StatementKind::Transaction && !alone {
+                return Some(format!(
+                    "transition {} runs a {:?} statement with others: it cannot run in a transaction",
+                    index + 1,
+                    statement.kind
+                ));
+            }
+        }
+        if t.statements.is_empty() {
+            return Some(format!("transition {} has no statement", index + 1));
+        }
+    }
+    if part.forward_path().is_empty() && part.undone[0] != part.done[0] && !part.is_done(&part.undone[0]) {
+        return Some(format!("has no way from {:?} to {:?}", part.undone[0], part.done[0]));
+    }
+    let from = part.rollback_start().unwrap_or_default();
+    if !part.is_undone(from) && part.path(from, &part.undone).is_none() {
+        return Some(format!("has no way back from {from:?} to an undone state"));
+    }
+    None
 }
 
 fn statement_problem(step: &Step, statement: &Statement) -> Option<&'static str> {
@@ -271,16 +325,11 @@ mod tests {
                     }
                     other => panic!("editing {what} of {} gave {other:?}", step.id),
                 };
-                for j in 0..step.forward.len() {
+                for j in 0..step.all_statements().count() {
                     let mut edited = plan.clone();
-                    edit_one_token(&mut edited.steps[i].forward[j].sql);
-                    expect_tampered(&edited, &format!("forward statement {j}"));
-                    edits += 1;
-                }
-                for j in 0..step.rollback.len() {
-                    let mut edited = plan.clone();
-                    edit_one_token(&mut edited.steps[i].rollback[j].sql);
-                    expect_tampered(&edited, &format!("rollback statement {j}"));
+                    let statement = all_statements_mut(&mut edited.steps[i]).nth(j).expect("statement j");
+                    edit_one_token(&mut statement.sql);
+                    expect_tampered(&edited, &format!("statement {j}"));
                     edits += 1;
                 }
                 for j in 0..step.checks.len() {
@@ -288,10 +337,17 @@ mod tests {
                     edit_one_token(&mut edited.steps[i].checks[j].sql);
                     expect_tampered(&edited, &format!("check {j}"));
                 }
-                for j in 0..step.rollback_guards.len() {
-                    let mut edited = plan.clone();
-                    edit_one_token(&mut edited.steps[i].rollback_guards[j].sql);
-                    expect_tampered(&edited, &format!("guard {j}"));
+                for (p, part) in step.parts.iter().enumerate() {
+                    for j in 0..part.guards.len() {
+                        let mut edited = plan.clone();
+                        edit_one_token(&mut edited.steps[i].parts[p].guards[j].sql);
+                        expect_tampered(&edited, &format!("guard {j}"));
+                    }
+                    for j in 0..part.states.len() {
+                        let mut edited = plan.clone();
+                        edit_one_token(&mut edited.steps[i].parts[p].states[j].when);
+                        expect_tampered(&edited, &format!("state {j}"));
+                    }
                 }
                 if step.backfill.is_some() {
                     let mut edited = plan.clone();
@@ -308,7 +364,7 @@ mod tests {
         let plan = plan_of(&checksum_fixture());
         let mut edited = plan.clone();
         for step in &mut edited.steps {
-            for statement in step.forward.iter_mut().chain(step.rollback.iter_mut()) {
+            for statement in all_statements_mut(step) {
                 statement.sql = format!("\r\n{}  \r\n\r\n", statement.sql.replace('\n', "   \r\n"));
             }
             for check in &mut step.checks {
@@ -357,7 +413,7 @@ mod tests {
 #[cfg(test)]
 mod structure_tests {
     use super::*;
-    use crate::plan::test_support::{PG15, plan_of, saas};
+    use crate::plan::test_support::{PG15, all_statements_mut, forward_statement_mut, plan_of, saas};
 
     fn sample() -> Plan {
         plan_of(&saas(PG15).build())
@@ -390,11 +446,11 @@ mod structure_tests {
     fn a_sealed_batch_statement_without_backfill_parameters_is_refused_naming_the_step() {
         let mut plan = sample();
         let at = plan.position("6.indexes:public.users").unwrap();
-        plan.steps[at].forward[0].kind = StatementKind::Batch;
+        forward_statement_mut(&mut plan.steps[at], 0).kind = StatementKind::Batch;
         assert!(plan.steps[at].backfill.is_none());
         let (step_id, detail) = invalid_step(sealed_and_reread(plan));
         assert_eq!(step_id, "6.indexes:public.users");
-        assert!(detail.contains("forward statement 1") && detail.contains("batch"), "{detail}");
+        assert!(detail.contains("transition 1") && detail.contains("batch"), "{detail}");
         let message =
             PlanFileError::Invalid { path: "p".into(), step_id, detail: detail.clone() }.to_string();
         assert!(message.contains("6.indexes:public.users"), "{message}");
@@ -404,8 +460,8 @@ mod structure_tests {
     fn a_concurrent_index_statement_must_name_its_index() {
         let mut plan = sample();
         let at = plan.position("6.indexes:public.users").unwrap();
-        assert_eq!(plan.steps[at].forward[0].kind, StatementKind::ConcurrentIndex);
-        plan.steps[at].forward[0].index = None;
+        assert_eq!(plan.steps[at].forward()[0].kind, StatementKind::ConcurrentIndex);
+        forward_statement_mut(&mut plan.steps[at], 0).index = None;
         let (step_id, detail) = invalid_step(sealed_and_reread(plan));
         assert_eq!(step_id, "6.indexes:public.users");
         assert!(detail.contains("concurrent-index"), "{detail}");
@@ -415,12 +471,13 @@ mod structure_tests {
     fn a_rollback_statement_is_checked_too() {
         let mut plan = sample();
         let at = plan.position("7.unique-swap:public.users").unwrap();
-        let rollback = &mut plan.steps[at].rollback;
-        let index = rollback.iter().position(|s| s.kind == StatementKind::ConcurrentIndex).unwrap();
-        rollback[index].index = None;
+        let rebuild = all_statements_mut(&mut plan.steps[at])
+            .find(|s| s.kind == StatementKind::ConcurrentIndex)
+            .expect("the swap's rollback rebuilds the global index concurrently");
+        rebuild.index = None;
         let (step_id, detail) = invalid_step(sealed_and_reread(plan));
         assert_eq!(step_id, "7.unique-swap:public.users");
-        assert!(detail.starts_with(&format!("rollback statement {}", index + 1)), "{detail}");
+        assert!(detail.contains("concurrent-index"), "{detail}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ mod tests {
         let path = dir.path().join("edited.plan.toml");
         let mut plan = plan_of(&saas(PG15).build());
         let at = plan.position("5.not-null:public.users").unwrap();
-        plan.steps[at].forward[1].kind = StatementKind::Batch;
+        crate::plan::test_support::forward_statement_mut(&mut plan.steps[at], 1).kind = StatementKind::Batch;
         seal(&mut plan);
         save(&plan, &path).unwrap();
         for result in [load(&path), read_unverified(&path)] {

@@ -10,9 +10,12 @@ mod backfill_sql;
 pub mod codec;
 mod ddl;
 pub mod file;
+pub mod machine;
 mod model;
 mod options;
+mod probe;
 mod stages;
+mod statement;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use super::statement::*;
 use crate::sql::QualifiedName;
 
 /// The eight stages, in the order they run.
@@ -96,142 +97,11 @@ impl fmt::Display for Stage {
     }
 }
 
-/// PostgreSQL's table lock modes, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum LockMode {
-    #[serde(rename = "none")]
-    None,
-    #[serde(rename = "ACCESS SHARE")]
-    AccessShare,
-    #[serde(rename = "ROW SHARE")]
-    RowShare,
-    #[serde(rename = "ROW EXCLUSIVE")]
-    RowExclusive,
-    #[serde(rename = "SHARE UPDATE EXCLUSIVE")]
-    ShareUpdateExclusive,
-    #[serde(rename = "SHARE")]
-    Share,
-    #[serde(rename = "SHARE ROW EXCLUSIVE")]
-    ShareRowExclusive,
-    #[serde(rename = "EXCLUSIVE")]
-    Exclusive,
-    #[serde(rename = "ACCESS EXCLUSIVE")]
-    AccessExclusive,
-}
-
-impl LockMode {
-    /// Does holding this lock make INSERT/UPDATE/DELETE on the table wait?
-    pub fn blocks_writes(self) -> bool {
-        self >= LockMode::Share
-    }
-
-    /// Does holding this lock make plain SELECTs wait?
-    pub fn blocks_reads(self) -> bool {
-        self == LockMode::AccessExclusive
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            LockMode::None => "none",
-            LockMode::AccessShare => "ACCESS SHARE",
-            LockMode::RowShare => "ROW SHARE",
-            LockMode::RowExclusive => "ROW EXCLUSIVE",
-            LockMode::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
-            LockMode::Share => "SHARE",
-            LockMode::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
-            LockMode::Exclusive => "EXCLUSIVE",
-            LockMode::AccessExclusive => "ACCESS EXCLUSIVE",
-        }
-    }
-
-    /// What the lock means for the application, in a few words.
-    pub fn effect(self) -> &'static str {
-        if self.blocks_reads() {
-            "blocks reads and writes"
-        } else if self.blocks_writes() {
-            "blocks writes"
-        } else if self == LockMode::None {
-            "no table lock"
-        } else {
-            "reads and writes go on"
-        }
-    }
-}
-
-/// How long a statement may wait for its lock, and how long it may run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum TimeoutProfile {
-    /// Short DDL under a strong lock: a short `lock_timeout`, retried with backoff.
-    #[default]
-    Ddl,
-    /// Long work under a weak lock (VALIDATE, CONCURRENTLY, batches): waiting longer harms
-    /// nobody, so the lock timeout is longer and there is no statement timeout.
-    Long,
-}
-
-/// How a statement must be executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum StatementKind {
-    /// One transaction (possibly several commands).
-    #[default]
-    Transaction,
-    /// `CREATE [UNIQUE] INDEX CONCURRENTLY` of the statement's `index`: outside any transaction.
-    /// Before it runs, an index of that name left INVALID by an earlier attempt is dropped; a
-    /// VALID one means it already ran.
-    ConcurrentIndex,
-    /// A command that cannot run in a transaction block and is idempotent as written
-    /// (`DROP INDEX CONCURRENTLY IF EXISTS`).
-    NonTransactional,
-    /// The template of a batched backfill: run by the engine once per key range.
-    Batch,
-}
-
-impl StatementKind {
-    fn is_default(&self) -> bool {
-        *self == StatementKind::Transaction
-    }
-}
-
-/// One unit of execution: a transaction's worth of SQL, or one command that cannot run in a
-/// transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Statement {
-    /// The strongest table lock the statement takes.
-    pub lock: LockMode,
-    /// The tables (or views) that lock is taken on.
-    pub on: Vec<String>,
-    #[serde(default, skip_serializing_if = "is_ddl_profile")]
-    pub profile: TimeoutProfile,
-    #[serde(default, skip_serializing_if = "StatementKind::is_default")]
-    pub kind: StatementKind,
-    /// The index a `concurrent-index` statement builds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<QualifiedName>,
-    pub sql: String,
-}
-
-fn is_ddl_profile(profile: &TimeoutProfile) -> bool {
-    *profile == TimeoutProfile::Ddl
-}
-
 /// A query returning one number, and the number that proves the step worked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Check {
     pub name: String,
     pub expect: i64,
-    pub sql: String,
-}
-
-/// A count taken before a rollback; a non-zero count means the rollback would lose or break
-/// something, and it stops (unless `forceable` and `--force` was given).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Guard {
-    pub name: String,
-    /// Shown with the count when the guard stops a rollback.
-    pub message: String,
-    pub forceable: bool,
     pub sql: String,
 }
 
@@ -269,30 +139,71 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
     pub tables: Vec<QualifiedName>,
-    /// Every forward statement in one transaction (true), or each statement committed on its
-    /// own and the step resumed from the first one not yet done (false).
-    pub atomic: bool,
     /// Rows the step writes (estimate from `pg_class.reltuples`).
     pub rows_estimate: i64,
-    pub forward: Vec<Statement>,
-    pub rollback_atomic: bool,
-    pub rollback: Vec<Statement>,
-    /// Set when the step has no rollback statements: why none is needed or possible.
+    /// Set when undoing the step needs nothing: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_rollback_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rollback_guards: Vec<Guard>,
     pub checks: Vec<Check>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill: Option<Backfill>,
+    /// What the step changes, each a small state machine (see `plan::machine`): `apply`
+    /// takes the parts to their done states in order, `rollback` to their undone states in
+    /// reverse order, from whatever state the catalog shows.
+    pub parts: Vec<Part>,
     /// SHA-256 of the step's content (everything above, SQL normalized).
     #[serde(default)]
     pub hash: String,
 }
 
 impl Step {
+    /// The statements an untouched step runs, in order (each part's forward path).
+    pub fn forward(&self) -> Vec<&Statement> {
+        self.parts.iter().flat_map(|p| p.forward_path()).flat_map(|t| t.statements.iter()).collect()
+    }
+
+    /// The statements undoing a finished step runs, in order (each part's rollback path, the
+    /// parts in reverse).
+    pub fn rollback(&self) -> Vec<&Statement> {
+        self.parts.iter().rev().flat_map(|p| p.rollback_path()).flat_map(|t| t.statements.iter()).collect()
+    }
+
+    /// The transitions an untouched step runs, in order.
+    pub fn forward_transitions(&self) -> Vec<&Transition> {
+        self.parts.iter().flat_map(|p| p.forward_path()).collect()
+    }
+
+    /// The transitions undoing a finished step runs, in order.
+    pub fn rollback_transitions(&self) -> Vec<&Transition> {
+        self.parts.iter().rev().flat_map(|p| p.rollback_path()).collect()
+    }
+
+    /// Whether statement `index` of the forward (or rollback) list shares its transaction
+    /// with others (its locks are then held until the last of them commits).
+    pub fn shares_transaction(&self, rollback: bool, index: usize) -> bool {
+        let transitions = if rollback { self.rollback_transitions() } else { self.forward_transitions() };
+        let mut start = 0;
+        for t in transitions {
+            if index < start + t.statements.len() {
+                return t.statements.len() > 1;
+            }
+            start += t.statements.len();
+        }
+        false
+    }
+
+    /// What a rollback counts first, over every part.
+    pub fn guards(&self) -> Vec<&Guard> {
+        self.parts.iter().flat_map(|p| p.guards.iter()).collect()
+    }
+
+    /// Every statement of every transition, forward, rollback and recovery.
+    pub fn all_statements(&self) -> impl Iterator<Item = &Statement> {
+        self.parts.iter().flat_map(|p| p.transitions.iter()).flat_map(|t| t.statements.iter())
+    }
+
     pub fn strongest_lock(&self) -> LockMode {
-        self.forward.iter().map(|s| s.lock).max().unwrap_or(LockMode::None)
+        self.forward().iter().map(|s| s.lock).max().unwrap_or(LockMode::None)
     }
 }
 
@@ -449,7 +360,8 @@ pub struct PlanSource {
     pub tool_version: String,
 }
 
-pub const PLAN_FORMAT_VERSION: u32 = 1;
+/// 2: steps are parts with states and transitions (1 had forward and rollback lists).
+pub const PLAN_FORMAT_VERSION: u32 = 2;
 
 /// What drift detection compares against (kept at the end of the file: bookkeeping, not
 /// something a reviewer needs to read).

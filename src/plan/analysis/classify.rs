@@ -332,7 +332,7 @@ mod tests {
             let name = qn("public", shared);
             for step in &plan.steps {
                 assert!(!step.tables.contains(&name), "{} touches {name}", step.id);
-                for statement in step.forward.iter().chain(&step.rollback) {
+                for statement in step.all_statements() {
                     assert!(!statement.on.contains(&name.to_string()), "{} locks {name}", step.id);
                     assert!(!statement.sql.contains(&name.to_string()), "{} mentions {name}", step.id);
                 }

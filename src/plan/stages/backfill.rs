@@ -5,9 +5,12 @@ use crate::catalog::{Table, TableKind};
 use crate::plan::analysis::{Analysis, Scope};
 use crate::plan::backfill_sql::backfill_sql;
 use crate::plan::ddl::{null_count_check, stmt};
+use crate::plan::machine::{names, state, transition};
 use crate::plan::model::{
-    Backfill, BackfillKey, BackfillMode, LockMode, Stage, Statement, StatementKind, Step, TimeoutProfile,
+    Backfill, BackfillKey, BackfillMode, LockMode, Part, Stage, Statement, StatementKind, Step,
+    TimeoutProfile,
 };
+use crate::plan::probe::{holds, not};
 use crate::sql::QualifiedName;
 
 /// Roughly the rows one heap block holds: a ctid batch spans the blocks `batch_rows` fill.
@@ -39,17 +42,13 @@ fn proof_step(s: &Scope, root: &QualifiedName) -> Step {
                (metadata only). The count below proves it."
             .into(),
         tables: vec![root.clone()],
-        atomic: true,
         rows_estimate: s.table_rows(root),
-        forward: Vec::new(),
-        rollback_atomic: true,
-        rollback: Vec::new(),
         no_rollback_reason: Some(
             "nothing was written; the values go with the column in stage 3's rollback".into(),
         ),
-        rollback_guards: Vec::new(),
         checks: vec![null_count_check(&s.tenant, root)],
         backfill: None,
+        parts: Vec::new(),
         hash: String::new(),
     }
 }
@@ -82,22 +81,38 @@ fn batched_step(s: &Scope, target: &Table) -> Step {
         title: format!("Backfill {} in batches", name.display_plain()),
         note,
         tables: vec![name.clone()],
-        atomic: false,
         rows_estimate: target.row_estimate.max(0),
-        // Short lock timeout: a batch that waits on an application's row lock holds the
-        // rows it already updated, so it gives up quickly and retries instead.
-        forward: vec![Statement {
-            profile: TimeoutProfile::Ddl,
-            kind: StatementKind::Batch,
-            ..stmt(LockMode::RowExclusive, &[name], batch.update_next)
-        }],
-        rollback_atomic: true,
-        rollback: Vec::new(),
         no_rollback_reason: Some("the backfilled values go with the column in stage 3's rollback".into()),
-        rollback_guards: Vec::new(),
         checks: vec![null_count_check(&s.tenant, name)],
         backfill: Some(backfill),
+        parts: vec![fill_part(s, name, batch.update_next)],
         hash: String::new(),
+    }
+}
+
+/// The rows of `name` without a tenant, filled in batches. Both states are undone states: the
+/// values go with the column when stage 3 is rolled back, so undoing this part needs nothing.
+fn fill_part(s: &Scope, name: &QualifiedName, batch_sql: String) -> Part {
+    let col = s.col();
+    let missing = format!("EXISTS (SELECT 1 FROM {name} WHERE {col} IS NULL)");
+    Part {
+        name: format!("{} of {}", s.tenant.column, name.display_plain()),
+        states: vec![state("filled", holds(not(missing.clone()))), state("filling", holds(missing))],
+        done: names(&["filled"]),
+        undone: names(&["filling", "filled"]),
+        rollback_from: None,
+        // Short lock timeout: a batch that waits on an application's row lock holds the
+        // rows it already updated, so it gives up quickly and retries instead.
+        transitions: vec![transition(
+            "filling",
+            "filled",
+            Statement {
+                profile: TimeoutProfile::Ddl,
+                kind: StatementKind::Batch,
+                ..stmt(LockMode::RowExclusive, &[name], batch_sql)
+            },
+        )],
+        guards: Vec::new(),
     }
 }
 
@@ -159,9 +174,9 @@ mod tests {
         assert_eq!(key("4.backfill:public.audit_trail"), BackfillKey::Ctid);
 
         let users = step(&plan, "4.backfill:public.users");
-        assert!(!users.atomic);
-        assert_eq!(users.forward.len(), 1);
-        let statement = &users.forward[0];
+        assert_eq!(users.parts[0].undone, ["filling", "filled"], "undoing a backfill needs nothing");
+        assert_eq!(users.forward().len(), 1);
+        let statement = &users.forward()[0];
         assert_eq!(statement.kind, StatementKind::Batch);
         assert_eq!(statement.lock, LockMode::RowExclusive);
         let backfill = users.backfill.as_ref().unwrap();

@@ -2,7 +2,9 @@
 
 use crate::plan::analysis::Analysis;
 use crate::plan::ddl::{check, stmt};
-use crate::plan::model::{LockMode, Stage, Step};
+use crate::plan::machine::{names, state, transition};
+use crate::plan::model::{LockMode, Part, Stage, Step};
+use crate::plan::probe::{holds, not, relation_exists, row_exists};
 use crate::sql::{quote_ident, quote_literal};
 
 pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
@@ -10,36 +12,54 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
     let t = &s.tenant.table;
     let key = quote_ident(&s.tenant.key_column);
     let value = s.tenant_value();
+    let the_row = format!("{key} = {value}");
+    let part = Part {
+        name: format!("default tenant {:?}", s.tenant.default_name),
+        states: vec![
+            // Tested first: without the table the row cannot be asked about.
+            state("no tenant table", holds(not(relation_exists(t)))),
+            state("inserted", holds(row_exists(t, &the_row))),
+            state("absent", holds(not(row_exists(t, &the_row)))),
+        ],
+        done: names(&["inserted"]),
+        undone: names(&["absent", "no tenant table"]),
+        rollback_from: None,
+        transitions: vec![
+            transition(
+                "absent",
+                "inserted",
+                stmt(
+                    LockMode::RowExclusive,
+                    &[t],
+                    format!(
+                        "INSERT INTO {t} ({key}, name) VALUES ({value}, {});\n",
+                        quote_literal(&s.tenant.default_name)
+                    ),
+                ),
+            ),
+            transition(
+                "inserted",
+                "absent",
+                stmt(LockMode::RowExclusive, &[t], format!("DELETE FROM {t} WHERE {the_row};\n")),
+            ),
+        ],
+        guards: Vec::new(),
+    };
     vec![Step {
         id: format!("2.{}", Stage::DefaultTenant.name()),
         stage: Stage::DefaultTenant,
         title: format!("Insert the default tenant {:?}", s.tenant.default_name),
         note: "Every existing row will belong to this tenant.".into(),
         tables: vec![t.clone()],
-        atomic: true,
         rows_estimate: 1,
-        forward: vec![stmt(
-            LockMode::RowExclusive,
-            &[t],
-            format!(
-                "INSERT INTO {t} ({key}, name) VALUES ({value}, {});\n",
-                quote_literal(&s.tenant.default_name)
-            ),
-        )],
-        rollback_atomic: true,
-        rollback: vec![stmt(
-            LockMode::RowExclusive,
-            &[t],
-            format!("DELETE FROM {t} WHERE {key} = {value};\n"),
-        )],
         no_rollback_reason: None,
-        rollback_guards: Vec::new(),
         checks: vec![check(
             "default tenant row exists",
             1,
-            format!("SELECT count(*) FROM {t} WHERE {key} = {value}"),
+            format!("SELECT count(*) FROM {t} WHERE {the_row}"),
         )],
         backfill: None,
+        parts: vec![part],
         hash: String::new(),
     }]
 }
@@ -57,8 +77,8 @@ mod tests {
             forward_sql(insert),
             format!("INSERT INTO public.tenants (id, name) VALUES ({DEFAULT_TENANT}, 'Default tenant');\n")
         );
-        assert!(!insert.forward[0].lock.blocks_writes());
-        assert_eq!(insert.forward[0].lock, LockMode::RowExclusive);
+        assert!(!insert.forward()[0].lock.blocks_writes());
+        assert_eq!(insert.forward()[0].lock, LockMode::RowExclusive);
         assert_eq!(
             rollback_sql(insert),
             format!("DELETE FROM public.tenants WHERE id = {DEFAULT_TENANT};\n")

@@ -4,7 +4,10 @@
 use crate::catalog::ForeignKey;
 use crate::plan::analysis::{Analysis, ForeignKeyGroup, Scope, ScopedForeignKey};
 use crate::plan::ddl::{check, deferrable_clause, exempt, long, regclass, stmt};
-use crate::plan::model::{Check, LockMode, Stage, Statement, Step};
+use crate::plan::machine::{names, state, transition};
+use crate::plan::model::{Check, LockMode, Part, Stage, Statement, Step};
+use crate::plan::probe::{self, all, holds, not};
+use crate::plan::statement::Transition;
 use crate::sql::{QualifiedName, ident_list, quote_ident, quote_literal};
 
 /// One step per child table, children in root order.
@@ -18,13 +21,10 @@ fn step(s: &Scope, group: &ForeignKeyGroup) -> Option<Step> {
     }
     let child = &group.child;
     let col = &s.tenant.column;
-    let mut forward = Vec::new();
-    let mut rollback = Vec::new();
+    let mut parts = Vec::new();
     let mut checks = Vec::new();
     for scoped in &group.converted {
-        let definition = composite_definition(scoped.fk, col);
-        forward.extend(forward_statements(child, scoped, &definition, group.partitioned_child));
-        rollback.extend(rollback_statements(child, scoped, group.partitioned_child));
+        parts.push(key_part(child, scoped, col, group.partitioned_child));
         checks.push(consistent_check(child, scoped.fk, col));
     }
     let converted: Vec<&str> = group.converted.iter().map(|c| c.fk.name.as_str()).collect();
@@ -50,17 +50,54 @@ fn step(s: &Scope, group: &ForeignKeyGroup) -> Option<Step> {
                 .into()
         },
         tables,
-        atomic: false,
         rows_estimate: s.table_rows(child),
-        forward,
-        rollback_atomic: false,
-        rollback,
         no_rollback_reason: None,
-        rollback_guards: Vec::new(),
         checks,
         backfill: None,
+        parts,
         hash: String::new(),
     })
+}
+
+const GONE: &str = "gone (dropped by someone else)";
+
+/// One foreign key as a part. Forward: the composite successor is added alongside under a
+/// temporary name (NOT VALID, then VALIDATE, where PostgreSQL allows it), then takes the
+/// original's name in one short transaction. Back: the original definition is added alongside
+/// under its restore name (validated again only if it was valid), then takes the name back.
+/// Either half-way state has a way on in both directions.
+fn key_part(child: &QualifiedName, scoped: &ScopedForeignKey, col: &str, partitioned_child: bool) -> Part {
+    let fk = scoped.fk;
+    let (name, temp, restore) = (&fk.name, &scoped.temp_name, &scoped.restore_name);
+    let composite = probe::foreign_key_leads_with(child, name, col);
+    let exists = |n: &str| probe::constraint_exists(child, n, 'f');
+    let global = all(&[exists(name), not(composite.clone())]);
+    let validated = |n: &str| probe::constraint_validated(child, n);
+    let mut states = vec![
+        state("composite", holds(all(&[composite.clone(), not(exists(temp)), not(exists(restore))]))),
+        state("restoring, validated", holds(all(&[composite.clone(), validated(restore)]))),
+        state("restoring", holds(all(&[composite.clone(), exists(restore)]))),
+        state("composite alongside, validated", holds(all(&[global.clone(), validated(temp)]))),
+        state("composite alongside", holds(all(&[global.clone(), exists(temp)]))),
+        state("global", holds(global)),
+        state(GONE, holds("true".into())),
+    ];
+    if partitioned_child {
+        // Keys are validated as they are added: no half-validated state.
+        states.retain(|s| s.name != "restoring" && s.name != "composite alongside");
+    }
+    let mut transitions =
+        forward_transitions(child, scoped, &composite_definition(fk, col), partitioned_child);
+    transitions.extend(rollback_transitions(child, scoped, partitioned_child));
+    Part {
+        name: format!("{name} on {}", child.display_plain()),
+        states,
+        done: names(&["composite"]),
+        undone: names(&["global", GONE]),
+        rollback_from: None,
+        transitions,
+        guards: Vec::new(),
+    }
 }
 
 /// `FOREIGN KEY (tenant, cols) REFERENCES parent (tenant, cols)` with the original's actions
@@ -97,102 +134,155 @@ fn action_clause(event: &str, code: &str, set_columns: &[String]) -> String {
     format!(" {event} {action}")
 }
 
-/// Add the successor (NOT VALID, then VALIDATE, where PostgreSQL allows it), then swap it in
-/// under the original name in one short transaction.
-fn forward_statements(
+fn drop_if_exists(child: &QualifiedName, parent: &QualifiedName, name: &str) -> Statement {
+    stmt(
+        LockMode::AccessExclusive,
+        &[child, parent],
+        format!("ALTER TABLE {child} DROP CONSTRAINT IF EXISTS {};\n", quote_ident(name)),
+    )
+}
+
+/// Add the successor alongside, validate it, swap it in; or take it away again.
+fn forward_transitions(
     child: &QualifiedName,
     scoped: &ScopedForeignKey,
     definition: &str,
     partitioned_child: bool,
-) -> Vec<Statement> {
+) -> Vec<Transition> {
     let parent = &scoped.fk.referenced_table;
     let qtemp = quote_ident(&scoped.temp_name);
     let qname = quote_ident(&scoped.fk.name);
     let mut out = Vec::new();
     if partitioned_child {
         // No NOT VALID on partitioned tables: the key is validated as it is added.
-        out.push(long(
-            LockMode::ShareRowExclusive,
-            &[child, parent],
-            format!(
-                "{}ALTER TABLE {child} ADD CONSTRAINT {qtemp} {definition};\n",
-                exempt(
-                    "constraint-missing-not-valid, adding-foreign-key-constraint",
-                    "PostgreSQL has no NOT VALID for partitioned tables: validated as added (see the findings)"
-                )
+        out.push(transition(
+            "global",
+            "composite alongside, validated",
+            long(
+                LockMode::ShareRowExclusive,
+                &[child, parent],
+                format!(
+                    "{}ALTER TABLE {child} ADD CONSTRAINT {qtemp} {definition};\n",
+                    exempt(
+                        "constraint-missing-not-valid, adding-foreign-key-constraint",
+                        "PostgreSQL has no NOT VALID for partitioned tables: validated as added (see the findings)"
+                    )
+                ),
             ),
         ));
     } else {
-        out.push(stmt(
-            LockMode::ShareRowExclusive,
-            &[child, parent],
-            format!("ALTER TABLE {child} ADD CONSTRAINT {qtemp} {definition} NOT VALID;\n"),
+        out.push(transition(
+            "global",
+            "composite alongside",
+            stmt(
+                LockMode::ShareRowExclusive,
+                &[child, parent],
+                format!("ALTER TABLE {child} ADD CONSTRAINT {qtemp} {definition} NOT VALID;\n"),
+            ),
         ));
-        out.push(long(
-            LockMode::ShareUpdateExclusive,
-            &[child, parent],
-            format!("ALTER TABLE {child} VALIDATE CONSTRAINT {qtemp};\n"),
+        out.push(transition(
+            "composite alongside",
+            "composite alongside, validated",
+            long(
+                LockMode::ShareUpdateExclusive,
+                &[child, parent],
+                format!("ALTER TABLE {child} VALIDATE CONSTRAINT {qtemp};\n"),
+            ),
+        ));
+        out.push(transition(
+            "composite alongside",
+            "global",
+            drop_if_exists(child, parent, &scoped.temp_name),
         ));
     }
-    out.push(stmt(
-        LockMode::AccessExclusive,
-        &[child, parent],
-        format!(
-            "{}ALTER TABLE {child} DROP CONSTRAINT {qname};\n\
-             {}ALTER TABLE {child} RENAME CONSTRAINT {qtemp} TO {qname};\n",
-            exempt("ban-drop-constraint", "replaced in this transaction by its tenant-consistent successor"),
-            exempt("renaming-object", "the successor takes the original name clients know")
+    out.push(transition(
+        "composite alongside, validated",
+        "composite",
+        stmt(
+            LockMode::AccessExclusive,
+            &[child, parent],
+            format!(
+                "{}ALTER TABLE {child} DROP CONSTRAINT {qname};\n\
+                 {}ALTER TABLE {child} RENAME CONSTRAINT {qtemp} TO {qname};\n",
+                exempt(
+                    "ban-drop-constraint",
+                    "replaced in this transaction by its tenant-consistent successor"
+                ),
+                exempt("renaming-object", "the successor takes the original name clients know")
+            ),
         ),
+    ));
+    out.push(transition(
+        "composite alongside, validated",
+        "global",
+        drop_if_exists(child, parent, &scoped.temp_name),
     ));
     out
 }
 
-/// The original definition, back under its own name (validated again only if it was valid).
-fn rollback_statements(
+/// The original definition, added alongside under its restore name (validated again only if
+/// it was valid), then back under its own name; or the restore copy taken away again.
+fn rollback_transitions(
     child: &QualifiedName,
     scoped: &ScopedForeignKey,
     partitioned_child: bool,
-) -> Vec<Statement> {
+) -> Vec<Transition> {
     let fk = scoped.fk;
     let parent = &fk.referenced_table;
     let original = fk.definition.trim_end_matches(" NOT VALID");
     let qrestore = quote_ident(&scoped.restore_name);
     let qname = quote_ident(&fk.name);
+    // Where the restored key is ready to take the name: validated, unless the original was not.
+    let ready = if fk.validated || partitioned_child { "restoring, validated" } else { "restoring" };
     let mut out = Vec::new();
     if partitioned_child {
-        out.push(long(
-            LockMode::ShareRowExclusive,
-            &[child, parent],
-            format!(
-                "ALTER TABLE {child} DROP CONSTRAINT IF EXISTS {qrestore};\n\
-                 ALTER TABLE {child} ADD CONSTRAINT {qrestore} {original};\n"
+        out.push(transition(
+            "composite",
+            ready,
+            long(
+                LockMode::ShareRowExclusive,
+                &[child, parent],
+                format!("ALTER TABLE {child} ADD CONSTRAINT {qrestore} {original};\n"),
             ),
         ));
     } else {
-        out.push(stmt(
-            LockMode::ShareRowExclusive,
-            &[child, parent],
-            format!(
-                "ALTER TABLE {child} DROP CONSTRAINT IF EXISTS {qrestore};\n\
-                 ALTER TABLE {child} ADD CONSTRAINT {qrestore} {original} NOT VALID;\n"
+        out.push(transition(
+            "composite",
+            "restoring",
+            stmt(
+                LockMode::ShareRowExclusive,
+                &[child, parent],
+                format!("ALTER TABLE {child} ADD CONSTRAINT {qrestore} {original} NOT VALID;\n"),
             ),
         ));
         if fk.validated {
-            out.push(long(
-                LockMode::ShareUpdateExclusive,
-                &[child, parent],
-                format!("ALTER TABLE {child} VALIDATE CONSTRAINT {qrestore};\n"),
+            out.push(transition(
+                "restoring",
+                "restoring, validated",
+                long(
+                    LockMode::ShareUpdateExclusive,
+                    &[child, parent],
+                    format!("ALTER TABLE {child} VALIDATE CONSTRAINT {qrestore};\n"),
+                ),
             ));
         }
+        out.push(transition("restoring", "composite", drop_if_exists(child, parent, &scoped.restore_name)));
     }
-    out.push(stmt(
-        LockMode::AccessExclusive,
-        &[child, parent],
-        format!(
-            "ALTER TABLE {child} DROP CONSTRAINT IF EXISTS {qname};\n\
-             ALTER TABLE {child} RENAME CONSTRAINT {qrestore} TO {qname};\n"
+    out.push(transition(
+        ready,
+        "global",
+        stmt(
+            LockMode::AccessExclusive,
+            &[child, parent],
+            format!(
+                "ALTER TABLE {child} DROP CONSTRAINT IF EXISTS {qname};\n\
+                 ALTER TABLE {child} RENAME CONSTRAINT {qrestore} TO {qname};\n"
+            ),
         ),
     ));
+    if ready != "restoring" {
+        out.push(transition(ready, "composite", drop_if_exists(child, parent, &scoped.restore_name)));
+    }
     out
 }
 
@@ -220,7 +310,10 @@ mod tests {
     fn stage7_makes_foreign_keys_between_scoped_tables_composite() {
         let plan = plan_of(&saas(PG15).build());
         let projects = step(&plan, "7.foreign-keys:public.projects");
-        assert!(!projects.atomic);
+        assert!(
+            projects.parts.iter().all(|p| p.forward_path().len() == 3),
+            "each statement commits on its own"
+        );
         let add = statement_index(
             projects,
             "ALTER TABLE public.projects ADD CONSTRAINT projects_owner_id_fkey_tenant_id FOREIGN KEY (tenant_id, owner_id) \
@@ -236,7 +329,7 @@ mod tests {
              ALTER TABLE public.projects RENAME CONSTRAINT projects_owner_id_fkey_tenant_id TO projects_owner_id_fkey;\n",
         );
         assert!(add < validate && validate < swap);
-        assert!(!projects.forward[validate].lock.blocks_writes());
+        assert!(!projects.forward()[validate].lock.blocks_writes());
         // The rollback puts the original definition back under its own name.
         offset(
             &rollback_sql(projects),

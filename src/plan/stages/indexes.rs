@@ -1,9 +1,12 @@
 //! Stage 6: composite indexes that lead with the tenant column, built concurrently.
 
+use super::index_part;
 use crate::catalog::TableKind;
 use crate::plan::analysis::{Analysis, PlannedIndex, Scope};
-use crate::plan::ddl::{concurrent_index, drop_index_concurrently, exempt, index_valid_check, stmt};
-use crate::plan::model::{LockMode, Stage, Statement, Step};
+use crate::plan::ddl::{exempt, index_valid_check, stmt};
+use crate::plan::machine::{names as names_of, state, transaction, transition};
+use crate::plan::model::{LockMode, Part, Stage, Step};
+use crate::plan::probe::{self, holds, not};
 use crate::sql::{QualifiedName, ident_list, quote_ident};
 
 /// One step per table with indexes to build, in table name order.
@@ -16,25 +19,20 @@ fn step(s: &Scope, table_name: &QualifiedName, planned: &[PlannedIndex]) -> Opti
         return None;
     }
     let partitioned = s.table(table_name).kind == TableKind::Partitioned;
-    let mut forward = Vec::new();
-    let mut rollback = Vec::new();
+    let mut parts = Vec::new();
     let mut checks = Vec::new();
     for index in planned {
         let qualified = table_name.sibling(index.name.clone());
         if partitioned {
-            build_on_partitions(s, table_name, index, &mut forward, &mut rollback);
+            parts.extend(partitioned_parts(s, table_name, index));
         } else {
             let unique = if index.unique { "UNIQUE " } else { "" };
-            forward.push(concurrent_index(
-                qualified.clone(),
-                table_name,
-                format!(
-                    "CREATE {unique}INDEX CONCURRENTLY {} ON {table_name} ({});\n",
-                    quote_ident(&index.name),
-                    ident_list(&index.columns)
-                ),
-            ));
-            rollback.push(drop_index_concurrently(&qualified, table_name));
+            let sql = format!(
+                "CREATE {unique}INDEX CONCURRENTLY {} ON {table_name} ({});\n",
+                quote_ident(&index.name),
+                ident_list(&index.columns)
+            );
+            parts.push(index_part::part(index.name.clone(), &qualified, table_name, sql));
         }
         checks.push(index_valid_check(&qualified));
     }
@@ -48,76 +46,80 @@ fn step(s: &Scope, table_name: &QualifiedName, planned: &[PlannedIndex]) -> Opti
                tenant-consistent foreign keys reference in stage 7."
             .into(),
         tables: vec![table_name.clone()],
-        atomic: false,
         rows_estimate: s.table_rows(table_name),
-        forward,
-        rollback_atomic: false,
-        rollback,
         no_rollback_reason: None,
-        rollback_guards: Vec::new(),
         checks,
         backfill: None,
+        parts,
         hash: String::new(),
     })
 }
 
-/// PostgreSQL cannot build a partitioned index concurrently: create it ON ONLY the parent
-/// (instant, INVALID) and every intermediate table, build each leaf's concurrently, and
-/// attach them bottom up.
-fn build_on_partitions(
-    s: &Scope,
-    table_name: &QualifiedName,
-    index: &PlannedIndex,
-    forward: &mut Vec<Statement>,
-    rollback: &mut Vec<Statement>,
-) {
+/// PostgreSQL cannot build a partitioned index concurrently: each leaf's index is built
+/// concurrently first (a part each), then one short transaction creates the index ON ONLY the
+/// parent and every intermediate table and attaches the leaves' bottom up, which makes it
+/// valid. Undoing it drops the parent's index, which drops the attached ones with it.
+fn partitioned_parts(s: &Scope, table_name: &QualifiedName, index: &PlannedIndex) -> Vec<Part> {
     let unique = if index.unique { "UNIQUE " } else { "" };
     let columns = ident_list(&index.columns);
     let qualified = table_name.sibling(index.name.clone());
+    let descendants = s.catalog.partition_descendants(table_name);
+    let names = &index.partition_names;
+    let mut parts = Vec::new();
+    for leaf in descendants.iter().filter(|c| c.kind == TableKind::Ordinary) {
+        let leaf_index = leaf.name.sibling(names[&leaf.name].clone());
+        let sql = format!(
+            "CREATE {unique}INDEX CONCURRENTLY {} ON {} ({columns});\n",
+            quote_ident(&leaf_index.name),
+            leaf.name
+        );
+        parts.push(index_part::part(leaf_index.name.clone(), &leaf_index, &leaf.name, sql));
+    }
     let on_only = |name: &str, table: &QualifiedName| {
         format!(
             "{}CREATE {unique}INDEX IF NOT EXISTS {} ON ONLY {table} ({columns});\n",
             exempt(
                 "require-concurrent-index-creation",
-                "ON ONLY: an empty parent index, instant; partitions build theirs concurrently"
+                "ON ONLY: an empty parent index, instant; the partitions' are built concurrently above"
             ),
             quote_ident(name)
         )
     };
-    forward.push(stmt(LockMode::Share, &[table_name], on_only(&index.name, table_name)));
-    let descendants = s.catalog.partition_descendants(table_name);
-    let names = &index.partition_names;
+    let mut assemble = vec![stmt(LockMode::Share, &[table_name], on_only(&index.name, table_name))];
     for child in descendants.iter().filter(|c| c.kind == TableKind::Partitioned) {
-        forward.push(stmt(LockMode::Share, &[&child.name], on_only(&names[&child.name], &child.name)));
+        assemble.push(stmt(LockMode::Share, &[&child.name], on_only(&names[&child.name], &child.name)));
     }
     for child in descendants.iter().rev() {
         let child_index = child.name.sibling(names[&child.name].clone());
-        if child.kind == TableKind::Ordinary {
-            forward.push(concurrent_index(
-                child_index.clone(),
-                &child.name,
-                format!(
-                    "CREATE {unique}INDEX CONCURRENTLY {} ON {} ({columns});\n",
-                    quote_ident(&child_index.name),
-                    child.name
-                ),
-            ));
-        }
         let parent = child.partition_of.as_ref().expect("descendants are partitions");
         let parent_index =
             if parent == table_name { qualified.clone() } else { parent.sibling(names[parent].clone()) };
-        forward.push(stmt(
+        assemble.push(stmt(
             LockMode::ShareUpdateExclusive,
             &[parent, &child.name],
             format!("ALTER INDEX {parent_index} ATTACH PARTITION {child_index};\n"),
         ));
-        rollback.push(drop_index_concurrently(&child_index, &child.name));
     }
-    // Dropping the parent index drops the attached ones; it goes first.
-    rollback.insert(
-        0,
-        stmt(LockMode::AccessExclusive, &[table_name], format!("DROP INDEX IF EXISTS {qualified};\n")),
-    );
+    let drop = stmt(LockMode::AccessExclusive, &[table_name], format!("DROP INDEX IF EXISTS {qualified};\n"));
+    parts.push(Part {
+        name: format!("{} on {} and its partitions", index.name, table_name.display_plain()),
+        states: vec![
+            state("assembled", holds(probe::index_valid(&qualified))),
+            // Not a state tenantize leaves (one transaction creates and attaches): a hand edit's.
+            state("incomplete", holds(probe::relation_exists(&qualified))),
+            state("absent", holds(not(probe::relation_exists(&qualified)))),
+        ],
+        done: names_of(&["assembled"]),
+        undone: names_of(&["absent"]),
+        rollback_from: None,
+        transitions: vec![
+            transaction("absent", "assembled", assemble),
+            transition("assembled", "absent", drop.clone()),
+            transition("incomplete", "absent", drop),
+        ],
+        guards: Vec::new(),
+    });
+    parts
 }
 
 #[cfg(test)]
@@ -134,15 +136,14 @@ mod tests {
 
         // Referenced by three foreign keys on (id): one unique index.
         let users = step(&plan, "6.indexes:public.users");
-        assert_eq!(users.forward.len(), 1, "{}", forward_sql(users));
+        assert_eq!(users.forward().len(), 1, "{}", forward_sql(users));
         assert_eq!(
-            code(&users.forward[0].sql),
+            code(&users.forward()[0].sql),
             "CREATE UNIQUE INDEX CONCURRENTLY users_tenant_id_id_key ON public.users (tenant_id, id);\n"
         );
-        assert_eq!(users.forward[0].kind, StatementKind::ConcurrentIndex);
-        assert_eq!(users.forward[0].index, Some(qn("public", "users_tenant_id_id_key")));
-        assert!(!users.forward[0].lock.blocks_writes());
-        assert!(!users.atomic);
+        assert_eq!(users.forward()[0].kind, StatementKind::ConcurrentIndex);
+        assert_eq!(users.forward()[0].index, Some(qn("public", "users_tenant_id_id_key")));
+        assert!(!users.forward()[0].lock.blocks_writes());
         assert_eq!(rollback_sql(users), "DROP INDEX CONCURRENTLY IF EXISTS public.users_tenant_id_id_key;\n");
 
         let projects = sql_of("projects");
@@ -164,7 +165,7 @@ mod tests {
              CREATE INDEX CONCURRENTLY issues_tenant_id_parent_id_idx ON public.issues (tenant_id, parent_id);\n\
              CREATE INDEX CONCURRENTLY issues_tenant_id_project_id_idx ON public.issues (tenant_id, project_id);\n"
         );
-        assert!(issues.forward.iter().all(|s| s.kind == StatementKind::ConcurrentIndex));
+        assert!(issues.forward().iter().all(|s| s.kind == StatementKind::ConcurrentIndex));
         assert_eq!(issues.checks.len(), 4);
 
         let comments = sql_of("issue_comments");
@@ -219,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn stage6_indexes_partitioned_tables_on_only_then_per_leaf_concurrently_then_attaches() {
+    fn stage6_indexes_partitioned_tables_per_leaf_concurrently_then_on_only_and_attach_together() {
         let plan = plan_of(&with_events(saas(PG15)).build());
         let events = step(&plan, "6.indexes:public.events");
         let sql = forward_sql(events);
@@ -245,8 +246,10 @@ mod tests {
                 &sql,
                 &format!("ALTER INDEX public.{parent_index} ATTACH PARTITION public.{index};\n"),
             );
-            assert!(parent < build && middle < build && build < attach, "{sql}");
-            let statement = &events.forward[statement_index(events, &format!("CONCURRENTLY {index}"))];
+            // Leaves first, concurrently; then one transaction creates the parents' ON ONLY and
+            // attaches (so the parent index is never left half-assembled).
+            assert!(build < parent && build < middle && parent < attach && middle < attach, "{sql}");
+            let statement = &events.forward()[statement_index(events, &format!("CONCURRENTLY {index}"))];
             assert_eq!(statement.kind, StatementKind::ConcurrentIndex);
             assert_eq!(statement.index, Some(qn("public", &index)));
         }

@@ -4,7 +4,9 @@
 use crate::catalog::TableKind;
 use crate::plan::analysis::{Analysis, Scope, TableNames};
 use crate::plan::ddl::{check, exempt, long, null_count_check, regclass, stmt, tenant_fk_sql};
-use crate::plan::model::{Check, LockMode, Stage, Statement, Step};
+use crate::plan::machine::{names, names as names_of, state, transition};
+use crate::plan::model::{Check, LockMode, Part, Stage, Step};
+use crate::plan::probe::{self, holds, not};
 use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
 pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
@@ -14,13 +16,6 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
 fn step(a: &Analysis, root: &QualifiedName) -> Step {
     let s = &a.scope;
     let names = &a.names[root];
-    let col = s.col();
-    let check_name = quote_ident(&names.not_null_check);
-    let mut forward = not_null_statements(root, &col, &check_name);
-    let mut rollback_sql = format!(
-        "ALTER TABLE {root} DROP CONSTRAINT IF EXISTS {check_name};\n\
-         ALTER TABLE {root} ALTER COLUMN {col} DROP NOT NULL;\n"
-    );
     let mut checks = vec![
         check(
             format!("{}.{} is NOT NULL", root.display_plain(), s.tenant.column),
@@ -33,18 +28,16 @@ fn step(a: &Analysis, root: &QualifiedName) -> Step {
         ),
         null_count_check(&s.tenant, root),
     ];
-    let mut rollback_on = vec![root.clone()];
+    let mut parts = vec![not_null_part(s, root, &names.not_null_check)];
     if s.table(root).kind == TableKind::Partitioned {
-        validate_partitioned_tenant_fk(s, root, names, &mut forward, &mut rollback_sql, &mut rollback_on);
+        for (leaf, name) in &names.leaf_tenant_fks {
+            parts.push(validated_part(s, leaf, name));
+        }
+        parts.push(parent_key_part(s, root, names));
     } else {
-        forward.push(long(
-            LockMode::ShareUpdateExclusive,
-            &[root, &s.tenant.table],
-            format!("ALTER TABLE {root} VALIDATE CONSTRAINT {};\n", quote_ident(&names.tenant_fk)),
-        ));
+        parts.push(validated_part(s, root, &names.tenant_fk));
     }
     checks.push(fk_validated(root, &names.tenant_fk));
-    let on: Vec<&QualifiedName> = rollback_on.iter().collect();
     Step {
         id: format!("5.{}:{}", Stage::NotNull.name(), root),
         stage: Stage::NotNull,
@@ -54,84 +47,145 @@ fn step(a: &Analysis, root: &QualifiedName) -> Step {
                is validated here too, before RLS is forced."
             .into(),
         tables: vec![root.clone()],
-        atomic: false,
         rows_estimate: s.table_rows(root),
-        forward,
-        rollback_atomic: true,
-        rollback: vec![stmt(LockMode::AccessExclusive, &on, rollback_sql)],
         no_rollback_reason: None,
-        rollback_guards: Vec::new(),
         checks,
         backfill: None,
+        parts,
         hash: String::new(),
     }
 }
 
 /// CHECK NOT VALID, VALIDATE (writes go on), then SET NOT NULL, which the valid check lets
-/// skip its scan, and the check is dropped again.
-fn not_null_statements(root: &QualifiedName, col: &str, check_name: &str) -> Vec<Statement> {
-    vec![
-        stmt(
-            LockMode::AccessExclusive,
-            &[root],
-            format!("ALTER TABLE {root} ADD CONSTRAINT {check_name} CHECK ({col} IS NOT NULL) NOT VALID;\n"),
-        ),
-        long(
-            LockMode::ShareUpdateExclusive,
-            &[root],
-            format!("ALTER TABLE {root} VALIDATE CONSTRAINT {check_name};\n"),
-        ),
-        stmt(
-            LockMode::AccessExclusive,
-            &[root],
-            format!(
-                "{}ALTER TABLE {root} ALTER COLUMN {col} SET NOT NULL;\n\
-                 {}ALTER TABLE {root} DROP CONSTRAINT {check_name};\n",
-                exempt("adding-not-nullable-field", "no scan: the validated CHECK above proves it"),
-                exempt("ban-drop-constraint", "the temporary CHECK, now that NOT NULL holds")
+/// skip its scan, and the check is dropped again. Undone: nullable, no check.
+fn not_null_part(s: &Scope, root: &QualifiedName, check_name: &str) -> Part {
+    let col = s.col();
+    let q = quote_ident(check_name);
+    let drop_check = format!("ALTER TABLE {root} DROP CONSTRAINT IF EXISTS {q};\n");
+    let undo_check = || stmt(LockMode::AccessExclusive, &[root], drop_check.clone());
+    Part {
+        name: format!("NOT NULL on {}.{}", root.display_plain(), s.tenant.column),
+        states: vec![
+            state("not null", holds(probe::column_not_null(root, &s.tenant.column))),
+            state("checked", holds(probe::constraint_validated(root, check_name))),
+            state("check added", holds(probe::constraint_exists(root, check_name, 'c'))),
+            state("nullable", holds("true".into())),
+        ],
+        done: names(&["not null"]),
+        undone: names(&["nullable"]),
+        rollback_from: None,
+        transitions: vec![
+            transition(
+                "nullable",
+                "check added",
+                stmt(
+                    LockMode::AccessExclusive,
+                    &[root],
+                    format!("ALTER TABLE {root} ADD CONSTRAINT {q} CHECK ({col} IS NOT NULL) NOT VALID;\n"),
+                ),
             ),
-        ),
-    ]
+            transition(
+                "check added",
+                "checked",
+                long(
+                    LockMode::ShareUpdateExclusive,
+                    &[root],
+                    format!("ALTER TABLE {root} VALIDATE CONSTRAINT {q};\n"),
+                ),
+            ),
+            transition(
+                "checked",
+                "not null",
+                stmt(
+                    LockMode::AccessExclusive,
+                    &[root],
+                    format!(
+                        "{}ALTER TABLE {root} ALTER COLUMN {col} SET NOT NULL;\n\
+                         {}ALTER TABLE {root} DROP CONSTRAINT {q};\n",
+                        exempt("adding-not-nullable-field", "no scan: the validated CHECK above proves it"),
+                        exempt("ban-drop-constraint", "the temporary CHECK, now that NOT NULL holds")
+                    ),
+                ),
+            ),
+            transition(
+                "not null",
+                "nullable",
+                stmt(
+                    LockMode::AccessExclusive,
+                    &[root],
+                    format!("{drop_check}ALTER TABLE {root} ALTER COLUMN {col} DROP NOT NULL;\n"),
+                ),
+            ),
+            transition("checked", "nullable", undo_check()),
+            transition("check added", "nullable", undo_check()),
+        ],
+        guards: Vec::new(),
+    }
 }
 
-/// Each leaf's NOT VALID key is validated, then the parent key is added: PostgreSQL attaches
-/// the valid leaf keys instead of scanning.
-fn validate_partitioned_tenant_fk(
-    s: &Scope,
-    root: &QualifiedName,
-    names: &TableNames,
-    forward: &mut Vec<Statement>,
-    rollback_sql: &mut String,
-    rollback_on: &mut Vec<QualifiedName>,
-) {
-    for (leaf, name) in &names.leaf_tenant_fks {
-        forward.push(long(
-            LockMode::ShareUpdateExclusive,
-            &[leaf, &s.tenant.table],
-            format!("ALTER TABLE {leaf} VALIDATE CONSTRAINT {};\n", quote_ident(name)),
-        ));
-    }
-    forward.push(stmt(
-        LockMode::ShareRowExclusive,
-        &[root, &s.tenant.table],
-        format!(
-            "{}{}",
-            exempt(
-                "constraint-missing-not-valid, adding-foreign-key-constraint",
-                "no scan: every partition's own key is validated above and is attached, not checked"
+/// A tenant foreign key validated (before RLS is forced). Undoing it needs nothing: the key
+/// goes with the column in stage 3's rollback.
+fn validated_part(s: &Scope, table: &QualifiedName, name: &str) -> Part {
+    Part {
+        name: format!("{name} validated"),
+        states: vec![
+            state("validated", holds(probe::constraint_validated(table, name))),
+            state("not validated", holds(not(probe::constraint_validated(table, name)))),
+        ],
+        done: names(&["validated"]),
+        undone: names(&["not validated", "validated"]),
+        rollback_from: None,
+        transitions: vec![transition(
+            "not validated",
+            "validated",
+            long(
+                LockMode::ShareUpdateExclusive,
+                &[table, &s.tenant.table],
+                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {};\n", quote_ident(name)),
             ),
-            tenant_fk_sql(&s.tenant, root, &names.tenant_fk, false)
-        ),
-    ));
-    // Dropping the parent key drops the attached partition keys; put them back as they
-    // were after stage 3 (NOT VALID, metadata only).
-    rollback_sql.push_str(&format!(
-        "ALTER TABLE {root} DROP CONSTRAINT IF EXISTS {};\n",
-        quote_ident(&names.tenant_fk)
-    ));
+        )],
+        guards: Vec::new(),
+    }
+}
+
+/// With every leaf's key valid, the partitioned root's own key is added: PostgreSQL attaches
+/// the leaf keys instead of scanning. Undone: the root key dropped (which drops the attached
+/// leaf keys) and the leaf keys put back as stage 3 left them (NOT VALID, metadata only).
+fn parent_key_part(s: &Scope, root: &QualifiedName, names: &TableNames) -> Part {
+    let mut undo =
+        format!("ALTER TABLE {root} DROP CONSTRAINT IF EXISTS {};\n", quote_ident(&names.tenant_fk));
+    let mut undo_on = vec![root];
     for (leaf, name) in &names.leaf_tenant_fks {
-        rollback_sql.push_str(&tenant_fk_sql(&s.tenant, leaf, name, true));
-        rollback_on.push(leaf.clone());
+        undo.push_str(&tenant_fk_sql(&s.tenant, leaf, name, true));
+        undo_on.push(leaf);
+    }
+    let attached = probe::constraint_exists(root, &names.tenant_fk, 'f');
+    Part {
+        name: format!("{} on {}", names.tenant_fk, root.display_plain()),
+        states: vec![state("attached", holds(attached.clone())), state("absent", holds(not(attached)))],
+        done: names_of(&["attached"]),
+        undone: names_of(&["absent"]),
+        rollback_from: None,
+        transitions: vec![
+            transition(
+                "absent",
+                "attached",
+                stmt(
+                    LockMode::ShareRowExclusive,
+                    &[root, &s.tenant.table],
+                    format!(
+                        "{}{}",
+                        exempt(
+                            "constraint-missing-not-valid, adding-foreign-key-constraint",
+                            "no scan: every partition's own key is validated above and is attached, not checked"
+                        ),
+                        tenant_fk_sql(&s.tenant, root, &names.tenant_fk, false)
+                    ),
+                ),
+            ),
+            transition("attached", "absent", stmt(LockMode::AccessExclusive, &undo_on, undo)),
+        ],
+        guards: Vec::new(),
     }
 }
 
@@ -157,7 +211,7 @@ mod tests {
     fn stage5_checks_not_valid_then_validates_then_sets_not_null_then_drops_the_check() {
         let plan = plan_of(&with_events(saas(PG15)).build());
         let users = step(&plan, "5.not-null:public.users");
-        assert!(!users.atomic, "each statement commits on its own");
+        assert!(users.parts[0].forward_path().len() == 3, "each statement commits on its own");
         let check = "users_tenant_id_not_null";
         let add = statement_index(
             users,
@@ -168,14 +222,14 @@ mod tests {
         let set = statement_index(users, "ALTER TABLE public.users ALTER COLUMN tenant_id SET NOT NULL;");
         let drop = statement_index(users, &format!("ALTER TABLE public.users DROP CONSTRAINT {check};"));
         assert!(add < validate && validate < set && set <= drop, "{}", forward_sql(users));
-        let last = &users.forward[set].sql;
+        let last = &users.forward()[set].sql;
         assert!(offset(last, "SET NOT NULL") < offset(last, "DROP CONSTRAINT"));
         // VALIDATE lets writes go on.
-        assert_eq!(users.forward[validate].lock, LockMode::ShareUpdateExclusive);
-        assert_eq!(users.forward[validate].profile, TimeoutProfile::Long);
+        assert_eq!(users.forward()[validate].lock, LockMode::ShareUpdateExclusive);
+        assert_eq!(users.forward()[validate].profile, TimeoutProfile::Long);
         // The tenant FK is validated here, before RLS is forced.
         let fk = statement_index(users, "ALTER TABLE public.users VALIDATE CONSTRAINT users_tenant_id_fkey;");
-        assert!(!users.forward[fk].lock.blocks_writes());
+        assert!(!users.forward()[fk].lock.blocks_writes());
         assert!(
             users
                 .checks

@@ -3,7 +3,9 @@
 
 use crate::plan::analysis::Analysis;
 use crate::plan::ddl::{check, regclass, stmt};
-use crate::plan::model::{LockMode, Stage, Step};
+use crate::plan::machine::{names, state, transition};
+use crate::plan::model::{LockMode, Part, Stage, Step};
+use crate::plan::probe::{self, all, any, holds, not};
 use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
 /// One step per root, covering its partitions.
@@ -40,6 +42,31 @@ fn step(a: &Analysis, root: &QualifiedName) -> Step {
         regclasses.push(regclass(relation));
     }
     let on: Vec<&QualifiedName> = relations.iter().collect();
+    let with_policy: Vec<String> = relations.iter().map(|r| probe::policy_exists(r, policy_name)).collect();
+    let forced: Vec<String> = relations.iter().map(probe::rls_forced).collect();
+    let undo = stmt(LockMode::AccessExclusive, &on, rollback_sql);
+    let part = Part {
+        name: format!(
+            "{policy_name} on {}{}",
+            root.display_plain(),
+            if relations.len() > 1 { " and its partitions" } else { "" }
+        ),
+        states: vec![
+            state("on", holds(all(&[all(&with_policy), all(&forced)]))),
+            state("off", holds(not(any(&with_policy)))),
+            // Not a state tenantize leaves (one transaction does it all): a hand edit's.
+            state("partly", holds("true".into())),
+        ],
+        done: names(&["on"]),
+        undone: names(&["off"]),
+        rollback_from: None,
+        transitions: vec![
+            transition("off", "on", stmt(LockMode::AccessExclusive, &on, forward_sql)),
+            transition("on", "off", undo.clone()),
+            transition("partly", "off", undo),
+        ],
+        guards: Vec::new(),
+    };
     let check_sql = format!(
         "SELECT count(*) FROM pg_catalog.pg_class c WHERE c.oid IN ({}) AND c.relrowsecurity \
          AND c.relforcerowsecurity AND EXISTS (SELECT 1 FROM pg_catalog.pg_policy p \
@@ -61,19 +88,15 @@ fn step(a: &Analysis, root: &QualifiedName) -> Step {
                reading a partition directly skips the parent's."
             .into(),
         tables: relations.clone(),
-        atomic: true,
         rows_estimate: 0,
-        forward: vec![stmt(LockMode::AccessExclusive, &on, forward_sql)],
-        rollback_atomic: true,
-        rollback: vec![stmt(LockMode::AccessExclusive, &on, rollback_sql)],
         no_rollback_reason: None,
-        rollback_guards: Vec::new(),
         checks: vec![check(
             format!("RLS enabled, forced and policy present on {} relations", relations.len()),
             relations.len() as i64,
             check_sql,
         )],
         backfill: None,
+        parts: vec![part],
         hash: String::new(),
     }
 }
@@ -87,10 +110,10 @@ mod tests {
     fn stage8_creates_a_fail_closed_policy_then_enables_and_forces_rls() {
         let plan = plan_of(&with_events(saas(PG15)).build());
         let users = step(&plan, "8.rls:public.users");
-        assert!(users.atomic);
-        assert_eq!(users.forward.len(), 1);
+        assert_eq!(users.parts[0].forward_path().len(), 1, "one transaction");
+        assert_eq!(users.forward().len(), 1);
         assert_eq!(
-            code(&users.forward[0].sql),
+            code(&users.forward()[0].sql),
             format!(
                 "CREATE POLICY tenant_isolation ON public.users AS PERMISSIVE FOR ALL\n    \
                  USING ({POLICY_EXPRESSION})\n    WITH CHECK ({POLICY_EXPRESSION});\n\

@@ -1,6 +1,7 @@
 //! Stage 7's uniques: tenant-scoped copies are built first (before the foreign keys that need
 //! them), then swapped in under the original names (after those keys are in place).
 
+use super::index_part;
 use crate::catalog::UniqueConstraintInfo;
 use crate::plan::analysis::{Analysis, Scope, ScopedUnique};
 use crate::plan::ddl::{
@@ -8,7 +9,10 @@ use crate::plan::ddl::{
     index_valid_check, long, regclass, rewrite_index_definition, splice_constraint_columns, stmt,
     to_regclass,
 };
-use crate::plan::model::{Check, Guard, LockMode, Stage, Statement, Step};
+use crate::plan::machine::{names, state, transition};
+use crate::plan::model::{Check, Guard, LockMode, Part, Stage, Statement, Step};
+use crate::plan::probe::{self, all, holds, not};
+use crate::plan::statement::PartState;
 use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
 const PARTITIONED_BUILD_EXEMPTION: &str =
@@ -25,39 +29,19 @@ pub(in crate::plan) fn swap_steps(a: &Analysis) -> Vec<Step> {
 }
 
 fn build_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Option<Step> {
-    let mut forward = Vec::new();
-    let mut rollback = Vec::new();
+    let mut parts = Vec::new();
     let mut checks = Vec::new();
     for u in uniques {
         let Some(sql) = &u.build_definition else { continue };
         let temp = table.sibling(u.temp_name.clone());
-        if u.partitioned {
-            forward.push(long(
-                LockMode::Share,
-                &[table],
-                format!(
-                    "{}{sql};\n",
-                    exempt("require-concurrent-index-creation", PARTITIONED_BUILD_EXEMPTION)
-                ),
-            ));
-            rollback.push(stmt(
-                LockMode::AccessExclusive,
-                &[table],
-                format!("DROP INDEX IF EXISTS {temp};\n"),
-            ));
+        parts.push(if u.partitioned {
+            build_in_place_part(s, table, u, sql)
         } else {
-            forward.push(concurrent_index(temp.clone(), table, format!("{sql};\n")));
-            // A rolled-back swap leaves the scoped index as a constraint under this name.
-            rollback.push(stmt(
-                LockMode::AccessExclusive,
-                &[table],
-                format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};\n", quote_ident(&u.temp_name)),
-            ));
-            rollback.push(drop_index_concurrently(&temp, table));
-        }
+            build_concurrently_part(s, table, u, sql)
+        });
         checks.push(index_valid_check(&temp));
     }
-    if forward.is_empty() {
+    if parts.is_empty() {
         return None;
     }
     let names: Vec<&str> = uniques.iter().map(|u| u.original.index_name.as_str()).collect();
@@ -70,45 +54,105 @@ fn build_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Opt
                the foreign keys that need it are in place."
             .into(),
         tables: vec![table.clone()],
-        atomic: false,
         rows_estimate: s.table_rows(table),
-        forward,
-        rollback_atomic: false,
-        rollback,
         no_rollback_reason: None,
-        rollback_guards: Vec::new(),
         checks,
         backfill: None,
+        parts,
         hash: String::new(),
     })
 }
 
-/// The statements of one table's swaps, in order.
-#[derive(Default)]
-struct Swaps {
-    forward: Vec<Statement>,
-    rollback: Vec<Statement>,
+/// Whether the swap consumed the copy: the original's name now holds a scoped index. Undoing
+/// the copy then has to wait for the swap's rollback.
+fn swapped_in(s: &Scope, table: &QualifiedName, u: &ScopedUnique) -> PartState {
+    let original = table.sibling(u.original.index_name.clone());
+    state(SWAPPED_IN, holds(probe::index_leads_with(&original, &s.tenant.column)))
+}
+
+const SWAPPED_IN: &str = "swapped in (roll back the swap first)";
+
+/// The scoped copy of a unique of an ordinary table, built concurrently. A rolled-back
+/// constraint swap leaves it as a constraint under its temporary name.
+fn build_concurrently_part(s: &Scope, table: &QualifiedName, u: &ScopedUnique, sql: &str) -> Part {
+    let temp = table.sibling(u.temp_name.clone());
+    let constraint = u.original.constraint.is_some();
+    let mut states = vec![swapped_in(s, table, u)];
+    if constraint {
+        states.push(state(KEPT, holds(probe::constraint_exists(table, &u.temp_name, 'u'))));
+    }
+    states.extend(index_part::states(&temp));
+    let mut transitions = index_part::transitions(&temp, table, format!("{sql};\n"));
+    let mut done = names(&["built", SWAPPED_IN]);
+    if constraint {
+        done.push(KEPT.into());
+        transitions.push(transition(
+            KEPT,
+            "absent",
+            stmt(
+                LockMode::AccessExclusive,
+                &[table],
+                format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};\n", quote_ident(&u.temp_name)),
+            ),
+        ));
+    }
+    Part {
+        name: u.temp_name.clone(),
+        states,
+        done,
+        undone: names(&["absent"]),
+        rollback_from: constraint.then(|| KEPT.to_string()),
+        transitions,
+        guards: Vec::new(),
+    }
+}
+
+/// A rolled-back constraint swap keeps the scoped copy as a constraint under its temporary
+/// name (PostgreSQL cannot turn a constraint's index back into a plain one).
+const KEPT: &str = "kept as a constraint";
+
+/// The scoped copy of a unique index of a partitioned table: built in place, under a SHARE
+/// lock, in one transaction (PostgreSQL cannot build a partitioned index concurrently).
+fn build_in_place_part(s: &Scope, table: &QualifiedName, u: &ScopedUnique, sql: &str) -> Part {
+    let temp = table.sibling(u.temp_name.clone());
+    let build = long(
+        LockMode::Share,
+        &[table],
+        format!("{}{sql};\n", exempt("require-concurrent-index-creation", PARTITIONED_BUILD_EXEMPTION)),
+    );
+    let drop = stmt(LockMode::AccessExclusive, &[table], format!("DROP INDEX IF EXISTS {temp};\n"));
+    Part {
+        name: u.temp_name.clone(),
+        states: vec![
+            swapped_in(s, table, u),
+            state("built", holds(probe::relation_exists(&temp))),
+            state("absent", holds(not(probe::relation_exists(&temp)))),
+        ],
+        done: names(&["built", SWAPPED_IN]),
+        undone: names(&["absent"]),
+        rollback_from: None,
+        transitions: vec![transition("absent", "built", build), transition("built", "absent", drop)],
+        guards: Vec::new(),
+    }
 }
 
 fn swap_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Option<Step> {
     let col = &s.tenant.column;
-    let mut swaps = Swaps::default();
-    let mut guards = Vec::new();
+    let mut parts = Vec::new();
     let mut checks = Vec::new();
     for u in uniques {
-        let swapped = match (&u.original.constraint, u.partitioned) {
-            (Some(constraint), false) => swap_constraint(table, u, constraint, &mut swaps),
-            (None, false) => swap_index(table, u, &mut swaps),
-            (Some(constraint), true) => swap_partitioned_constraint(table, u, constraint, col, &mut swaps),
-            (None, true) => swap_partitioned_index(table, u, &mut swaps),
+        let part = match (&u.original.constraint, u.partitioned) {
+            (Some(constraint), false) => swap_constraint(table, u, constraint, col),
+            (None, false) => swap_index(table, u, col),
+            (Some(constraint), true) => Some(swap_partitioned_constraint(table, u, constraint, col)),
+            (None, true) => swap_partitioned_index(table, u, col),
         };
-        if swapped.is_none() {
-            continue;
-        }
-        guards.push(repeated_values_guard(table, u));
+        let Some(mut part) = part else { continue };
+        part.guards.push(repeated_values_guard(table, u));
+        parts.push(part);
         checks.push(leads_with_tenant_check(table, u, col));
     }
-    if swaps.forward.is_empty() {
+    if parts.is_empty() {
         return None;
     }
     let names: Vec<&str> = uniques.iter().map(|u| u.original.index_name.as_str()).collect();
@@ -121,15 +165,11 @@ fn swap_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Opti
                while they exist."
             .into(),
         tables: vec![table.clone()],
-        atomic: false,
         rows_estimate: s.table_rows(table),
-        forward: swaps.forward,
-        rollback_atomic: false,
-        rollback: swaps.rollback,
         no_rollback_reason: None,
-        rollback_guards: guards,
         checks,
         backfill: None,
+        parts,
         hash: String::new(),
     })
 }
@@ -148,124 +188,285 @@ fn restore_definition(table: &QualifiedName, u: &ScopedUnique, concurrently: boo
     )
 }
 
+/// What a swap finds when the unique it swaps is not there at all: the application dropped
+/// it. Nothing to undo, and `apply` has no way on (the plan no longer fits).
+fn gone() -> PartState {
+    state(GONE, holds("true".into()))
+}
+
+const GONE: &str = "gone (dropped by someone else)";
+
+/// The global copy the rollback builds, and what an interrupted rollback leaves.
+fn restore_states(original_scoped: &str, restore: &QualifiedName) -> Vec<PartState> {
+    vec![
+        state("rebuilding global", holds(all(&[original_scoped.to_string(), probe::index_valid(restore)]))),
+        state(
+            "broken global copy",
+            holds(all(&[original_scoped.to_string(), probe::index_invalid(restore)])),
+        ),
+    ]
+}
+
 /// A unique constraint of an ordinary table: the constraint is re-added over the scoped index
-/// (`UNIQUE USING INDEX`); the rollback rebuilds the global index and does the same with it.
-/// `None` when the original's definition cannot be read back (no rollback, guard or check).
+/// (`UNIQUE USING INDEX`); the rollback builds the global index again concurrently and does
+/// the same with it, keeping the scoped one as a constraint under its temporary name.
 fn swap_constraint(
     table: &QualifiedName,
     u: &ScopedUnique,
     constraint: &UniqueConstraintInfo,
-    swaps: &mut Swaps,
-) -> Option<()> {
-    let qorig = quote_ident(&u.original.index_name);
-    let qtemp = quote_ident(&u.temp_name);
-    let qrestore = quote_ident(&u.restore_name);
-    let deferrable = deferrable_clause(constraint.deferrable, constraint.initially_deferred);
-    swaps.forward.push(stmt(
-        LockMode::AccessExclusive,
-        &[table],
-        format!(
-            "{}ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
-             ALTER TABLE {table} ADD CONSTRAINT {qorig} UNIQUE USING INDEX {qtemp}{deferrable};\n",
-            exempt("ban-drop-constraint", "replaced in this transaction by its tenant-scoped successor")
-        ),
-    ));
+    col: &str,
+) -> Option<Part> {
     let rebuild = restore_definition(table, u, true)?;
+    let orig = &u.original.index_name;
+    let (qorig, qtemp, qrestore) =
+        (quote_ident(orig), quote_ident(&u.temp_name), quote_ident(&u.restore_name));
     let restore = table.sibling(u.restore_name.clone());
-    swaps.rollback.push(concurrent_index(restore, table, format!("{rebuild};\n")));
-    swaps.rollback.push(stmt(
-        LockMode::AccessExclusive,
-        &[table],
-        format!(
-            "ALTER TABLE {table} RENAME CONSTRAINT {qorig} TO {qtemp};\n\
-             ALTER TABLE {table} ADD CONSTRAINT {qorig} UNIQUE USING INDEX {qrestore}{deferrable};\n"
-        ),
+    let deferrable = deferrable_clause(constraint.deferrable, constraint.initially_deferred);
+    let scoped = probe::constraint_index_leads_with(table, orig, col);
+    let lock = |sql: String| stmt(LockMode::AccessExclusive, &[table], sql);
+    let mut states =
+        vec![state("scoped", holds(all(&[scoped.clone(), not(probe::relation_exists(&restore))])))];
+    states.extend(restore_states(&scoped, &restore));
+    states.push(state(
+        "global, scoped copy kept",
+        holds(all(&[
+            probe::constraint_exists(table, orig, 'u'),
+            probe::constraint_exists(table, &u.temp_name, 'u'),
+        ])),
     ));
-    Some(())
+    states.push(state("global", holds(probe::constraint_exists(table, orig, 'u'))));
+    states.push(gone());
+    Some(Part {
+        name: orig.clone(),
+        states,
+        done: names(&["scoped"]),
+        undone: names(&["global", "global, scoped copy kept", GONE]),
+        rollback_from: None,
+        transitions: vec![
+            transition(
+                "global",
+                "scoped",
+                lock(format!(
+                    "{}ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
+                     ALTER TABLE {table} ADD CONSTRAINT {qorig} UNIQUE USING INDEX {qtemp}{deferrable};\n",
+                    exempt(
+                        "ban-drop-constraint",
+                        "replaced in this transaction by its tenant-scoped successor"
+                    )
+                )),
+            ),
+            transition(
+                "global, scoped copy kept",
+                "scoped",
+                lock(format!(
+                    "{}ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
+                     {}ALTER TABLE {table} RENAME CONSTRAINT {qtemp} TO {qorig};\n",
+                    exempt("ban-drop-constraint", "replaced in this transaction by the scoped copy kept"),
+                    exempt("renaming-object", "the successor takes the original name clients know")
+                )),
+            ),
+            transition(
+                "scoped",
+                "rebuilding global",
+                concurrent_index(restore.clone(), table, format!("{rebuild};\n")),
+            ),
+            transition(
+                "rebuilding global",
+                "global, scoped copy kept",
+                lock(format!(
+                    "ALTER TABLE {table} RENAME CONSTRAINT {qorig} TO {qtemp};\n\
+                     ALTER TABLE {table} ADD CONSTRAINT {qorig} UNIQUE USING INDEX {qrestore}{deferrable};\n"
+                )),
+            ),
+            transition("rebuilding global", "scoped", drop_index_concurrently(&restore, table)),
+            transition("broken global copy", "scoped", drop_index_concurrently(&restore, table)),
+        ],
+        guards: Vec::new(),
+    })
 }
 
 /// A plain unique index of an ordinary table: rename the global index aside and the scoped
 /// one in (a lock that lets reads and writes go on), then drop the global one concurrently.
-fn swap_index(table: &QualifiedName, u: &ScopedUnique, swaps: &mut Swaps) -> Option<()> {
-    let original = table.sibling(u.original.index_name.clone());
-    let qorig = quote_ident(&u.original.index_name);
+fn swap_index(table: &QualifiedName, u: &ScopedUnique, col: &str) -> Option<Part> {
+    let rebuild = restore_definition(table, u, true)?;
+    let orig = &u.original.index_name;
+    let original = table.sibling(orig.clone());
+    let qorig = quote_ident(orig);
     let temp = table.sibling(u.temp_name.clone());
     let retired = table.sibling(u.retired_name.clone());
-    swaps.forward.push(stmt(
-        LockMode::ShareUpdateExclusive,
-        &[table],
-        format!(
-            "{}ALTER INDEX {original} RENAME TO {};\n{}ALTER INDEX {temp} RENAME TO {qorig};\n",
-            exempt("renaming-object", "set aside, then dropped concurrently below"),
-            quote_ident(&u.retired_name),
-            exempt("renaming-object", "the successor takes the original name clients know")
-        ),
-    ));
-    swaps.forward.push(drop_index_concurrently(&retired, table));
-    swaps.rollback.push(drop_index_concurrently(&retired, table));
-    let rebuild = restore_definition(table, u, true)?;
     let restore = table.sibling(u.restore_name.clone());
-    swaps.rollback.push(concurrent_index(restore.clone(), table, format!("{rebuild};\n")));
-    swaps.rollback.push(rename_restored_index(table, u, &restore));
-    Some(())
+    let scoped = probe::index_leads_with(&original, col);
+    let renames = |lock: LockMode, away: &QualifiedName, back_in: &QualifiedName, note: bool| {
+        let exemption = |why: &str| if note { exempt("renaming-object", why) } else { String::new() };
+        stmt(
+            lock,
+            &[table],
+            format!(
+                "{}ALTER INDEX {original} RENAME TO {};\n{}ALTER INDEX {back_in} RENAME TO {qorig};\n",
+                exemption("set aside, then dropped concurrently below"),
+                quote_ident(&away.name),
+                exemption("the successor takes the original name clients know")
+            ),
+        )
+    };
+    let mut states = vec![
+        state(
+            "scoped",
+            holds(all(&[
+                scoped.clone(),
+                not(probe::relation_exists(&retired)),
+                not(probe::relation_exists(&restore)),
+            ])),
+        ),
+        state("scoped, old one retired", holds(all(&[scoped.clone(), probe::relation_exists(&retired)]))),
+    ];
+    states.extend(restore_states(&scoped, &restore));
+    states.push(state("global", holds(probe::relation_exists(&original))));
+    states.push(gone());
+    Some(Part {
+        name: orig.clone(),
+        states,
+        done: names(&["scoped"]),
+        undone: names(&["global", GONE]),
+        rollback_from: None,
+        transitions: vec![
+            transition(
+                "global",
+                "scoped, old one retired",
+                renames(LockMode::ShareUpdateExclusive, &retired, &temp, true),
+            ),
+            transition("scoped, old one retired", "scoped", drop_index_concurrently(&retired, table)),
+            transition(
+                "scoped, old one retired",
+                "global",
+                renames(LockMode::ShareUpdateExclusive, &temp, &retired, false),
+            ),
+            transition(
+                "scoped",
+                "rebuilding global",
+                concurrent_index(restore.clone(), table, format!("{rebuild};\n")),
+            ),
+            transition(
+                "rebuilding global",
+                "global",
+                renames(LockMode::AccessExclusive, &temp, &restore, false),
+            ),
+            transition("rebuilding global", "scoped", drop_index_concurrently(&restore, table)),
+            transition("broken global copy", "scoped", drop_index_concurrently(&restore, table)),
+        ],
+        guards: Vec::new(),
+    })
 }
 
 /// A unique constraint of a partitioned table: dropped and re-added with the tenant column in
-/// one transaction (PostgreSQL builds it in place, under the lock).
+/// one transaction (PostgreSQL builds it in place, under the lock), and back the same way.
 fn swap_partitioned_constraint(
     table: &QualifiedName,
     u: &ScopedUnique,
     constraint: &UniqueConstraintInfo,
-    tenant_column: &str,
-    swaps: &mut Swaps,
-) -> Option<()> {
-    let qorig = quote_ident(&u.original.index_name);
+    col: &str,
+) -> Part {
+    let orig = &u.original.index_name;
+    let qorig = quote_ident(orig);
     let definition = &constraint.definition;
-    let scoped = splice_constraint_columns(definition, &quote_ident(tenant_column));
-    swaps.forward.push(long(
-        LockMode::AccessExclusive,
-        &[table],
-        format!(
-            "{}ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
-             {}ALTER TABLE {table} ADD CONSTRAINT {qorig} {scoped};\n",
-            exempt("ban-drop-constraint", "replaced in this transaction by its tenant-scoped successor"),
-            exempt("require-concurrent-index-creation", PARTITIONED_BUILD_EXEMPTION)
-        ),
-    ));
-    swaps.rollback.push(long(
-        LockMode::AccessExclusive,
-        &[table],
-        format!(
-            "ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
-             ALTER TABLE {table} ADD CONSTRAINT {qorig} {definition};\n"
-        ),
-    ));
-    Some(())
+    let scoped_definition = splice_constraint_columns(definition, &quote_ident(col));
+    Part {
+        name: orig.clone(),
+        states: vec![
+            state("scoped", holds(probe::constraint_index_leads_with(table, orig, col))),
+            state("global", holds(probe::constraint_exists(table, orig, 'u'))),
+            gone(),
+        ],
+        done: names(&["scoped"]),
+        undone: names(&["global", GONE]),
+        rollback_from: None,
+        transitions: vec![
+            transition(
+                "global",
+                "scoped",
+                long(
+                    LockMode::AccessExclusive,
+                    &[table],
+                    format!(
+                        "{}ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
+                         {}ALTER TABLE {table} ADD CONSTRAINT {qorig} {scoped_definition};\n",
+                        exempt(
+                            "ban-drop-constraint",
+                            "replaced in this transaction by its tenant-scoped successor"
+                        ),
+                        exempt("require-concurrent-index-creation", PARTITIONED_BUILD_EXEMPTION)
+                    ),
+                ),
+            ),
+            transition(
+                "scoped",
+                "global",
+                long(
+                    LockMode::AccessExclusive,
+                    &[table],
+                    format!(
+                        "ALTER TABLE {table} DROP CONSTRAINT {qorig};\n\
+                         ALTER TABLE {table} ADD CONSTRAINT {qorig} {definition};\n"
+                    ),
+                ),
+            ),
+        ],
+        guards: Vec::new(),
+    }
 }
 
 /// A plain unique index of a partitioned table: the scoped copy built in stage 7's build step
 /// takes the original's name; the rollback rebuilds the original in place.
-fn swap_partitioned_index(table: &QualifiedName, u: &ScopedUnique, swaps: &mut Swaps) -> Option<()> {
-    let qorig = quote_ident(&u.original.index_name);
-    let temp = table.sibling(u.temp_name.clone());
-    swaps.forward.push(stmt(
-        LockMode::AccessExclusive,
-        &[table],
-        format!(
-            "{}DROP INDEX {};\n{}ALTER INDEX {temp} RENAME TO {qorig};\n",
-            exempt(
-                "require-concurrent-index-deletion",
-                "PostgreSQL cannot drop a partitioned index concurrently; dropping is instant"
-            ),
-            table.sibling(u.original.index_name.clone()),
-            exempt("renaming-object", "the successor takes the original name clients know")
-        ),
-    ));
+fn swap_partitioned_index(table: &QualifiedName, u: &ScopedUnique, col: &str) -> Option<Part> {
     let rebuild = restore_definition(table, u, false)?;
+    let orig = &u.original.index_name;
+    let original = table.sibling(orig.clone());
+    let qorig = quote_ident(orig);
+    let temp = table.sibling(u.temp_name.clone());
     let restore = table.sibling(u.restore_name.clone());
-    swaps.rollback.push(long(LockMode::Share, &[table], format!("{rebuild};\n")));
-    swaps.rollback.push(rename_restored_index(table, u, &restore));
-    Some(())
+    let scoped = probe::index_leads_with(&original, col);
+    Some(Part {
+        name: orig.clone(),
+        states: vec![
+            state("scoped", holds(all(&[scoped.clone(), not(probe::relation_exists(&restore))]))),
+            state("rebuilding global", holds(all(&[scoped, probe::relation_exists(&restore)]))),
+            state("global", holds(probe::relation_exists(&original))),
+            gone(),
+        ],
+        done: names(&["scoped"]),
+        undone: names(&["global", GONE]),
+        rollback_from: None,
+        transitions: vec![
+            transition(
+                "global",
+                "scoped",
+                stmt(
+                    LockMode::AccessExclusive,
+                    &[table],
+                    format!(
+                        "{}DROP INDEX {original};\n{}ALTER INDEX {temp} RENAME TO {qorig};\n",
+                        exempt(
+                            "require-concurrent-index-deletion",
+                            "PostgreSQL cannot drop a partitioned index concurrently; dropping is instant"
+                        ),
+                        exempt("renaming-object", "the successor takes the original name clients know")
+                    ),
+                ),
+            ),
+            transition(
+                "scoped",
+                "rebuilding global",
+                long(LockMode::Share, &[table], format!("{rebuild};\n")),
+            ),
+            transition("rebuilding global", "global", rename_restored_index(table, u, &restore)),
+            transition(
+                "rebuilding global",
+                "scoped",
+                stmt(LockMode::AccessExclusive, &[table], format!("DROP INDEX IF EXISTS {restore};\n")),
+            ),
+        ],
+        guards: Vec::new(),
+    })
 }
 
 /// Rollback: the scoped index goes back to its temporary name, the rebuilt original takes
@@ -321,15 +522,15 @@ mod tests {
     fn stage7_rebuilds_uniques_with_the_tenant_column_keeping_predicates_and_expressions() {
         let plan = plan_of(&saas(PG15).build());
         let build_step = step(&plan, "7.unique-build:public.users");
-        assert!(!build_step.atomic);
+        assert!(build_step.parts.iter().all(|p| p.forward_path().len() == 1));
         assert_eq!(
             forward_sql(build_step),
             "CREATE UNIQUE INDEX CONCURRENTLY users_email_key_tenant_id ON public.users USING btree (tenant_id, email);\n\
              CREATE UNIQUE INDEX CONCURRENTLY users_email_lower_idx_tenant_id ON public.users USING btree (tenant_id, lower(email));\n\
              CREATE UNIQUE INDEX CONCURRENTLY users_username_active_idx_tenant_id ON public.users USING btree (tenant_id, username) WHERE (deleted_at IS NULL);\n"
         );
-        assert!(build_step.forward.iter().all(|s| s.kind == StatementKind::ConcurrentIndex));
-        assert_eq!(build_step.forward[0].index, Some(qn("public", "users_email_key_tenant_id")));
+        assert!(build_step.forward().iter().all(|s| s.kind == StatementKind::ConcurrentIndex));
+        assert_eq!(build_step.forward()[0].index, Some(qn("public", "users_email_key_tenant_id")));
 
         let swap = step(&plan, "7.unique-swap:public.users");
         assert_eq!(
@@ -345,8 +546,8 @@ mod tests {
         );
         // One short transaction per swap; a replaced unique index is renamed aside (a lock that lets
         // reads and writes go on) and dropped concurrently.
-        assert_eq!(swap.forward.len(), 5);
-        let kinds: Vec<StatementKind> = swap.forward.iter().map(|s| s.kind).collect();
+        assert_eq!(swap.forward().len(), 5);
+        let kinds: Vec<StatementKind> = swap.forward().iter().map(|s| s.kind).collect();
         assert_eq!(
             kinds,
             [
@@ -357,10 +558,9 @@ mod tests {
                 StatementKind::NonTransactional
             ]
         );
-        assert_eq!(swap.forward[1].lock, LockMode::ShareUpdateExclusive);
+        assert_eq!(swap.forward()[1].lock, LockMode::ShareUpdateExclusive);
         // Rolling back counts values that now repeat across tenants, and cannot be forced.
-        let guards: Vec<(&str, bool)> =
-            swap.rollback_guards.iter().map(|g| (g.sql.as_str(), g.forceable)).collect();
+        let guards: Vec<(&str, bool)> = swap.guards().iter().map(|g| (g.sql.as_str(), g.forceable)).collect();
         assert_eq!(
             guards,
             [

@@ -3,7 +3,9 @@
 
 use crate::plan::analysis::Analysis;
 use crate::plan::ddl::{check, regclass, stmt};
-use crate::plan::model::{LockMode, Stage, Step};
+use crate::plan::machine::{names as names_of, state, transition};
+use crate::plan::model::{LockMode, Part, Stage, Step};
+use crate::plan::probe::{self, all, any, holds, not};
 use crate::sql::QualifiedName;
 
 /// At most one step, after every table's policy.
@@ -38,6 +40,25 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
     }
     let list: Vec<String> = names.iter().map(regclass).collect();
     let on: Vec<&QualifiedName> = names.iter().collect();
+    let invoker: Vec<String> = names.iter().map(probe::view_invoker).collect();
+    let part = Part {
+        name: format!("security_invoker on {} views", names.len()),
+        states: vec![
+            state("invoker", holds(all(&invoker))),
+            state("as planned", holds(not(any(&invoker)))),
+            // Not a state tenantize leaves (one transaction does them all): a hand edit's.
+            state("partly", holds("true".into())),
+        ],
+        done: names_of(&["invoker"]),
+        undone: names_of(&["as planned"]),
+        rollback_from: None,
+        transitions: vec![
+            transition("as planned", "invoker", stmt(LockMode::AccessExclusive, &on, forward_sql)),
+            transition("invoker", "as planned", stmt(LockMode::AccessExclusive, &on, rollback_sql.clone())),
+            transition("partly", "as planned", stmt(LockMode::AccessExclusive, &on, rollback_sql)),
+        ],
+        guards: Vec::new(),
+    };
     vec![Step {
         id: format!("8.{}:views", Stage::Rls.name()),
         stage: Stage::Rls,
@@ -47,13 +68,8 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
                caller's rights, under the caller's policies."
             .into(),
         tables: names.clone(),
-        atomic: true,
         rows_estimate: 0,
-        forward: vec![stmt(LockMode::AccessExclusive, &on, forward_sql)],
-        rollback_atomic: true,
-        rollback: vec![stmt(LockMode::AccessExclusive, &on, rollback_sql)],
         no_rollback_reason: None,
-        rollback_guards: Vec::new(),
         checks: vec![check(
             "views run as invoker",
             names.len() as i64,
@@ -64,6 +80,7 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
             ),
         )],
         backfill: None,
+        parts: vec![part],
         hash: String::new(),
     }]
 }
@@ -87,7 +104,7 @@ mod tests {
         let options = PlanOptions { exclude: vec!["public.lookup".into()], ..PlanOptions::default() };
         let plan = plan_with(&views(saas(PG15)).build(), &options);
         let step15 = step(&plan, "8.rls:views");
-        assert!(step15.atomic);
+        assert_eq!(step15.parts[0].forward_path().len(), 1, "one transaction");
         assert_eq!(forward_sql(step15), "ALTER VIEW public.user_directory SET (security_invoker = true);\n");
         assert_eq!(rollback_sql(step15), "ALTER VIEW public.user_directory RESET (security_invoker);\n");
         assert_eq!(position(&plan, "8.rls:views"), plan.steps.len() - 1);

@@ -141,11 +141,11 @@ pub(crate) fn code(sql: &str) -> String {
 }
 
 pub(crate) fn forward_sql(step: &Step) -> String {
-    step.forward.iter().map(|s| code(&s.sql)).collect()
+    step.forward().iter().map(|s| code(&s.sql)).collect()
 }
 
 pub(crate) fn rollback_sql(step: &Step) -> String {
-    step.rollback.iter().map(|s| code(&s.sql)).collect()
+    step.rollback().iter().map(|s| code(&s.sql)).collect()
 }
 
 pub(crate) fn all_forward_sql(plan: &Plan) -> String {
@@ -172,7 +172,7 @@ pub(crate) fn offset(haystack: &str, needle: &str) -> usize {
 
 /// Index of the first statement of `step`'s forward list containing `needle`.
 pub(crate) fn statement_index(step: &Step, needle: &str) -> usize {
-    step.forward.iter().position(|s| code(&s.sql).contains(needle)).unwrap_or_else(|| {
+    step.forward().iter().position(|s| code(&s.sql).contains(needle)).unwrap_or_else(|| {
         panic!("no forward statement of {} contains {needle:?}:\n{}", step.id, forward_sql(step))
     })
 }
@@ -201,7 +201,7 @@ pub(crate) fn leading_identifier(text: &str) -> String {
 /// [CONCURRENTLY] [IF NOT EXISTS] x`.
 pub(crate) fn created_names(plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
-    for statement in plan.steps.iter().flat_map(|s| &s.forward) {
+    for statement in plan.steps.iter().flat_map(|s| s.forward()) {
         let sql = statement.sql.as_str();
         for marker in ["ADD CONSTRAINT ", "INDEX CONCURRENTLY ", "INDEX IF NOT EXISTS "] {
             let mut from = 0;
@@ -247,4 +247,15 @@ pub(crate) fn with_shared_tables() -> (Catalog, PlanOptions) {
 /// Objects of the error findings with `code`.
 pub(crate) fn error_objects(plan: &Plan, code: &str) -> Vec<String> {
     plan.errors().filter(|f| f.code == code).map(|f| f.object.clone()).collect()
+}
+
+/// The `n`-th statement of `step`'s forward list, to edit.
+pub(crate) fn forward_statement_mut(step: &mut Step, n: usize) -> &mut crate::plan::Statement {
+    let target = step.forward()[n] as *const crate::plan::Statement;
+    all_statements_mut(step).find(|s| std::ptr::eq(*s, target)).expect("the statement is in the step")
+}
+
+/// Every statement of every transition of `step`, to edit.
+pub(crate) fn all_statements_mut(step: &mut Step) -> impl Iterator<Item = &mut crate::plan::Statement> {
+    step.parts.iter_mut().flat_map(|p| p.transitions.iter_mut()).flat_map(|t| t.statements.iter_mut())
 }

@@ -92,7 +92,7 @@ fn title(model: &Model, width: usize, palette: Palette) -> Line<'static> {
         (Some(step), job) => {
             spans.push(Span::styled(format!("▶ {}", step.id), palette.running()));
             if let (Some(k), Some(planned)) = (step.statement, model.plan.step(&step.id)) {
-                spans.push(Span::raw(format!(" · statement {}/{}", k + 1, planned.forward.len())));
+                spans.push(Span::raw(format!(" · statement {}/{}", k + 1, planned.forward().len())));
             }
             if let Some(started) = step.started {
                 let ms = model.clock.saturating_duration_since(started).as_millis() as u64;
@@ -159,7 +159,8 @@ fn lock_wait(step: &StepView, model: &Model, width: usize, palette: Palette) -> 
     let Some(wait) = &step.lock_wait else { return Vec::new() };
     let mut head =
         vec![Span::styled(format!("! waiting {} for ", duration_ms(wait.waited_ms)), palette.warn())];
-    let statement = model.plan.step(&step.id).and_then(|s| s.forward.get(step.statement.unwrap_or(0)));
+    let statement =
+        model.plan.step(&step.id).and_then(|s| s.forward().get(step.statement.unwrap_or(0)).copied());
     match statement {
         Some(s) => {
             head.push(Span::styled(s.lock.label().to_string(), palette.lock(s.lock)));

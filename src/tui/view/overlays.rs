@@ -160,7 +160,7 @@ fn strongest_lock(model: &Model, step_ids: &[String]) -> Option<(LockMode, Strin
     let mut best: Option<(LockMode, String, Vec<String>)> = None;
     for id in step_ids {
         let Some(step) = model.plan.step(id) else { continue };
-        for statement in &step.forward {
+        for statement in step.forward() {
             if best.as_ref().is_none_or(|(lock, _, on)| rank(statement.lock, &statement.on) > rank(*lock, on))
             {
                 best = Some((statement.lock, id.clone(), statement.on.clone()));
@@ -336,12 +336,12 @@ fn confirm_rollback(
 fn rollback_sql(step: Option<&Step>, inner: usize, palette: Palette) -> Vec<Line<'static>> {
     let mut sql: Vec<Line<'static>> = Vec::new();
     match step {
-        Some(step) if step.rollback.is_empty() => {
+        Some(step) if step.rollback().is_empty() => {
             let reason = step.no_rollback_reason.clone().unwrap_or_else(|| "nothing to undo".into());
             sql.extend(wrap_styled(vec![Span::styled(format!("  none: {reason}"), palette.dim())], inner, 4));
         }
         Some(step) => {
-            for statement in &step.rollback {
+            for statement in step.rollback() {
                 let mut spans = vec![
                     Span::raw("  "),
                     Span::styled(statement.lock.label().to_string(), palette.lock(statement.lock)),

@@ -276,7 +276,7 @@ fn status_facts(model: &Model, index: usize) -> Vec<String> {
                 facts.push(format!("for {}", duration_ms(ms)));
             }
             if let (Some(k), Some(step)) = (view.statement, step) {
-                facts.push(format!("statement {}/{}", k + 1, step.forward.len()));
+                facts.push(format!("statement {}/{}", k + 1, step.forward().len()));
             }
         }
         UiStepState::Done | UiStepState::Failed | UiStepState::RolledBack => {
@@ -401,13 +401,14 @@ fn detail_sections(model: &Model, index: usize, width: usize, caps: Caps, palett
 
     // Forward.
     let running = view.state == UiStepState::Running;
-    let how = match (step.forward.len(), step.atomic) {
+    let transactions: usize = step.parts.iter().map(|p| p.forward_path().len()).sum();
+    let how = match (step.forward().len(), transactions) {
         (0 | 1, _) => "",
-        (_, true) => ", in one transaction",
-        (_, false) => ", each committed",
+        (_, 1) => ", in one transaction",
+        _ => ", each committed",
     };
-    out.forward.push(rule(&format!("Forward: {}{how}", statements(step.forward.len())), width, palette));
-    for (k, statement) in step.forward.iter().enumerate() {
+    out.forward.push(rule(&format!("Forward: {}{how}", statements(step.forward().len())), width, palette));
+    for (k, statement) in step.forward().iter().enumerate() {
         let current = running && view.statement == Some(k);
         out.forward.extend(statement_lines(
             k + 1,
@@ -421,12 +422,12 @@ fn detail_sections(model: &Model, index: usize, width: usize, caps: Caps, palett
 
     // Rollback, and the counts it takes first.
     let rollback = &mut out.rollback;
-    rollback.push(rule(&format!("Rollback: {}", statements(step.rollback.len())), width, palette));
-    if step.rollback.is_empty() {
+    rollback.push(rule(&format!("Rollback: {}", statements(step.rollback().len())), width, palette));
+    if step.rollback().is_empty() {
         let reason = step.no_rollback_reason.clone().unwrap_or_else(|| "nothing to undo".into());
         rollback.extend(wrap_styled(vec![Span::styled(format!(" none: {reason}"), palette.dim())], width, 3));
     }
-    for (k, statement) in step.rollback.iter().enumerate() {
+    for (k, statement) in step.rollback().iter().enumerate() {
         rollback.extend(statement_lines(
             k + 1,
             statement,
@@ -436,7 +437,7 @@ fn detail_sections(model: &Model, index: usize, width: usize, caps: Caps, palett
             palette,
         ));
     }
-    for guard in &step.rollback_guards {
+    for guard in step.guards() {
         let (tag, style) = if guard.forceable {
             ("must be 0, or --force", palette.warn())
         } else {

@@ -286,7 +286,7 @@ pub(super) fn with_overlay(mut model: Model, overlay: Overlay) -> Model {
 pub(super) fn confirm_rollback() -> Model {
     let mut model = plan_selected();
     let id = "3.add-column:public.issues".to_string();
-    let guard = &model.plan.step(&id).unwrap().rollback_guards[0];
+    let guard = &model.plan.step(&id).unwrap().guards()[0];
     let guards = vec![GuardCount {
         step_id: id.clone(),
         name: guard.name.clone(),
