@@ -280,3 +280,22 @@ pub fn text_diff(a: &str, b: &str) -> String {
     }
     out
 }
+
+/// A handle on an existing database of the test cluster.
+pub fn db_named(name: &str) -> TestDb {
+    db_handle(name.to_string())
+}
+
+impl TestDb {
+    /// Drop this database (its sessions are ended first).
+    pub async fn drop(&self) {
+        let admin = cluster().conn_spec("postgres").connect("tenantize-test").await.expect("connect");
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                tenantize::sql::quote_ident(&self.name)
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("drop {}: {}", self.name, tenantize::db::describe_pg_error(&e)));
+    }
+}
