@@ -11,7 +11,7 @@ use tokio::process::Command;
 
 use super::exit;
 use crate::checks::{self, VerifyReport};
-use crate::db::{ConnSpec, TlsMode};
+use crate::db::ConnSpec;
 use crate::engine::{self, Control, RunSettings, StopAfter};
 use crate::event;
 use crate::plan::{Plan, PlanOptions};
@@ -94,16 +94,6 @@ struct RehearsalCopy {
     restore_ms: u128,
 }
 
-fn libpq_sslmode(mode: TlsMode) -> &'static str {
-    match mode {
-        TlsMode::Disable => "disable",
-        TlsMode::Prefer => "prefer",
-        TlsMode::Require => "require",
-        TlsMode::VerifyCa => "verify-ca",
-        TlsMode::VerifyFull => "verify-full",
-    }
-}
-
 /// Start a throwaway cluster and restore the source into it (the source is only read).
 async fn make_copy(
     source: &Source,
@@ -127,7 +117,7 @@ async fn make_copy(
             if let Some(password) = spec.password() {
                 env.push(("PGPASSWORD", password));
             }
-            env.push(("PGSSLMODE", libpq_sslmode(spec.tls_mode()).to_string()));
+            env.extend(spec.libpq_env());
             tool("pg_dump", &args, &env).await?;
             (path, spec.redacted())
         }

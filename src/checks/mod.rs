@@ -441,7 +441,8 @@ pub struct LivePreflight {
     pub locks: Vec<(Activity, String, String)>,
 }
 
-/// Read the live preflight picture, skipping tenantize's own sessions.
+/// Read the live preflight picture, skipping tenantize's own sessions (named `tenantize …`, or
+/// by the operator's `application_name`, which this session carries too).
 pub async fn live_preflight(client: &Client, plan: &Plan) -> Result<LivePreflight, CheckError> {
     let activity = |r: &tokio_postgres::Row| Activity {
         pid: r.get(0),
@@ -460,6 +461,7 @@ pub async fn live_preflight(client: &Client, plan: &Plan) -> Result<LivePrefligh
                   WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
                     AND a.xact_start < now() - interval '5 seconds'
                     AND coalesce(a.application_name, '') NOT LIKE 'tenantize%'
+                    AND coalesce(a.application_name, '') <> current_setting('application_name')
                   ORDER BY a.xact_start LIMIT 20"
             ),
             &[],
@@ -479,6 +481,7 @@ pub async fn live_preflight(client: &Client, plan: &Plan) -> Result<LivePrefligh
                   WHERE l.locktype = 'relation' AND l.granted AND a.pid <> pg_backend_pid()
                     AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
                     AND coalesce(a.application_name, '') NOT LIKE 'tenantize%'
+                    AND coalesce(a.application_name, '') <> current_setting('application_name')
                     AND format('%I.%I', n.nspname, c.relname) = ANY ($1)
                   ORDER BY a.pid, 7 LIMIT 50"
             ),

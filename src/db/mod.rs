@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod error;
 pub mod journal;
+pub mod libpq;
 pub mod lock;
 pub mod tls;
 pub mod tx;
