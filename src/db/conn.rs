@@ -16,6 +16,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use super::error::describe_pg_error;
 use super::libpq::{self, Params, params::parse_timeout, pgpass};
 pub use super::libpq::{Env, ProcessEnv};
+use super::pooler;
 pub use super::tls::TlsMode;
 use super::tls::{RootCert, SslVersionName, TlsSettings};
 
@@ -25,6 +26,12 @@ pub enum ConnError {
     Invalid(String),
     #[error("could not connect to {target}: {reason}")]
     Connect { target: String, reason: String },
+    #[error(
+        "{target} is behind a transaction (or statement) pooler: {reason}. tenantize keeps one server \
+         session for a whole run (its settings and its lock live there); connect it directly to the \
+         server, or through a session pool (pool_mode = session). Nothing was changed."
+    )]
+    Pooled { target: String, reason: String },
 }
 
 /// Without `connect_timeout`, tenantize gives up after this long (libpq would wait forever);
@@ -224,6 +231,42 @@ impl ConnSpec {
     /// tenantize session relies on (an empty search_path makes `pg_get_*def()` qualify every name).
     pub async fn connect(&self, fallback_name: &str) -> Result<Client, ConnError> {
         let fail = |reason: String| ConnError::Connect { target: self.redacted(), reason };
+        self.refuse_pooler(fallback_name).await?;
+        let client = self.connect_unpinned(fallback_name).await?;
+        client
+            .batch_execute(
+                "SET search_path = ''; SET standard_conforming_strings = on; \
+                 SET client_min_messages = warning; SET statement_timeout = 0; \
+                 SET idle_in_transaction_session_timeout = 0",
+            )
+            .await
+            .map_err(|e| fail(describe_pg_error(&e)))?;
+        Ok(client)
+    }
+
+    /// Once per target and process, before the first connection sets anything: refuse a
+    /// transaction or statement pooler (see `db::pooler`).
+    async fn refuse_pooler(&self, fallback_name: &str) -> Result<(), ConnError> {
+        static CHECKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let key = self.redacted();
+        if CHECKED.lock().map(|c| c.contains(&key)).unwrap_or(false) {
+            return Ok(());
+        }
+        let name = format!("{fallback_name} (pooler check)");
+        let first = self.connect_unpinned(&name).await?;
+        let second = self.connect_unpinned(&name).await?;
+        pooler::check(&first, &second)
+            .await
+            .map_err(|reason| ConnError::Pooled { target: key.clone(), reason })?;
+        if let Ok(mut checked) = CHECKED.lock() {
+            checked.push(key);
+        }
+        Ok(())
+    }
+
+    /// Connect to the first target that answers, setting nothing but the startup parameters.
+    async fn connect_unpinned(&self, fallback_name: &str) -> Result<Client, ConnError> {
+        let fail = |reason: String| ConnError::Connect { target: self.redacted(), reason };
         let mut order: Vec<&Target> = self.targets.iter().collect();
         if self.random_order && order.len() > 1 {
             let nanos =
@@ -242,16 +285,7 @@ impl ConnSpec {
                 Err(reason) => failures.push(format!("{} failed: {reason}", target.describe())),
             }
         }
-        let client = client.ok_or_else(|| fail(failures.join("; ")))?;
-        client
-            .batch_execute(
-                "SET search_path = ''; SET standard_conforming_strings = on; \
-                 SET client_min_messages = warning; SET statement_timeout = 0; \
-                 SET idle_in_transaction_session_timeout = 0",
-            )
-            .await
-            .map_err(|e| fail(describe_pg_error(&e)))?;
-        Ok(client)
+        client.ok_or_else(|| fail(failures.join("; ")))
     }
 
     /// A connection for counts: `row_security = off`, so a query that RLS would filter fails
@@ -522,6 +556,14 @@ fn base_config(params: &Params) -> Result<Config, ConnError> {
     }
     config.load_balance_hosts(LoadBalanceHosts::Disable);
     Ok(config)
+}
+
+/// Best effort, before a connection is dropped: end any transaction and reset the session
+/// (settings, prepared statements, advisory locks), so a session pool hands the server
+/// session on clean even when its own `server_reset_query` is empty.
+pub async fn discard(client: &Client) {
+    let _ = client.batch_execute("ROLLBACK").await;
+    let _ = client.batch_execute("DISCARD ALL").await;
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod error;
 pub mod journal;
 pub mod libpq;
 pub mod lock;
+pub mod pooler;
 pub mod tls;
 pub mod tx;
 

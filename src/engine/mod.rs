@@ -170,6 +170,14 @@ impl Session {
         let ddl_pid: i32 = ddl.query_one("SELECT pg_backend_pid()", &[]).await.map_err(db_error)?.get(0);
         Ok(Session { ddl, ddl_pid, monitor, checks })
     }
+
+    /// Leave nothing of ours on the server sessions (a session pool hands them to others
+    /// next): settings, prepared statements, any advisory lock.
+    pub async fn close(&self) {
+        for client in [&self.ddl, &self.monitor, &self.checks] {
+            crate::db::conn::discard(client).await;
+        }
+    }
 }
 
 pub(crate) fn emit(events: &EventSender, event: Event) {

@@ -94,6 +94,7 @@ pub(super) async fn locked_run<T>(
         lock::acquire(&session.ddl).await?;
         let result = body(&session, &progress).await;
         lock::release(&session.ddl).await;
+        session.close().await;
         result
     }
     .await
