@@ -42,7 +42,7 @@ impl Part {
                 }
                 let mut next = trail.clone();
                 next.push(t);
-                if targets.iter().any(|target| *target == t.to) {
+                if targets.contains(&t.to) {
                     return Some(next);
                 }
                 queue.push_back((t.to.as_str(), next));
