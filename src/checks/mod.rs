@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 pub mod isolation;
+mod under_rls;
 
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -170,6 +171,7 @@ pub async fn count_all(
     } else {
         false
     };
+    let visibility = under_rls::visibility(client, plan, tenant_table_exists).await.map_err(query_error)?;
     let owned = plan.owned_name_set();
     let mut tables = Vec::new();
     let mut by_name: BTreeMap<QualifiedName, usize> = BTreeMap::new();
@@ -207,13 +209,17 @@ pub async fn count_all(
         }
         // Partitioned parents hold no rows: their counts are the sum of their partitions'.
         if table.kind == crate::catalog::TableKind::Ordinary {
-            count_rows(client, plan, &planned.name, tenant_table_exists, full, &mut counts).await?;
+            if visibility.filtered(table) {
+                count_rows_per_tenant(client, plan, table, &visibility, full, &mut counts).await?;
+            } else {
+                count_rows(client, plan, &planned.name, tenant_table_exists, full, &mut counts).await?;
+            }
         }
         by_name.insert(planned.name.clone(), tables.len());
         tables.push(counts);
     }
     if full {
-        count_cross_tenant(client, catalog, col, &mut tables, &by_name).await?;
+        count_cross_tenant(client, plan, catalog, &visibility, &mut tables, &by_name).await?;
     }
     sum_partitions(catalog, &mut tables, &by_name);
     Ok(VerifyReport {
@@ -274,14 +280,56 @@ async fn count_rows(
     Ok(())
 }
 
+/// [`count_rows`] for a table whose rows this role sees one tenant at a time (see
+/// `under_rls`): the counts are summed over the tenants, and rows no tenant sees are proven
+/// absent by the table's constraints, or the count is refused.
+async fn count_rows_per_tenant(
+    client: &Client,
+    plan: &Plan,
+    table: &Table,
+    visibility: &under_rls::Visibility,
+    full: bool,
+    counts: &mut TableCounts,
+) -> Result<(), CheckError> {
+    let name = table.name.display_plain();
+    under_rls::no_hidden_rows(plan, table).map_err(|why| {
+        query_error(format!(
+            "counting {name}: this role cannot bypass row-level security, so rows without a known tenant \
+             would be invisible to it, and {why}; count as a role with BYPASSRLS"
+        ))
+    })?;
+    let sql = format!("SELECT count(*) FROM {}", table.name);
+    let rows = under_rls::per_tenant(client, &plan.tenant.setting, &visibility.tenants, &sql)
+        .await
+        .map_err(|e| query_error(format!("counting {name} tenant by tenant: {}", describe_pg_error(&e))))?;
+    counts.rows = under_rls::total(&rows, 0);
+    counts.null_tenant = 0;
+    counts.unknown_tenant = 0;
+    if full {
+        let mut per: Vec<(String, i64)> = visibility
+            .tenants
+            .iter()
+            .cloned()
+            .zip(rows.iter().map(|r| r[0]))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        per.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        per.truncate(5);
+        counts.rows_per_tenant = per;
+    }
+    Ok(())
+}
+
 /// Cross-tenant references: each FK between scoped tables, compared on its own columns.
 async fn count_cross_tenant(
     client: &Client,
+    plan: &Plan,
     catalog: &Catalog,
-    col: &str,
+    visibility: &under_rls::Visibility,
     tables: &mut [TableCounts],
     by_name: &BTreeMap<QualifiedName, usize>,
 ) -> Result<(), CheckError> {
+    let col = plan.tenant.column.as_str();
     let qcol = quote_ident(col);
     for table in &catalog.tables {
         let Some(&child_index) = by_name.get(&table.name) else { continue };
@@ -319,7 +367,16 @@ async fn count_cross_tenant(
                 fk.referenced_table,
                 same_key.join(" AND ")
             );
-            let n: i64 = client.query_one(sql.as_str(), &[]).await.map_err(db_error)?.get(0);
+            // Seen one tenant at a time, a child and its parents are both that tenant's rows:
+            // a parent of another tenant is invisible, so the child still counts.
+            let n: i64 = if visibility.filtered(table) {
+                let rows = under_rls::per_tenant(client, &plan.tenant.setting, &visibility.tenants, &sql)
+                    .await
+                    .map_err(db_error)?;
+                under_rls::total(&rows, 0)
+            } else {
+                client.query_one(sql.as_str(), &[]).await.map_err(db_error)?.get(0)
+            };
             tables[child_index].cross_tenant += n;
         }
     }

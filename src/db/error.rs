@@ -7,7 +7,9 @@ pub fn describe_pg_error(error: &tokio_postgres::Error) -> String {
         if let Some(detail) = db.detail() {
             text.push_str(&format!(" ({detail})"));
         }
-        if let Some(hint) = db.hint() {
+        // Never pass on the server's advice to switch row-level security off for the owner:
+        // following it would end the isolation this tool exists for.
+        if let Some(hint) = db.hint().filter(|h| !h.contains("NO FORCE ROW LEVEL SECURITY")) {
             text.push_str(&format!(" hint: {hint}"));
         }
         return text;

@@ -175,31 +175,24 @@ async fn rollback_locked(
         return Err(EngineError::Preflight(problems));
     }
     report_drift(plan, &catalog, &steps, events);
-    // Count first, change nothing until every count is acceptable.
+    // Count first, change nothing until every count is acceptable. A role that cannot
+    // bypass row-level security cannot count under FORCE RLS: those guards are counted in
+    // stage order instead, right before their own step, once the RLS steps are undone.
+    let undoes_rls = steps.iter().any(|s| s.stage == Stage::Rls);
     let mut refusals = Vec::new();
+    let mut deferred: Vec<&str> = Vec::new();
     for step in &steps {
-        for (guard, count) in count_guards(client, &session.checks, step).await? {
-            let count = match count {
-                Ok(count) => count,
-                Err(e) => {
-                    refusals
-                        .push(format!("{}: cannot count {} ({e}); nothing was changed", step.id, guard.name));
-                    continue;
-                }
-            };
-            emit(
-                events,
-                Event::GuardResult {
-                    step_id: step.id.clone(),
-                    name: guard.name.clone(),
-                    count,
-                    forceable: guard.forceable,
-                },
-            );
-            if count > 0 && !(guard.forceable && request.force) {
-                let hint = if guard.forceable { " (--force undoes it anyway)" } else { "" };
-                refusals.push(format!("{}: {count} {}{hint}", step.id, guard.message));
-            }
+        let judged = judge_guards(client, &session.checks, step, request.force, events).await?;
+        match judged {
+            Guards::Refused(mut reasons) => refusals.append(&mut reasons),
+            Guards::HiddenByRls if undoes_rls && step.stage != Stage::Rls => deferred.push(&step.id),
+            Guards::HiddenByRls => refusals.push(format!(
+                "{}: cannot count its guards: this role cannot bypass row-level security and the \
+                 rollback does not undo stage 8 first (roll back stage 8 too, or run as a role with \
+                 BYPASSRLS); nothing was changed",
+                step.id
+            )),
+            Guards::Passed => {}
         }
     }
     if !refusals.is_empty() {
@@ -210,6 +203,23 @@ async fn rollback_locked(
     let exec = Executor { session, settings: &request.settings, events, control };
     let mut outcome = RollbackOutcome::default();
     for (step, entry) in to_undo {
+        let refused = match deferred.contains(&step.id.as_str()) {
+            false => None,
+            true => match judge_guards(client, &session.checks, step, request.force, events).await? {
+                Guards::Passed => None,
+                Guards::Refused(reasons) => Some(reasons),
+                Guards::HiddenByRls => Some(vec!["its guards are still hidden by row-level security".into()]),
+            },
+        };
+        if let Some(reasons) = refused {
+            let error = EngineError::RollbackFailed {
+                step_id: step.id.clone(),
+                error: format!("stopped before undoing it: {}", reasons.join("; ")),
+                undone: outcome.steps_rolled_back,
+            };
+            journal::finish_run(client, run_id, "failed", &error.to_string()).await;
+            return Err(error);
+        }
         progress.step_started(&step.id);
         if let Err(error) = undo_step(&exec, plan, step, entry).await {
             journal::finish_run(client, run_id, "failed", &error.to_string()).await;
@@ -219,6 +229,49 @@ async fn rollback_locked(
     }
     journal::finish_run(client, run_id, "success", "").await;
     Ok(outcome)
+}
+
+/// What a step's guards say: all within bounds, refusals, or not countable by this role
+/// because row-level security hides the rows.
+enum Guards {
+    Passed,
+    Refused(Vec<String>),
+    HiddenByRls,
+}
+
+/// Count the guards of `step` and judge them (`force` lets the forceable ones pass).
+async fn judge_guards(
+    catalog: &tokio_postgres::Client,
+    counts: &tokio_postgres::Client,
+    step: &Step,
+    force: bool,
+    events: &EventSender,
+) -> Result<Guards, EngineError> {
+    let mut refusals = Vec::new();
+    for (guard, count) in count_guards(catalog, counts, step).await? {
+        let count = match count {
+            Ok(count) => count,
+            Err(e) if e.contains("row-level security") => return Ok(Guards::HiddenByRls),
+            Err(e) => {
+                refusals.push(format!("{}: cannot count {} ({e}); nothing was changed", step.id, guard.name));
+                continue;
+            }
+        };
+        emit(
+            events,
+            Event::GuardResult {
+                step_id: step.id.clone(),
+                name: guard.name.clone(),
+                count,
+                forceable: guard.forceable,
+            },
+        );
+        if count > 0 && !(guard.forceable && force) {
+            let hint = if guard.forceable { " (--force undoes it anyway)" } else { "" };
+            refusals.push(format!("{}: {count} {}{hint}", step.id, guard.message));
+        }
+    }
+    Ok(if refusals.is_empty() { Guards::Passed } else { Guards::Refused(refusals) })
 }
 
 /// What changed under the plan in the tables the rollback touches, said before anything is
