@@ -128,10 +128,46 @@ async fn a_plan_for_another_database_is_refused_and_changes_nothing() {
     other
         .tenantize(&["apply", plan.to_str().unwrap(), "--yes"])
         .expect_code(5)
-        .expect_output(&format!("this plan was built for database \"{}\"", sample.name))
-        .expect_output("table public.users is gone");
+        .expect_output(&format!("this plan was built for database \"{}\"", sample.name));
     assert_eq!(before, other.schema_dump());
     assert_eq!(other.query_i64("SELECT count(*) FROM pg_namespace WHERE nspname = 'tenantize'").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plan_for_another_database_with_the_same_schema_is_refused_until_retargeted() {
+    // Two copies of one template: the same schema, the same rows, another database.
+    let built_on = sample_db("identity_home", 300).await;
+    let twin = sample_db("identity_twin", 300).await;
+    let dir = scratch_dir();
+    let plan = dir.path().join("plan.toml");
+    let plan = built_on.plan_sample(&plan, &[]);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(text.contains("database_oid = ") && text.contains("system_identifier = "), "{text}");
+    let before = twin.schema_dump();
+    let foreign = format!("this plan was built for database \"{}\"", built_on.name);
+    for args in [
+        vec!["apply", plan.as_str(), "--yes"],
+        vec!["apply", plan.as_str(), "--dry-run"],
+        vec!["rollback", plan.as_str(), "--all", "--yes"],
+        vec!["status", plan.as_str()],
+        vec!["verify", plan.as_str()],
+    ] {
+        twin.tenantize(&args)
+            .expect_code(5)
+            .expect_output(&foreign)
+            .expect_output(&format!("this is \"{}\"", twin.name))
+            .expect_output("even where another has the same schema");
+    }
+    assert_eq!(before, twin.schema_dump());
+    assert_eq!(twin.query_i64("SELECT count(*) FROM pg_namespace WHERE nspname = 'tenantize'").await, 0);
+    // The plan still works where it was built, and a database moved on purpose takes it over.
+    built_on.tenantize(&["status", &plan]).expect_ok();
+    twin.tenantize(&["plan", "retarget", &plan]).expect_ok();
+    twin.tenantize(&["apply", &plan, "--through", "3", "--yes"]).expect_ok();
+    built_on
+        .tenantize(&["status", &plan])
+        .expect_code(5)
+        .expect_output(&format!("this is \"{}\"", built_on.name));
 }
 
 /// A table the plan leaves alone (`--exclude victim`): exported files must not touch it.
