@@ -248,3 +248,22 @@ async fn rehearsal_of_pagila_from_a_dump_file() {
         .expect_ok()
         .expect_output("rehearsal ok");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rehearsing_a_saved_plan_retargets_it_to_the_copy_and_leaves_the_file_alone() {
+    let db = sample_db("rehearse_plan", 300).await;
+    let dir = scratch_dir();
+    let plan = planned(&db, &dir, &[]).await;
+    let saved = std::fs::read_to_string(&plan).unwrap();
+    let out = dir.path().join("rehearsals");
+    run_tenantize(
+        &["rehearse", "--source", &db.url, "--plan", &plan, "--out-dir", out.to_str().unwrap()],
+        &[],
+    )
+    .expect_ok()
+    .expect_output(&format!("re-targeting the plan from database \"{}\" to the copy", db.name))
+    .expect_output("rehearsal ok");
+    assert_eq!(std::fs::read_to_string(&plan).unwrap(), saved, "the plan file changed");
+    // The copy was another database; the plan is still the source's own.
+    db.tenantize(&["status", &plan]).expect_ok();
+}
