@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use crate::plan::{BackfillKey, LockMode, Plan, Statement, StatementKind, Step, Transition};
-use crate::sql::{quote_ident, quote_literal};
+use crate::sql::{comment, dollar_quote, quote_ident, quote_literal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -117,11 +117,13 @@ fn backfill_block(step: &Step, lock_timeout_ms: u64) -> String {
     } else {
         ""
     };
-    format!(
-        "DO $tenantize$\nDECLARE\n    total_blocks bigint := pg_catalog.pg_relation_size({rel}::pg_catalog.regclass) / current_setting('block_size')::int8;\n    first_block bigint := 0;\nBEGIN\n    PERFORM set_config('lock_timeout', '{lock_timeout_ms}ms', false);\n{replica}    WHILE first_block <= total_blocks LOOP\n        UPDATE {table} SET {column} = {value}\n         WHERE ctid >= format('(%s,0)', first_block)::tid AND ctid < format('(%s,0)', first_block + {blocks})::tid\n           AND {column} IS NULL;\n        COMMIT;\n        first_block := first_block + {blocks};\n    END LOOP;\n    -- Rows the application moved behind the sweep.\n    UPDATE {table} SET {column} = {value} WHERE {column} IS NULL;\n    COMMIT;\n{reset}END\n$tenantize$;",
+    let body = format!(
+        "\nDECLARE\n    total_blocks bigint := pg_catalog.pg_relation_size({rel}::pg_catalog.regclass) / current_setting('block_size')::int8;\n    first_block bigint := 0;\nBEGIN\n    PERFORM set_config('lock_timeout', '{lock_timeout_ms}ms', false);\n{replica}    WHILE first_block <= total_blocks LOOP\n        UPDATE {table} SET {column} = {value}\n         WHERE ctid >= format('(%s,0)', first_block)::tid AND ctid < format('(%s,0)', first_block + {blocks})::tid\n           AND {column} IS NULL;\n        COMMIT;\n        first_block := first_block + {blocks};\n    END LOOP;\n    -- Rows the application moved behind the sweep.\n    UPDATE {table} SET {column} = {value} WHERE {column} IS NULL;\n    COMMIT;\n{reset}END\n",
         rel = quote_literal(&table.to_string()),
         value = b.value_sql,
-    )
+    );
+    // The body holds the table's name: its dollar tag must not occur in it.
+    format!("DO {};", dollar_quote(&body))
 }
 
 /// One transition as one file: its statements in one transaction, or the one statement that
@@ -210,7 +212,7 @@ fn body(unit: Option<&Unit>, format: Format, lock_timeout_ms: u64, header: &str)
     let Some(unit) = unit else {
         return (format!("{header}\n{NO_OP}\n"), true);
     };
-    let mut text = format!("{header}\n-- {}\n", unit.note);
+    let mut text = format!("{header}\n{}\n", comment(&unit.note));
     let (lock_ms, statement_ms) = unit.timeouts(lock_timeout_ms);
     if !unit.transactional {
         match format {
@@ -253,10 +255,11 @@ pub fn export(plan: &Plan, format: Format, lock_timeout_ms: u64) -> Vec<Exported
     let all = versions(plan, lock_timeout_ms);
     for (i, version) in all.iter().enumerate() {
         let n = i + 1;
-        let header = format!(
-            "-- tenantize plan {:.12}, step {} (part {} of the export)",
+        // Step ids hold table names: a comment must never carry one's line break.
+        let header = comment(&format!(
+            "tenantize plan {:.12}, step {} (part {} of the export)",
             plan.plan_hash, version.step_id, n
-        );
+        ));
         let (up, up_tx) = body(version.up.as_ref(), format, lock_timeout_ms, &header);
         let (down, down_tx) =
             body(version.down.as_ref(), format, lock_timeout_ms, &format!("{header}, rollback"));

@@ -190,6 +190,36 @@ pub fn quote_literal(value: &str) -> String {
     }
 }
 
+/// A `-- ` comment line carrying `text`, which may hold names: a newline or carriage return
+/// would end the comment and let the rest run as SQL, so they (and the backslash that
+/// escapes them) are written as `\n`, `\r` and `\\`. Always exactly one line, without its
+/// line break.
+pub fn comment(text: &str) -> String {
+    let mut out = String::from("-- ");
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `body` dollar-quoted with a tag that does not occur in it (as pg_dump chooses one):
+/// `$tenantize$`, else `$tenantize_1$`, `$tenantize_2$`, … A name inside the body can then
+/// never end it early.
+pub fn dollar_quote(body: &str) -> String {
+    let mut tag = "$tenantize$".to_string();
+    let mut n = 0u32;
+    while body.contains(&tag) || body.ends_with(&tag[..tag.len() - 1]) {
+        n += 1;
+        tag = format!("$tenantize_{n}$");
+    }
+    format!("{tag}{body}{tag}")
+}
+
 /// A schema-qualified relation name. Displays and serializes as quoted SQL (`public."Users"`),
 /// which reads naturally in a plan file and is never ambiguous about dots.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -344,6 +374,26 @@ mod tests {
         assert_eq!(quote_literal("abc"), "'abc'");
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
+    }
+
+    #[test]
+    fn comments_stay_on_one_line() {
+        assert_eq!(comment("step public.users"), "-- step public.users");
+        let hostile = comment("nl\nDROP TABLE victim; --\r\\n");
+        assert_eq!(hostile, "-- nl\\nDROP TABLE victim; --\\r\\\\n");
+        assert!(!hostile.contains('\n') && !hostile.contains('\r'));
+    }
+
+    #[test]
+    fn dollar_quotes_pick_a_tag_the_body_lacks() {
+        assert_eq!(dollar_quote(" x "), "$tenantize$ x $tenantize$");
+        assert_eq!(dollar_quote("a$tenantize$; DROP"), "$tenantize_1$a$tenantize$; DROP$tenantize_1$");
+        assert_eq!(
+            dollar_quote("$tenantize$ $tenantize_1$"),
+            "$tenantize_2$$tenantize$ $tenantize_1$$tenantize_2$"
+        );
+        // A body ending in the start of the tag would run into the closing tag.
+        assert_eq!(dollar_quote("x$tenantize"), "$tenantize_1$x$tenantize$tenantize_1$");
     }
 
     #[test]

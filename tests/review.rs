@@ -139,51 +139,6 @@ async fn run_logs_tell_every_step_and_keep_no_secrets() {
     )));
 }
 
-/// Apply migration files with psql as each tool would run them.
-fn run_files(url: &str, dir: &Path, format: &str, direction: &str) {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            match (format, direction) {
-                ("flyway", "up") => name.starts_with('V') && name.ends_with(".sql"),
-                ("flyway", _) => name.starts_with('U') && name.ends_with(".sql"),
-                (_, "up") => name.ends_with(".up.sql"),
-                _ => name.ends_with(".down.sql"),
-            }
-        })
-        .collect();
-    let version = |p: &PathBuf| -> u64 {
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        let digits: String =
-            name.trim_start_matches(['V', 'U']).chars().take_while(|c| c.is_ascii_digit()).collect();
-        digits.parse().unwrap()
-    };
-    files.sort_by_key(version);
-    if direction == "down" {
-        files.reverse();
-    }
-    assert!(!files.is_empty(), "no {direction} files for {format}");
-    for file in files {
-        let content = std::fs::read_to_string(&file).unwrap();
-        // sqlx and Flyway wrap each file in a transaction unless told not to.
-        let own_transaction = match format {
-            "sqlx" => !content.starts_with("-- no-transaction"),
-            "flyway" => !Path::new(&format!("{}.conf", file.display())).exists(),
-            _ => false,
-        };
-        let mut command = Command::new(client_tool("psql"));
-        command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url]);
-        if own_transaction {
-            command.arg("--single-transaction");
-        }
-        let out = command.arg("-f").arg(&file).output().unwrap();
-        assert!(out.status.success(), "{} failed: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn exported_migrations_match_tenantize_apply_and_undo_it() {
     let reference = sample_db("export_ref", 500).await;
@@ -292,4 +247,23 @@ async fn rehearsal_of_pagila_from_a_dump_file() {
     run_tenantize(&["rehearse", "--dump", dump.to_str().unwrap(), "--out-dir", out.to_str().unwrap()], &[])
         .expect_ok()
         .expect_output("rehearsal ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rehearsing_a_saved_plan_retargets_it_to_the_copy_and_leaves_the_file_alone() {
+    let db = sample_db("rehearse_plan", 300).await;
+    let dir = scratch_dir();
+    let plan = planned(&db, &dir, &[]).await;
+    let saved = std::fs::read_to_string(&plan).unwrap();
+    let out = dir.path().join("rehearsals");
+    run_tenantize(
+        &["rehearse", "--source", &db.url, "--plan", &plan, "--out-dir", out.to_str().unwrap()],
+        &[],
+    )
+    .expect_ok()
+    .expect_output(&format!("re-targeting the plan from database \"{}\" to the copy", db.name))
+    .expect_output("rehearsal ok");
+    assert_eq!(std::fs::read_to_string(&plan).unwrap(), saved, "the plan file changed");
+    // The copy was another database; the plan is still the source's own.
+    db.tenantize(&["status", &plan]).expect_ok();
 }

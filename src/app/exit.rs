@@ -2,6 +2,7 @@
 //! layers below to a code and a message. The engine and the checks never choose an exit code.
 
 use crate::checks::CheckError;
+use crate::db::journal::Direction;
 use crate::db::{ConnError, DbError};
 use crate::engine::EngineError;
 use crate::plan::file::PlanFileError;
@@ -41,8 +42,12 @@ impl std::fmt::Display for Failure {
 pub fn engine_code(e: &EngineError) -> i32 {
     match e {
         EngineError::Preflight(_) => PREFLIGHT_REFUSED,
-        EngineError::StepFailed { .. } | EngineError::Cancelled { .. } => STEP_FAILED,
-        EngineError::RollbackFailed { .. } => ROLLBACK_FAILED,
+        EngineError::StepFailed { .. } | EngineError::Cancelled { direction: Direction::Forward, .. } => {
+            STEP_FAILED
+        }
+        // An interrupted rollback did not finish either: the same code, the same advice.
+        EngineError::RollbackFailed { .. }
+        | EngineError::Cancelled { direction: Direction::Rollback, .. } => ROLLBACK_FAILED,
         EngineError::Connection(_)
         | EngineError::PlanFile(_)
         | EngineError::Drift { .. }
@@ -104,6 +109,11 @@ mod tests {
         let rollback = EngineError::RollbackFailed { step_id: "x".into(), error: "e".into(), undone: 2 };
         assert_eq!(engine_code(&rollback), 4);
         assert!(rollback.to_string().contains("after 2 steps had been rolled back"), "{rollback}");
+        let cancelled = |direction| EngineError::Cancelled { step_id: "x".into(), direction };
+        assert_eq!(engine_code(&cancelled(Direction::Forward)), 2);
+        assert!(cancelled(Direction::Forward).to_string().contains("run apply again"));
+        assert_eq!(engine_code(&cancelled(Direction::Rollback)), 4);
+        assert!(cancelled(Direction::Rollback).to_string().contains("run rollback again to resume"));
         assert_eq!(engine_code(&EngineError::Drift { lines: vec![], started: false }), 5);
         assert_eq!(engine_code(&EngineError::Usage("x".into())), 5);
         assert_eq!(Failure::from(CheckError::Refused("no".into())).code, PREFLIGHT_REFUSED);

@@ -15,9 +15,32 @@ fn now_rfc3339() -> String {
 /// benchmark).
 pub async fn build_plan(spec: &ConnSpec, options: &PlanOptions) -> Result<Plan, Failure> {
     let client = spec.connect("tenantize plan").await?;
+    missing_schemas(&client, &options.schemas).await?;
     let catalog =
         introspect(&client, &options.schemas, std::slice::from_ref(&options.tenant_table.schema)).await?;
-    plan::build(&catalog, options, &now_rfc3339()).map_err(|e| Failure::usage(e.to_string()))
+    let mut plan =
+        plan::build(&catalog, options, &now_rfc3339()).map_err(|e| Failure::usage(e.to_string()))?;
+    super::identity::stamp(&mut plan, &super::identity::read(&client).await?);
+    Ok(plan)
+}
+
+/// Refuse (exit 5) a `--schema` the database does not have, naming it: otherwise the plan
+/// would only say it found no tables.
+async fn missing_schemas(client: &tokio_postgres::Client, schemas: &[String]) -> Result<(), Failure> {
+    let rows = client
+        .query(
+            "SELECT s FROM unnest($1::text[]) WITH ORDINALITY AS u(s, n)
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = s) ORDER BY n",
+            &[&schemas],
+        )
+        .await
+        .map_err(|e| Failure::usage(crate::db::describe_pg_error(&e)))?;
+    let missing: Vec<String> = rows.iter().map(|r| format!("{:?}", r.get::<_, String>(0))).collect();
+    match missing.len() {
+        0 => Ok(()),
+        1 => Err(Failure::usage(format!("no such schema {} in this database", missing[0]))),
+        _ => Err(Failure::usage(format!("no such schemas {} in this database", missing.join(", ")))),
+    }
 }
 
 /// What `plan --check` found: the database's name and every difference, in words.

@@ -1,9 +1,10 @@
 //! The use cases both front ends call: build a plan from the live catalog, check a saved one,
-//! prepare what the wizard opens on, start the demo, rehearse on a copy; and the exit code of
-//! every failure. Nothing here draws or prints.
+//! prepare what the wizard opens on, start the demo, rehearse on a copy, tell whether a plan is
+//! this database's; and the exit code of every failure. Nothing here draws or prints.
 
 pub mod demo;
 pub mod exit;
+pub mod identity;
 pub mod live;
 pub mod rehearse;
 pub mod wizard;

@@ -249,7 +249,19 @@ pub async fn rehearse(
         checks::connect(&copy.spec, "tenantize rehearse").await.map_err(|e| RehearseError(e.to_string()))?;
     client.batch_execute("ANALYZE").await.map_err(|e| RehearseError(e.to_string()))?;
     let plan: Plan = match &request.plan_file {
-        Some(path) => crate::plan::file::load(path).map_err(|e| RehearseError(e.to_string()))?,
+        Some(path) => {
+            let mut plan = crate::plan::file::load(path).map_err(|e| RehearseError(e.to_string()))?;
+            // The copy is another database (its own OID, maybe its own cluster): the plan is
+            // re-targeted to it, explicitly, for this rehearsal only; the file is not changed.
+            let copy = super::identity::read(&client).await.map_err(|e| RehearseError(e.message))?;
+            say(format!(
+                "re-targeting the plan from database {:?} to the copy {:?} for the rehearsal \
+                 (the plan file is unchanged)",
+                plan.source.database, copy.database
+            ));
+            super::identity::stamp(&mut plan, &copy);
+            plan
+        }
         None => super::live::build_plan(&copy.spec, &request.options)
             .await
             .map_err(|e| RehearseError(e.message))?,
@@ -353,7 +365,11 @@ fn summary_rows(
         ),
         (
             "verify".into(),
-            if trip.verify.ok { "ok".into() } else { format!("{} problems", trip.verify.problems.len()) },
+            if trip.verify.ok {
+                "ok".into()
+            } else {
+                crate::event::describe::count(trip.verify.problems.len() as u64, "problem", "problems")
+            },
         ),
         ("rollback".into(), format!("{}{}", ms(trip.rollback_ms), failed(&trip.rolled_back))),
         (

@@ -57,6 +57,10 @@ pub async fn prepare(
         }
     };
     let client = spec.connect("tenantize wizard").await?;
+    if let Some(reason) = super::identity::foreign(&plan, &super::identity::read(&client).await?) {
+        plan_check.push((Severity::Error, reason.clone()));
+        read_only_reason.get_or_insert(reason);
+    }
     let catalog =
         introspect(&client, &plan.options.schemas, std::slice::from_ref(&plan.tenant.table.schema)).await?;
     let status = engine::status(spec, &plan).await?;

@@ -75,14 +75,15 @@ pub struct RehearseArgs {
     #[command(flatten)]
     pub options: PlanOptionArgs,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub run: RunTuning,
 }
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
     /// The plan file.
     pub plan: PathBuf,
-    /// The migration tool the files are written for.
+    /// The migration tool the files are written for: sql (psql -f), sqlx, golang-migrate or
+    /// flyway.
     #[arg(long, value_enum)]
     pub format: FormatArg,
     /// The directory the files are written to (created if missing).
@@ -104,7 +105,7 @@ pub struct WizardArgs {
     #[command(flatten)]
     pub options: PlanOptionArgs,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub run: RunTuning,
 }
 
 #[derive(Args, Debug)]
@@ -119,7 +120,7 @@ pub struct DemoArgs {
     #[arg(long, value_enum)]
     pub backfill: Option<BackfillArg>,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub run: RunTuning,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -199,6 +200,7 @@ pub struct PlanOptionArgs {
     /// Name of the tenant table ([SCHEMA.]TABLE; the schema defaults to the first --schema).
     #[arg(long, default_value = "tenants")]
     pub tenant_table: String,
+    /// Name of the column added to every tenant-scoped table.
     #[arg(long, default_value = "tenant_id")]
     pub tenant_column: String,
     /// Type of the tenant key.
@@ -207,6 +209,7 @@ pub struct PlanOptionArgs {
     /// Id of the tenant every existing row belongs to (default: ...0001, 1 or "default").
     #[arg(long)]
     pub default_tenant_id: Option<String>,
+    /// Name of the tenant every existing row belongs to.
     #[arg(long, default_value = "Default tenant")]
     pub default_tenant_name: String,
     /// The setting the policies read the current tenant from.
@@ -259,6 +262,9 @@ pub struct PlanArgs {
     /// Where to write the plan (by convention under plans/).
     #[arg(long, value_name = "FILE", required_unless_present = "check")]
     pub out: Option<PathBuf>,
+    /// Overwrite a sealed plan at --out (one edited by hand and sealed after review).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Tell whether the live database would still produce the plan in FILE, and what changed
     /// (exit 0 when the same, 3 when drifted).
     #[arg(long, value_name = "FILE", conflicts_with = "out")]
@@ -272,10 +278,17 @@ pub enum PlanAction {
         /// The edited plan file.
         file: PathBuf,
     },
+    /// Make the plan this database's: for the database it was built on, moved (restored
+    /// elsewhere, upgraded), which apply and the others refuse as another database.
+    Retarget {
+        /// The plan file (rewritten in place; its checksums do not cover the database).
+        file: PathBuf,
+    },
 }
 
+/// How a run goes (apply, rollback, and the runs the wizard, demo and rehearse start).
 #[derive(Args, Debug, Clone)]
-pub struct RunArgs {
+pub struct RunTuning {
     /// lock_timeout for short DDL steps; a step that times out is retried with backoff.
     /// Writes queue behind a statement waiting for its lock, so this bounds the stall it causes.
     #[arg(long, default_value_t = RunSettings::default().lock_timeout_ms)]
@@ -286,18 +299,33 @@ pub struct RunArgs {
     /// How many times a statement is tried when it cannot get its lock.
     #[arg(long, default_value_t = RunSettings::default().max_attempts)]
     pub max_attempts: u32,
+    /// Wait for a routine autovacuum that blocks a step instead of cancelling it.
+    #[arg(long)]
+    pub no_cancel_autovacuum: bool,
+}
+
+/// The headless runs' options: the tuning, the confirmation and the run log. The wizard, the
+/// demo and rehearse confirm on screen and name their run logs themselves, so they take only
+/// the tuning (and refuse `--yes` and `--log` rather than ignore them).
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub tuning: RunTuning,
     /// Answer yes to the confirmation (needed when stdin is not a terminal).
     #[arg(long)]
     pub yes: bool,
     /// Where the run log (JSON Lines) goes; default: next to the plan.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
-    /// Wait for a routine autovacuum that blocks a step instead of cancelling it.
-    #[arg(long)]
-    pub no_cancel_autovacuum: bool,
 }
 
 impl RunArgs {
+    pub fn settings(&self, command: &str) -> RunSettings {
+        self.tuning.settings(command)
+    }
+}
+
+impl RunTuning {
     pub fn settings(&self, command: &str) -> RunSettings {
         RunSettings {
             lock_timeout_ms: self.lock_timeout_ms,
@@ -329,6 +357,7 @@ pub struct ApplyArgs {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["to", "all"])))]
 pub struct RollbackArgs {
+    /// The plan file (the one that was applied).
     pub file: PathBuf,
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -347,6 +376,7 @@ pub struct RollbackArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// The plan file.
     pub file: PathBuf,
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -383,11 +413,29 @@ impl WizardArgs {
     }
 }
 
+/// The kinds of step (the part of a step id before `:`) that are not stage names, and their
+/// stage: stage 7's steps interleave (each unique is built, then the foreign keys that need it
+/// are rebuilt, then it is swapped in), so a run stops only after the whole stage.
+const STEP_KINDS: [(&str, Stage); 3] =
+    [("unique-build", Stage::Unique), ("foreign-keys", Stage::Unique), ("unique-swap", Stage::Unique)];
+
 pub fn parse_stage(text: &str) -> Result<Stage, String> {
-    Stage::parse(text).ok_or_else(|| {
-        format!(
-            "unknown stage {text:?}: use 1-8 or {}",
-            Stage::ALL.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
-        )
-    })
+    if let Some(stage) = Stage::parse(text) {
+        return Ok(stage);
+    }
+    let stages =
+        Stage::ALL.iter().map(|s| format!("{} {}", s.number(), s.name())).collect::<Vec<_>>().join(", ");
+    match STEP_KINDS.iter().find(|(kind, _)| kind.eq_ignore_ascii_case(text.trim())) {
+        Some((kind, stage)) => Err(format!(
+            "{kind:?} names a kind of step in stage {} ({}), not a stage: that stage's steps \
+             interleave, so a run stops only after a whole stage; use {} (or {}) to include it, {} \
+             to stop before it. Stages: {stages}",
+            stage.number(),
+            stage.name(),
+            stage.number(),
+            stage.name(),
+            stage.number() - 1
+        )),
+        None => Err(format!("unknown stage {text:?}: use a number or a name: {stages}")),
+    }
 }

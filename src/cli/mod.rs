@@ -1,6 +1,9 @@
 //! The command line: arguments (`args`), one module per command (`commands`), and the
-//! headless printer of engine events (`printer`). The use cases themselves live in `app`.
+//! headless printer of engine events (`printer`); everything printed goes through `out`. The
+//! use cases themselves live in `app`.
 
+#[macro_use]
+pub mod out;
 pub mod args;
 mod commands;
 pub mod printer;

@@ -196,13 +196,23 @@ impl<W: Write> Printer<W> {
                 self.end_bar(step_id, true);
                 self.indented(&text);
             }
-            Event::RunFinished { outcome, message, .. } => {
+            Event::RunFinished { outcome, message, duration_ms } => {
                 self.seen.outcome = Some(*outcome);
                 self.seen.message = message.clone();
                 if let Some(bars) = &self.bars {
                     let _ = bars.multi.clear();
                 }
-                self.line(text);
+                // A run that did not succeed ends in an error, which the command prints once
+                // (on stderr, with its exit code); here only how it ended.
+                let ended = match outcome {
+                    RunOutcome::Success => text,
+                    RunOutcome::Failed => format!("run failed after {:.1} s", *duration_ms as f64 / 1000.0),
+                    RunOutcome::Cancelled => {
+                        format!("run cancelled after {:.1} s", *duration_ms as f64 / 1000.0)
+                    }
+                    RunOutcome::Refused => "run refused: nothing was changed".to_string(),
+                };
+                self.line(ended);
             }
             Event::AutovacuumCancelled { .. }
             | Event::Retry { .. }

@@ -36,8 +36,8 @@ pub enum EngineError {
     /// `undone`: steps rolled back by this run before it failed.
     #[error("rollback of step {step_id} failed{}: {error}; run rollback again to resume", after_undone(*undone))]
     RollbackFailed { step_id: String, error: String, undone: usize },
-    #[error("cancelled during step {step_id}; what is done is journaled, run apply again to resume")]
-    Cancelled { step_id: String },
+    #[error("cancelled during step {step_id}; what is done is journaled, run {} again to resume", command_of(*direction))]
+    Cancelled { step_id: String, direction: crate::db::journal::Direction },
     #[error("{0}")]
     Connection(String),
     #[error(transparent)]
@@ -78,6 +78,13 @@ impl From<DbError> for EngineError {
             DbError::JournalSchema(text) => EngineError::Preflight(vec![text]),
             DbError::JournalVersion(text) => EngineError::Usage(text),
         }
+    }
+}
+
+fn command_of(direction: crate::db::journal::Direction) -> &'static str {
+    match direction {
+        crate::db::journal::Direction::Forward => "apply",
+        crate::db::journal::Direction::Rollback => "rollback",
     }
 }
 

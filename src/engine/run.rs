@@ -147,7 +147,7 @@ pub(super) async fn step_failure(
     }
     emit(exec.events, Event::StepFailed { step_id: step.id.clone(), direction, error: text.clone() });
     match (error, direction) {
-        (ExecError::Cancelled, _) => EngineError::Cancelled { step_id: step.id.clone() },
+        (ExecError::Cancelled, direction) => EngineError::Cancelled { step_id: step.id.clone(), direction },
         (_, Direction::Forward) => EngineError::StepFailed { step_id: step.id.clone(), error: text },
         (_, Direction::Rollback) => {
             EngineError::RollbackFailed { step_id: step.id.clone(), error: text, undone: 0 }

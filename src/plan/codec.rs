@@ -146,6 +146,8 @@ pub fn canonical_text(plan: &Plan) -> String {
         role: String::new(),
         generated_at: String::new(),
         tool_version: String::new(),
+        system_identifier: None,
+        database_oid: None,
     };
     for table in &mut copy.tables {
         table.row_estimate = 0;

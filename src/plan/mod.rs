@@ -105,6 +105,8 @@ fn assemble(
             role: catalog.role.name.clone(),
             generated_at: generated_at.to_string(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            system_identifier: None,
+            database_oid: None,
         },
         options: options.clone(),
         tenant,

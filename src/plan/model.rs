@@ -358,6 +358,14 @@ pub struct PlanSource {
     pub role: String,
     pub generated_at: String,
     pub tool_version: String,
+    /// The database's identity when the plan was built: the cluster's system identifier
+    /// (`pg_control_system()`, absent where the role may not read it) and the database's OID.
+    /// A plan is for that database only, even where another has the same schema. Absent in
+    /// plans written before tenantize recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_oid: Option<u32>,
 }
 
 /// 2: steps are parts with states and transitions (1 had forward and rollback lists).

@@ -299,3 +299,48 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("drop {}: {}", self.name, tenantize::db::describe_pg_error(&e)));
     }
 }
+
+/// Apply migration files with psql as each tool would run them.
+pub fn run_files(url: &str, dir: &Path, format: &str, direction: &str) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            match (format, direction) {
+                ("flyway", "up") => name.starts_with('V') && name.ends_with(".sql"),
+                ("flyway", _) => name.starts_with('U') && name.ends_with(".sql"),
+                (_, "up") => name.ends_with(".up.sql"),
+                _ => name.ends_with(".down.sql"),
+            }
+        })
+        .collect();
+    let version = |p: &PathBuf| -> u64 {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let digits: String =
+            name.trim_start_matches(['V', 'U']).chars().take_while(|c| c.is_ascii_digit()).collect();
+        digits.parse().unwrap()
+    };
+    files.sort_by_key(version);
+    if direction == "down" {
+        files.reverse();
+    }
+    assert!(!files.is_empty(), "no {direction} files for {format}");
+    for file in files {
+        let content = std::fs::read_to_string(&file).unwrap();
+        // sqlx and Flyway wrap each file in a transaction unless told not to.
+        let own_transaction = match format {
+            "sqlx" => !content.starts_with("-- no-transaction"),
+            "flyway" => !Path::new(&format!("{}.conf", file.display())).exists(),
+            _ => false,
+        };
+        let mut command = Command::new(client_tool("psql"));
+        command.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url]);
+        if own_transaction {
+            command.arg("--single-transaction");
+        }
+        let out = command.arg("-f").arg(&file).output().unwrap();
+        assert!(out.status.success(), "{} failed: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}

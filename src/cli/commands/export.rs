@@ -8,6 +8,10 @@ pub fn run(args: ExportArgs) -> Result<(), Failure> {
     let files = crate::export::export(&plan, args.format.into(), args.lock_timeout_ms);
     crate::export::write(&args.out, &files)
         .map_err(|e| Failure::usage(format!("cannot write {}: {e}", args.out.display())))?;
-    println!("wrote {} files to {}", files.len(), args.out.display());
+    outln!(
+        "wrote {} to {}",
+        crate::event::describe::count(files.len() as u64, "file", "files"),
+        args.out.display()
+    );
     Ok(())
 }

@@ -2,21 +2,33 @@
 
 use std::path::Path;
 
-use crate::app::{Failure, exit, live};
+use crate::app::{Failure, exit, identity, live};
 use crate::cli::args::{ConnArgs, PlanAction, PlanArgs};
 use crate::plan::{self, Plan, Stage};
 
 pub async fn run(args: PlanArgs) -> Result<(), Failure> {
-    if let Some(PlanAction::Seal { file }) = &args.action {
-        return seal(file);
+    match &args.action {
+        Some(PlanAction::Seal { file }) => return seal(file),
+        Some(PlanAction::Retarget { file }) => return retarget(file, &args.conn).await,
+        None => {}
     }
     if let Some(file) = &args.check {
         return check(file, &args.conn).await;
     }
     let out = args.out.clone().expect("clap requires --out without --check");
+    if !args.force
+        && let Ok(existing) = plan::file::read_unverified(&out)
+        && existing.edited
+    {
+        return Err(Failure::usage(format!(
+            "{} holds a plan edited by hand and sealed after review; writing a new plan there \
+             would lose that edit: choose another --out, or pass --force to overwrite it",
+            out.display()
+        )));
+    }
     let spec = args.conn.spec()?;
     let plan = live::build_plan(&spec, &args.options.to_options()).await?;
-    print!("{}", summarize(&plan));
+    out!("{}", summarize(&plan));
     if plan.errors().next().is_some() {
         return Err(Failure::new(
             exit::PREFLIGHT_REFUSED,
@@ -24,7 +36,7 @@ pub async fn run(args: PlanArgs) -> Result<(), Failure> {
         ));
     }
     plan::file::save(&plan, &out)?;
-    println!("Wrote {}", out.display());
+    outln!("Wrote {}", out.display());
     Ok(())
 }
 
@@ -34,20 +46,34 @@ fn seal(file: &Path) -> Result<(), Failure> {
         plan.steps.iter().filter(|s| plan::file::step_hash(s) != s.hash).map(|s| s.id.clone()).collect();
     let whole_plan_changed = plan::file::plan_hash(&plan) != plan.plan_hash;
     if edited.is_empty() && !whole_plan_changed {
-        println!("{}: checksums already match; nothing to seal", file.display());
+        outln!("{}: checksums already match; nothing to seal", file.display());
         return Ok(());
     }
     plan::file::seal(&mut plan);
     plan::file::save(&plan, file)?;
     if edited.is_empty() {
-        println!(
-            "sealed {}: the plan was edited outside its steps (options, tables or order)",
-            file.display()
-        );
+        outln!("sealed {}: the plan was edited outside its steps (options, tables or order)", file.display());
     } else {
-        println!("sealed {}: edited steps {}", file.display(), edited.join(", "));
+        outln!("sealed {}: edited steps {}", file.display(), edited.join(", "));
     }
-    println!("the plan now records edited = true; new plan hash {:.12}", plan.plan_hash);
+    outln!("the plan now records edited = true; new plan hash {:.12}", plan.plan_hash);
+    Ok(())
+}
+
+/// `plan retarget`: record the connected database as the plan's own.
+async fn retarget(file: &Path, conn: &ConnArgs) -> Result<(), Failure> {
+    let mut plan = plan::file::load(file)?;
+    let client = conn.spec()?.connect("tenantize plan retarget").await?;
+    let found = identity::read(&client).await?;
+    let before = plan.source.database.clone();
+    identity::stamp(&mut plan, &found);
+    plan::file::save(&plan, file)?;
+    outln!(
+        "{}: now the plan of database {:?} (OID {}); it was built for {before:?}",
+        file.display(),
+        found.database,
+        found.oid
+    );
     Ok(())
 }
 
@@ -56,14 +82,17 @@ async fn check(file: &Path, conn: &ConnArgs) -> Result<(), Failure> {
     let saved = plan::file::load(file)?;
     let found = live::check_against_live(&conn.spec()?, &saved).await?;
     if found.differences.is_empty() {
-        println!("{}: the database {} would still produce this plan", file.display(), found.database);
+        outln!("{}: the database {} would still produce this plan", file.display(), found.database);
         return Ok(());
     }
-    println!("{}: the database {} has drifted from this plan:", file.display(), found.database);
+    outln!("{}: the database {} has drifted from this plan:", file.display(), found.database);
     for line in &found.differences {
-        println!("  {line}");
+        outln!("  {line}");
     }
-    Err(Failure::new(exit::VERIFY_FAILED, format!("{} differences", found.differences.len())))
+    Err(Failure::new(
+        exit::VERIFY_FAILED,
+        crate::event::describe::count(found.differences.len() as u64, "difference", "differences"),
+    ))
 }
 
 /// What `plan` prints: tables, steps per stage with their strongest lock, findings.

@@ -18,20 +18,26 @@ pub async fn run(args: RehearseArgs) -> Result<(), Failure> {
         out_dir: args.out_dir.clone(),
         settings: args.run.settings("rehearse"),
     };
-    let say = |line: String| eprintln!("rehearse: {line}");
+    let say = |line: String| errln!("rehearse: {line}");
     let outcome = rehearse(&request, &say).await.map_err(|e| Failure::usage(e.to_string()))?;
-    println!("report: {}", outcome.markdown.display());
-    println!("timeline: {}", outcome.html.display());
+    outln!("report: {}", outcome.markdown.display());
+    outln!("timeline: {}", outcome.html.display());
     for log in &outcome.run_logs {
-        println!("run log: {}", log.display());
+        outln!("run log: {}", log.display());
     }
     if outcome.problems.is_empty() {
-        println!("rehearsal ok: applied, verified, rolled back, schema and data as before");
+        outln!("rehearsal ok: applied, verified, rolled back, schema and data as before");
         Ok(())
     } else {
         for p in &outcome.problems {
-            println!("problem: {p}");
+            outln!("problem: {p}");
         }
-        Err(Failure::new(outcome.exit_code, format!("{} problems in the rehearsal", outcome.problems.len())))
+        Err(Failure::new(
+            outcome.exit_code,
+            format!(
+                "{} in the rehearsal",
+                crate::event::describe::count(outcome.problems.len() as u64, "problem", "problems")
+            ),
+        ))
     }
 }

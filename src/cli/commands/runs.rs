@@ -1,16 +1,17 @@
 //! `tenantize apply` and `tenantize rollback`: confirm, open a run log, run the engine while
-//! printing its events; Ctrl-C cancels the running step safely.
+//! printing its events; Ctrl-C, SIGTERM and SIGHUP cancel the running step safely.
 
 use std::io::IsTerminal;
 use std::path::Path;
 
-use crate::app::Failure;
+use crate::app::{Failure, identity};
 use crate::cli::args::{ApplyArgs, RollbackArgs, RunArgs};
 use crate::cli::printer::{Printer, print_events};
 use crate::engine::{self, Control, EngineError};
 use crate::event;
 use crate::plan::Plan;
 use crate::runlog::{self, RunLogWriter};
+use tokio_util::sync::CancellationToken;
 
 fn confirm(question: &str, yes: bool) -> Result<(), Failure> {
     if yes {
@@ -19,7 +20,7 @@ fn confirm(question: &str, yes: bool) -> Result<(), Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::usage(format!("{question}: refusing without confirmation; pass --yes")));
     }
-    eprint!("{question} [y/N] ");
+    err!("{question} [y/N] ");
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer).map_err(|e| Failure::usage(e.to_string()))?;
     if matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -33,11 +34,11 @@ fn run_log(run: &RunArgs, plan_file: &Path, command: &str, plan: &Plan) -> Resul
     let path = run.log.clone().unwrap_or_else(|| runlog::default_path(Some(plan_file), command));
     let writer = RunLogWriter::create(&path, command, plan, Some(plan_file))
         .map_err(|e| Failure::usage(format!("cannot write the run log {}: {e}", path.display())))?;
-    eprintln!("run log: {}", path.display());
+    errln!("run log: {}", path.display());
     Ok(writer)
 }
 
-/// Run an engine future while printing its events (and writing them to `log`); Ctrl-C
+/// Run an engine future while printing its events (and writing them to `log`); a signal
 /// cancels the running step safely.
 async fn with_printer<T>(
     log: Option<RunLogWriter>,
@@ -51,22 +52,48 @@ async fn with_printer<T>(
     let (control, _pause) = Control::detached();
     let terminal = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
     let printer = tokio::spawn(print_events(rx, Printer::new(std::io::stdout(), terminal)));
-    let cancel = control.cancel.clone();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            cancel.cancel();
-        }
-    });
+    let signals = cancel_on_signals(control.cancel.clone());
     let result = work(&tx, &control).await;
     drop(tx);
     let _ = printer.await;
-    ctrl_c.abort();
+    signals.abort();
     Ok(result?)
+}
+
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP all cancel the running step safely: the engine cancels
+/// its statement on the server and journals the step as failed. A second signal ends the
+/// process at once, for a cancellation that cannot finish (the journal may then say running).
+/// The handlers are installed before this returns, so no signal is missed once work starts.
+fn cancel_on_signals(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let streams =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()));
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = streams else {
+        errln!("warning: cannot handle SIGINT, SIGTERM and SIGHUP; a signal stops the run without cleanup");
+        return tokio::spawn(async {});
+    };
+    tokio::spawn(async move {
+        for received in 0.. {
+            let (name, raw) = tokio::select! {
+                _ = int.recv() => ("SIGINT", libc::SIGINT),
+                _ = term.recv() => ("SIGTERM", libc::SIGTERM),
+                _ = hup.recv() => ("SIGHUP", libc::SIGHUP),
+            };
+            if received == 0 {
+                errln!("{name} received: cancelling the running step safely (a second signal stops at once)");
+                cancel.cancel();
+            } else {
+                errln!("{name} received again: stopping now; the journal may still say 'running'");
+                std::process::exit(128 + raw);
+            }
+        }
+    })
 }
 
 pub async fn apply(args: ApplyArgs) -> Result<(), Failure> {
     let plan = crate::plan::file::load(&args.file)?;
     let spec = args.conn.spec()?;
+    identity::check(&spec, &plan, "tenantize apply").await?;
     if !args.dry_run {
         confirm(&format!("Apply {} to {}?", args.file.display(), spec.redacted()), args.run.yes)?;
     }
@@ -82,7 +109,7 @@ pub async fn apply(args: ApplyArgs) -> Result<(), Failure> {
     if args.dry_run {
         for id in &outcome.steps_to_run {
             let step = request.plan.step(id).expect("pending steps come from the plan");
-            println!("would run {id}: {} ({})", step.title, step.strongest_lock().label());
+            outln!("would run {id}: {} ({})", step.title, step.strongest_lock().label());
         }
     }
     Ok(())
@@ -91,6 +118,7 @@ pub async fn apply(args: ApplyArgs) -> Result<(), Failure> {
 pub async fn rollback(args: RollbackArgs) -> Result<(), Failure> {
     let plan = crate::plan::file::load(&args.file)?;
     let spec = args.conn.spec()?;
+    identity::check(&spec, &plan, "tenantize rollback").await?;
     let target = match (args.to, args.all) {
         (Some(stage), false) => engine::RollbackTarget::ToStage(stage),
         _ => engine::RollbackTarget::All,

@@ -8,18 +8,19 @@ use crate::engine;
 pub async fn run(args: StatusArgs) -> Result<(), Failure> {
     let plan = crate::plan::file::load(&args.file)?;
     let spec = args.conn.spec()?;
+    crate::app::identity::check(&spec, &plan, "tenantize status").await?;
     let status = engine::status(&spec, &plan).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status).expect("status serializes"));
+        outln!("{}", serde_json::to_string_pretty(&json(&status)).expect("status serializes"));
         return Ok(());
     }
-    println!("plan {:.12} on database {}", status.plan_hash, status.database);
+    outln!("plan {:.12} on database {}", status.plan_hash, status.database);
     if !status.journal_present {
-        println!("no journal in this database: nothing has been applied");
+        outln!("no journal in this database: nothing has been applied");
         return Ok(());
     }
     for (hash, done) in &status.other_active_plans {
-        println!("another plan {hash:.12} has {done} applied steps in this database");
+        outln!("another plan {hash:.12} has {done} applied steps in this database");
     }
     let by_id: std::collections::BTreeMap<&str, &JournalStep> =
         status.steps.iter().map(|s| (s.step_id.as_str(), s)).collect();
@@ -28,17 +29,31 @@ pub async fn run(args: StatusArgs) -> Result<(), Failure> {
             Some(j) => {
                 let duration = j.duration_ms.map(|d| format!("{d} ms")).unwrap_or_else(|| "-".into());
                 let error = j.error.as_deref().map(|e| format!("  error: {e}")).unwrap_or_default();
-                println!(
-                    "  {:<11} {:<52} {:>9} {:>9} rows{}",
+                outln!(
+                    "  {:<11} {:<52} {:>9} {:>14}{}",
                     j.state.as_str(),
                     step.id,
                     duration,
-                    j.rows_affected,
+                    crate::event::describe::count(j.rows_affected.max(0) as u64, "row", "rows"),
                     error
                 );
             }
-            None => println!("  {:<11} {}", "pending", step.id),
+            None => outln!("  {:<11} {}", "pending", step.id),
         }
     }
     Ok(())
+}
+
+/// The journal as JSON, with each step's `position` counted from 1, as the text and the
+/// progress lines count (the journal itself counts from 0).
+fn json(status: &crate::db::journal::Status) -> serde_json::Value {
+    let mut value = serde_json::to_value(status).expect("status serializes");
+    if let Some(steps) = value.get_mut("steps").and_then(|s| s.as_array_mut()) {
+        for step in steps {
+            if let Some(position) = step.get("position").and_then(|p| p.as_i64()) {
+                step["position"] = serde_json::json!(position + 1);
+            }
+        }
+    }
+    value
 }

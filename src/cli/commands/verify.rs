@@ -10,6 +10,9 @@ async fn isolation(args: &VerifyArgs) -> Result<(), Failure> {
     use crate::checks::isolation::{Tenancy, probe};
     let spec = args.conn.spec()?;
     let plan = args.file.as_deref().map(crate::plan::file::load).transpose()?;
+    if let Some(plan) = &plan {
+        crate::app::identity::check(&spec, plan, "tenantize isolation probe").await?;
+    }
     let options = match &plan {
         Some(plan) => plan.options.clone(),
         None => args.options.to_options(),
@@ -28,9 +31,9 @@ async fn isolation(args: &VerifyArgs) -> Result<(), Failure> {
     };
     let report = probe(&client, &catalog, &tenancy).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        outln!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     } else {
-        println!(
+        outln!(
             "isolation probe on {} ({} tables, {} views): {}",
             catalog.server.database,
             report.tables.len(),
@@ -41,20 +44,23 @@ async fn isolation(args: &VerifyArgs) -> Result<(), Failure> {
             let failed: Vec<&crate::checks::isolation::Probe> =
                 object.probes.iter().filter(|p| !p.passed).collect();
             let mark = if failed.is_empty() { "ok  " } else { "LEAK" };
-            println!("  {mark} {} ({} probes)", object.object, object.probes.len());
+            outln!("  {mark} {} ({} probes)", object.object, object.probes.len());
             for probe in failed {
-                println!("       ✗ {}: {}", probe.name, probe.detail);
+                outln!("       ✗ {}: {}", probe.name, probe.detail);
             }
         }
         for note in &report.notes {
-            println!("  note: {note}");
+            outln!("  note: {note}");
         }
-        println!("(everything ran in one transaction that was rolled back: nothing was left behind)");
+        outln!("(everything ran in one transaction that was rolled back: nothing was left behind)");
     }
     if report.ok {
         Ok(())
     } else {
-        Err(Failure::new(exit::VERIFY_FAILED, format!("{} leaks", report.leaks.len())))
+        Err(Failure::new(
+            exit::VERIFY_FAILED,
+            crate::event::describe::count(report.leaks.len() as u64, "leak", "leaks"),
+        ))
     }
 }
 
@@ -65,24 +71,25 @@ pub async fn run(args: VerifyArgs) -> Result<(), Failure> {
     let file = args.file.clone().expect("clap requires a plan file without --isolation");
     let plan = crate::plan::file::load(&file)?;
     let spec = args.conn.spec()?;
+    crate::app::identity::check(&spec, &plan, "tenantize verify").await?;
     let report = checks::verify(&spec, &plan).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        outln!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     } else {
-        println!(
+        outln!(
             "verify {} (applied through stage {}): {}",
             report.database,
             report.applied_through,
             if report.ok { "ok" } else { "FAILED" }
         );
-        println!("  {:<40} {:>10} {:>8} {:>8} {:>8}  rls", "table", "rows", "no tenant", "unknown", "cross");
+        outln!("  {:<40} {:>10} {:>8} {:>8} {:>8}  rls", "table", "rows", "no tenant", "unknown", "cross");
         for t in &report.tables {
             let rls = match (t.rls_enabled, t.rls_forced, t.has_policy) {
                 (true, true, true) => "on, forced",
                 (false, _, _) => "off",
                 _ => "partial",
             };
-            println!(
+            outln!(
                 "  {:<40} {:>10} {:>8} {:>8} {:>8}  {}{}",
                 format!("{}{}", t.table, if t.scoped { "" } else { " (shared)" }),
                 t.rows,
@@ -98,11 +105,17 @@ pub async fn run(args: VerifyArgs) -> Result<(), Failure> {
             );
         }
         for p in &report.problems {
-            println!("  problem: {p}");
+            outln!("  problem: {p}");
         }
     }
     if !report.ok {
-        return Err(Failure::new(exit::VERIFY_FAILED, format!("{} problems found", report.problems.len())));
+        return Err(Failure::new(
+            exit::VERIFY_FAILED,
+            format!(
+                "{} found",
+                crate::event::describe::count(report.problems.len() as u64, "problem", "problems")
+            ),
+        ));
     }
     Ok(())
 }

@@ -45,7 +45,7 @@ async fn open(spec: ConnSpec, opening: Opening, settings: RunSettings) -> Result
 
 pub async fn demo(args: DemoArgs) -> Result<(), Failure> {
     let started = std::time::Instant::now();
-    let say = |line: String| eprintln!("tenantize demo: {line}");
+    let say = |line: String| errln!("tenantize demo: {line}");
     let demo = demo_app::start(args.rows, args.backfill.map(BackfillMode::from), &say).await?;
     say(format!("ready in {:.1} s; opening the wizard", started.elapsed().as_secs_f64()));
     let result = match wizard_app::prepare(&demo.spec, None, demo.options.clone()).await {
@@ -55,8 +55,8 @@ pub async fn demo(args: DemoArgs) -> Result<(), Failure> {
     let cluster = demo.cluster;
     if args.keep {
         cluster.keep_running();
-        println!("The demo database is still running: {}", cluster.url(&demo.database));
-        println!(
+        outln!("The demo database is still running: {}", cluster.url(&demo.database));
+        outln!(
             "Stop and remove it with: runuser -u postgres -- {}/pg_ctl -D {} stop && rm -rf {}",
             cluster.bin_dir().display(),
             cluster.data_dir().display(),
@@ -72,7 +72,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), Failure> {
 pub async fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let log = crate::runlog::read(&args.runlog).map_err(|e| Failure::usage(e.to_string()))?;
     if args.print {
-        print!("{}", crate::report::markdown_run(&log));
+        out!("{}", crate::report::markdown_run(&log));
         return Ok(());
     }
     let model = crate::tui::replay::model(&log, std::time::Instant::now());
