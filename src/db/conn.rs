@@ -231,8 +231,8 @@ impl ConnSpec {
     /// tenantize session relies on (an empty search_path makes `pg_get_*def()` qualify every name).
     pub async fn connect(&self, fallback_name: &str) -> Result<Client, ConnError> {
         let fail = |reason: String| ConnError::Connect { target: self.redacted(), reason };
-        self.refuse_pooler(fallback_name).await?;
-        let client = self.connect_unpinned(fallback_name).await?;
+        let (client, target) = self.connect_unpinned(fallback_name).await?;
+        self.refuse_pooler(&client, target, fallback_name).await?;
         client
             .batch_execute(
                 "SET search_path = ''; SET standard_conforming_strings = on; \
@@ -245,19 +245,27 @@ impl ConnSpec {
     }
 
     /// Once per target and process, before the first connection sets anything: refuse a
-    /// transaction or statement pooler (see `db::pooler`).
-    async fn refuse_pooler(&self, fallback_name: &str) -> Result<(), ConnError> {
+    /// transaction or statement pooler (see `db::pooler`). `first` is a fresh connection to
+    /// `target`; a second one goes to the same target.
+    async fn refuse_pooler(
+        &self,
+        first: &Client,
+        target: &Target,
+        fallback_name: &str,
+    ) -> Result<(), ConnError> {
         static CHECKED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-        let key = self.redacted();
+        let key = format!("{} {}", self.redacted(), target.describe());
         if CHECKED.lock().map(|c| c.contains(&key)).unwrap_or(false) {
             return Ok(());
         }
-        let name = format!("{fallback_name} (pooler check)");
-        let first = self.connect_unpinned(&name).await?;
-        let second = self.connect_unpinned(&name).await?;
-        pooler::check(&first, &second)
+        let name = format!("{} (pooler check)", self.application_name(fallback_name));
+        let second = self
+            .connect_target(target, &name)
             .await
-            .map_err(|reason| ConnError::Pooled { target: key.clone(), reason })?;
+            .map_err(|reason| ConnError::Connect { target: self.redacted(), reason })?;
+        pooler::check(first, &second)
+            .await
+            .map_err(|reason| ConnError::Pooled { target: self.redacted(), reason })?;
         if let Ok(mut checked) = CHECKED.lock() {
             checked.push(key);
         }
@@ -265,7 +273,7 @@ impl ConnSpec {
     }
 
     /// Connect to the first target that answers, setting nothing but the startup parameters.
-    async fn connect_unpinned(&self, fallback_name: &str) -> Result<Client, ConnError> {
+    async fn connect_unpinned(&self, fallback_name: &str) -> Result<(Client, &Target), ConnError> {
         let fail = |reason: String| ConnError::Connect { target: self.redacted(), reason };
         let mut order: Vec<&Target> = self.targets.iter().collect();
         if self.random_order && order.len() > 1 {
@@ -275,17 +283,13 @@ impl ConnSpec {
             order.rotate_left(start);
         }
         let mut failures = Vec::new();
-        let mut client = None;
         for target in order {
             match self.connect_target(target, self.application_name(fallback_name)).await {
-                Ok(connected) => {
-                    client = Some(connected);
-                    break;
-                }
+                Ok(connected) => return Ok((connected, target)),
                 Err(reason) => failures.push(format!("{} failed: {reason}", target.describe())),
             }
         }
-        client.ok_or_else(|| fail(failures.join("; ")))
+        Err(fail(failures.join("; ")))
     }
 
     /// A connection for counts: `row_security = off`, so a query that RLS would filter fails
