@@ -312,8 +312,8 @@ impl RunArgs {
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
-    /// The plan file.
-    pub file: PathBuf,
+    /// The plan file; without it, the plan of the run in progress, as the journal keeps it.
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Stop after this stage (1-8 or its name).
@@ -329,7 +329,8 @@ pub struct ApplyArgs {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["to", "all"])))]
 pub struct RollbackArgs {
-    pub file: PathBuf,
+    /// The plan file; without it, the plan of the run in progress, as the journal keeps it.
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Keep stages up to this one, undo the later ones.
@@ -347,7 +348,8 @@ pub struct RollbackArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    pub file: PathBuf,
+    /// The plan file; without it, the plan of the run in progress, as the journal keeps it.
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Print the journal as JSON.
