@@ -35,6 +35,19 @@ async fn status_apply_and_rollback_without_the_plan_file_finish_the_run_in_progr
     std::fs::remove_file(&plan_path).unwrap();
     let using = format!("using the plan stored in the journal (hash {})", short(&hash));
 
+    // Another plan cannot start on top of it; the refusal names the way out without a file.
+    let other = dir.path().join("other.toml");
+    let other = other.to_str().unwrap();
+    db.tenantize(&["plan", "--out", other, "--tenant-column", "org_id", "--tenant-table", "orgs"])
+        .expect_ok();
+    db.tenantize(&["apply", other, "--yes"])
+        .expect_code(5)
+        .expect_output("different plan in progress")
+        .expect_output("without a plan file");
+    std::fs::remove_file(other).unwrap();
+    let copies = db.query_i64("SELECT count(*) FROM tenantize.plan_texts").await;
+    assert_eq!(copies, 1, "a refused run keeps no copy of its plan");
+
     let status = db.tenantize(&["status"]);
     status.expect_ok().expect_output(&using).expect_output("done");
     assert!(status.stdout.contains("3.add-column:public.issues"), "{}", status.text());

@@ -126,15 +126,11 @@ pub fn verified(stored: &StoredPlan) -> Result<Plan, Failure> {
     Ok(plan)
 }
 
-/// Keep `plan` in the journal before a run of it starts: on its own connection, under the run's
-/// advisory lock (so refused like the run itself while another run holds it), after the
-/// journal's migrations. `create`: make the journal if there is none (apply); a rollback without
-/// a journal has nothing to keep.
-pub async fn store(spec: &ConnSpec, plan: &Plan, application: &str, create: bool) -> Result<(), EngineError> {
+/// Keep `plan` in the journal: on a connection of its own, under the run's advisory lock (so
+/// refused like the run itself while another run holds it), after the journal's migrations
+/// (which create the journal when there is none).
+pub async fn store(spec: &ConnSpec, plan: &Plan, application: &str) -> Result<(), EngineError> {
     let client = spec.connect(application).await.map_err(|e| EngineError::Connection(e.to_string()))?;
-    if !create && !journal::journal_exists(&client).await? {
-        return Ok(());
-    }
     lock::acquire(&client).await?;
     let stored = store_locked(&client, plan).await;
     lock::release(&client).await;
@@ -147,27 +143,59 @@ async fn store_locked(client: &Client, plan: &Plan) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// `engine::apply`, the plan kept in the journal first (not for a dry run: it changes nothing).
+/// `engine::apply`, the plan kept in the journal before its first step. A run the engine
+/// refuses must change nothing, the journal included, so the run's checks go first, as a dry
+/// run whose events are kept back: when they refuse, their events (the same a refused run
+/// sends) are passed on and nothing is stored; when there is nothing to run, nothing is
+/// stored either. (A dry run itself stores nothing.)
 pub async fn apply(
     request: &ApplyRequest,
     events: &EventSender,
     control: &Control,
 ) -> Result<ApplyOutcome, EngineError> {
     if !request.dry_run {
-        store(&request.spec, &request.plan, &request.settings.application_name, true).await?;
+        let checks = ApplyRequest {
+            plan: request.plan.clone(),
+            spec: request.spec.clone(),
+            stop_after: request.stop_after.clone(),
+            dry_run: true,
+            settings: request.settings.clone(),
+        };
+        let (tx, mut rx) = crate::event::channel();
+        match engine::apply(&checks, &tx, control).await {
+            Ok(outcome) if outcome.steps_to_run.is_empty() => {}
+            Ok(_) => store(&request.spec, &request.plan, &request.settings.application_name).await?,
+            Err(refused) => {
+                drop(tx);
+                while let Ok(event) = rx.try_recv() {
+                    let _ = events.send(event);
+                }
+                return Err(refused);
+            }
+        }
     }
     engine::apply(request, events, control).await
 }
 
-/// `engine::rollback`, the plan kept in the journal first (a journal from before migration 2
-/// gets its copy here).
+/// `engine::rollback`; a plan in progress whose journal has no copy of it yet (its run was
+/// started by an older tenantize) gets one first, at best: a rollback never fails for it.
 pub async fn rollback(
     request: &RollbackRequest,
     events: &EventSender,
     control: &Control,
 ) -> Result<RollbackOutcome, EngineError> {
-    store(&request.spec, &request.plan, &request.settings.application_name, false).await?;
+    let _ = keep_missing_copy(&request.spec, &request.plan, &request.settings.application_name).await;
     engine::rollback(request, events, control).await
+}
+
+async fn keep_missing_copy(spec: &ConnSpec, plan: &Plan, application: &str) -> Result<(), EngineError> {
+    let client = spec.connect(application).await.map_err(|e| EngineError::Connection(e.to_string()))?;
+    let in_progress = journal::plans_in_progress(&client).await?.iter().any(|(h, _)| *h == plan.plan_hash);
+    if in_progress && journal::stored_plan_text(&client, &plan.plan_hash).await?.is_none() {
+        drop(client);
+        store(spec, plan, application).await?;
+    }
+    Ok(())
 }
 
 /// Where the wizard writes a plan built in it when a run of it starts:
