@@ -1,5 +1,6 @@
-//! What the wizard opens on: the plan (checked, or built from the live catalog), the catalog,
-//! the journal's view, and what checking the plan against the database found.
+//! What the wizard opens on: the plan (checked, resumed from the journal, or built from the
+//! live catalog), the catalog, the journal's view, and what checking the plan against the
+//! database found.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,9 @@ pub struct Opening {
     pub owns_all_tables: bool,
 }
 
-/// Check or build the plan and read the journal.
+/// Check or build the plan and read the journal. Without a plan file, a plan in progress in
+/// the journal is resumed from the journal's copy (refused, exit 5, when the copy fails its
+/// checks); only with none in progress is a plan built from the live catalog.
 pub async fn prepare(
     spec: &ConnSpec,
     plan_file: Option<&Path>,
@@ -50,11 +53,26 @@ pub async fn prepare(
             let options = plan.options.clone();
             (plan, options)
         }
-        None => {
-            let plan = super::live::build_plan(spec, &options).await?;
-            plan_check.push((Severity::Info, "plan built from the live catalog just now".to_string()));
-            (plan, options)
-        }
+        None => match super::resume::plan_in_progress(spec).await? {
+            // A run of a plan is in progress here: resume it, whatever the options say.
+            Some(plan) => {
+                plan_check.push((
+                    Severity::Info,
+                    format!(
+                        "resumed the plan stored in the journal (hash {:.12}): a run of it is in \
+                         progress here (the plan options given now are not used)",
+                        plan.plan_hash
+                    ),
+                ));
+                let options = plan.options.clone();
+                (plan, options)
+            }
+            None => {
+                let plan = super::live::build_plan(spec, &options).await?;
+                plan_check.push((Severity::Info, "plan built from the live catalog just now".to_string()));
+                (plan, options)
+            }
+        },
     };
     let client = spec.connect("tenantize wizard").await?;
     if let Some(reason) = super::identity::foreign(&plan, &super::identity::read(&client).await?) {

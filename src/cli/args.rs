@@ -340,8 +340,8 @@ impl RunTuning {
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
-    /// The plan file.
-    pub file: PathBuf,
+    /// The plan file; without it, the plan of the run in progress, as the journal keeps it.
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Stop after this stage (1-8 or its name).
@@ -357,8 +357,8 @@ pub struct ApplyArgs {
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["to", "all"])))]
 pub struct RollbackArgs {
-    /// The plan file (the one that was applied).
-    pub file: PathBuf,
+    /// The plan file; without it, the plan of the run in progress, as the journal keeps it.
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Keep stages up to this one, undo the later ones.
@@ -376,8 +376,8 @@ pub struct RollbackArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// The plan file.
-    pub file: PathBuf,
+    /// The plan file; without it, the plan of the run in progress, as the journal keeps it.
+    pub file: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Print the journal as JSON.

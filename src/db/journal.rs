@@ -13,8 +13,10 @@ use super::tx::transaction;
 use crate::checksum::sha256_hex;
 
 /// The tool's own migrations, in order. Never edit one that has shipped: add a new file.
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "journal", include_str!("../../migrations/0001_journal.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "journal", include_str!("../../migrations/0001_journal.sql")),
+    (2, "plan_text", include_str!("../../migrations/0002_plan_text.sql")),
+];
 
 /// Which way a step runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +217,69 @@ pub async fn register_plan(client: &Client, plan: &PlanRecord<'_>) -> Result<(),
         Ok::<_, DbError>(())
     })
     .await
+}
+
+/// A plan's file text as the journal keeps it (migration 2), for resuming without the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPlan {
+    pub plan_hash: String,
+    pub text: String,
+    /// SHA-256 of `text`, as recorded when it was stored.
+    pub text_sha256: String,
+    pub stored_at: DateTime<Utc>,
+}
+
+impl StoredPlan {
+    /// The text still hashes to the checksum recorded with it.
+    pub fn text_intact(&self) -> bool {
+        sha256_hex(self.text.as_bytes()) == self.text_sha256
+    }
+}
+
+/// Keep `text` (the plan's sealed file text) as the journal's copy of plan `plan_hash`, with
+/// its checksum; a copy stored before is replaced (the caller verified this one). Call after
+/// [`migrate`], under the advisory lock.
+pub async fn store_plan_text(client: &Client, plan_hash: &str, text: &str) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO tenantize.plan_texts (plan_hash, plan_text, text_sha256) VALUES ($1, $2, $3)
+             ON CONFLICT (plan_hash) DO UPDATE
+                SET plan_text = excluded.plan_text, text_sha256 = excluded.text_sha256, stored_at = now()",
+            &[&plan_hash, &text, &sha256_hex(text.as_bytes())],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The journal's copy of plan `plan_hash`, if it has one (read only: a journal written before
+/// migration 2, or none at all, has none).
+pub async fn stored_plan_text(client: &Client, plan_hash: &str) -> Result<Option<StoredPlan>, DbError> {
+    let present: bool =
+        client.query_one("SELECT to_regclass('tenantize.plan_texts') IS NOT NULL", &[]).await?.get(0);
+    if !present {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT plan_hash, plan_text, text_sha256, stored_at FROM tenantize.plan_texts WHERE plan_hash = $1",
+            &[&plan_hash],
+        )
+        .await?;
+    Ok(row.map(|r| StoredPlan {
+        plan_hash: r.get(0),
+        text: r.get(1),
+        text_sha256: r.get(2),
+        stored_at: r.get(3),
+    }))
+}
+
+/// Plans whose steps have changed the database (running, done or failed), with how many:
+/// the runs in progress (read only: none without a journal).
+pub async fn plans_in_progress(client: &Client) -> Result<Vec<(String, i64)>, DbError> {
+    if !journal_exists(client).await? {
+        return Ok(Vec::new());
+    }
+    other_active_plans(client, "").await
 }
 
 /// Plans other than `plan_hash` whose steps have changed the database, with how many.

@@ -50,7 +50,8 @@ pub enum EngineError {
     Locked(LockHolder),
     #[error(
         "the journal holds a different plan in progress ({other_hash:.12}…, {done} steps applied); \
-         roll it back with its own plan file first"
+         finish it or roll it back first: without a plan file, `tenantize apply` and \
+         `tenantize rollback --all` use the journal's copy of it"
     )]
     OtherPlanActive { other_hash: String, done: i64 },
     #[error("{0}")]

@@ -206,7 +206,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::Quit,
         context: Context::Normal,
         label: "q",
-        help: "quit (asks while a step runs; what is done stays journaled)",
+        help: "quit (asks while a step runs or if the applied plan is in no file)",
         short: Some("quit"),
     },
     Binding {

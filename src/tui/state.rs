@@ -240,7 +240,11 @@ impl Replay {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub plan: Plan,
+    /// The file the plan is in: opened from, or written to (`w`, or when a run starts).
     pub plan_path: Option<PathBuf>,
+    /// Where a plan in no file (built here, or resumed from the journal's copy) is written when
+    /// a run of it starts: the current directory.
+    pub plan_dir: PathBuf,
     pub catalog: Option<Catalog>,
     pub options: PlanOptions,
     pub server: ServerSummary,
@@ -297,6 +301,7 @@ impl Model {
         Model {
             plan,
             plan_path: None,
+            plan_dir: PathBuf::from("."),
             catalog: None,
             options,
             server,
@@ -431,6 +436,26 @@ impl Model {
     /// The last step (by position) that changed the database: what `r` undoes.
     pub fn last_applied(&self) -> Option<usize> {
         self.steps.iter().rposition(|s| s.state.has_effects())
+    }
+
+    /// The file a run about to start writes the plan to first: the default path, shown on the
+    /// confirmation, when the plan is in no file (`None` when it is, and in a replay).
+    pub fn plan_file_for_run(&self) -> Option<PathBuf> {
+        if self.plan_path.is_some() || self.read_only {
+            return None;
+        }
+        let path = crate::app::resume::default_plan_path(
+            &self.plan_dir,
+            &self.server.database,
+            &self.plan.plan_hash,
+        );
+        Some(path)
+    }
+
+    /// Steps of the plan changed the database but the plan is in no file (only the journal
+    /// keeps it): quitting asks first.
+    pub fn plan_unsaved(&self) -> bool {
+        self.plan_path.is_none() && !self.read_only && !self.nothing_applied()
     }
 
     /// Nothing has been applied (tables may still be toggled between scoped and shared).

@@ -104,7 +104,9 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
         Msg::Wrote(result) => {
             match result {
                 Ok(path) => {
-                    model.message = Some((Severity::Info, format!("wrote {}", path.display())));
+                    let text = format!("wrote the plan to {}", path.display());
+                    model.log(LogKind::Info, text.clone());
+                    model.message = Some((Severity::Info, text));
                     model.plan_path = Some(path);
                 }
                 Err(e) => model.message = Some((Severity::Error, e)),
@@ -176,7 +178,7 @@ fn on_action(model: &mut Model, action: Action) -> Vec<Command> {
         }
         Action::Help => model.overlay = Some(Overlay::Help),
         Action::Quit => {
-            if model.job.is_some() {
+            if model.job.is_some() || model.plan_unsaved() {
                 model.overlay = Some(Overlay::ConfirmQuit);
             } else {
                 model.quit = true;
@@ -330,7 +332,7 @@ fn on_confirm(model: &mut Model, action: Action) -> Vec<Command> {
                 paused: false,
                 cancelling: false,
             });
-            vec![Command::Apply(stop_after)]
+            with_plan_written(model, Command::Apply(stop_after))
         }
         (Some(Overlay::ConfirmRollback { force, .. }), Action::Force) => {
             if let Some(Overlay::ConfirmRollback { force: f, .. }) = &mut model.overlay {
@@ -370,7 +372,7 @@ fn on_confirm(model: &mut Model, action: Action) -> Vec<Command> {
                     paused: false,
                     cancelling: false,
                 });
-                vec![Command::Rollback { target: RollbackTarget::LastStep, force }]
+                with_plan_written(model, Command::Rollback { target: RollbackTarget::LastStep, force })
             }
         },
         (Some(Overlay::ConfirmQuit), Action::Confirm) => {
@@ -382,6 +384,15 @@ fn on_confirm(model: &mut Model, action: Action) -> Vec<Command> {
             vec![Command::Cancel, Command::Quit]
         }
         _ => Vec::new(),
+    }
+}
+
+/// `run`, after writing the plan to its default file when it is in none (the run keeps it in
+/// the journal too): what a run of a plan built in the wizard starts with.
+fn with_plan_written(model: &Model, run: Command) -> Vec<Command> {
+    match model.plan_file_for_run() {
+        Some(path) => vec![Command::WritePlan(path), run],
+        None => vec![run],
     }
 }
 

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use crate::app::{Failure, identity};
+use crate::app::{Failure, identity, resume};
 use crate::cli::args::{ApplyArgs, RollbackArgs, RunArgs};
 use crate::cli::printer::{Printer, print_events};
 use crate::engine::{self, Control, EngineError};
@@ -30,9 +30,14 @@ fn confirm(question: &str, yes: bool) -> Result<(), Failure> {
     }
 }
 
-fn run_log(run: &RunArgs, plan_file: &Path, command: &str, plan: &Plan) -> Result<RunLogWriter, Failure> {
-    let path = run.log.clone().unwrap_or_else(|| runlog::default_path(Some(plan_file), command));
-    let writer = RunLogWriter::create(&path, command, plan, Some(plan_file))
+fn run_log(
+    run: &RunArgs,
+    plan_file: Option<&Path>,
+    command: &str,
+    plan: &Plan,
+) -> Result<RunLogWriter, Failure> {
+    let path = run.log.clone().unwrap_or_else(|| runlog::default_path(plan_file, command));
+    let writer = RunLogWriter::create(&path, command, plan, plan_file)
         .map_err(|e| Failure::usage(format!("cannot write the run log {}: {e}", path.display())))?;
     errln!("run log: {}", path.display());
     Ok(writer)
@@ -91,21 +96,25 @@ fn cancel_on_signals(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
 }
 
 pub async fn apply(args: ApplyArgs) -> Result<(), Failure> {
-    let plan = crate::plan::file::load(&args.file)?;
-    let spec = args.conn.spec()?;
-    identity::check(&spec, &plan, "tenantize apply").await?;
-    if !args.dry_run {
-        confirm(&format!("Apply {} to {}?", args.file.display(), spec.redacted()), args.run.yes)?;
+    let (plan, spec) = resume::plan_for_run(args.file.as_deref(), args.conn.spec()).await?;
+    if let Some(notice) = plan.notice() {
+        errln!("{notice}");
     }
+    identity::check(&spec, &plan.plan, "tenantize apply").await?;
+    if !args.dry_run {
+        confirm(&format!("Apply {} to {}?", plan.name(), spec.redacted()), args.run.yes)?;
+    }
+    let file = plan.file;
     let request = engine::ApplyRequest {
-        plan,
+        plan: plan.plan,
         spec,
         stop_after: args.through.map(engine::StopAfter::Stage).unwrap_or(engine::StopAfter::All),
         dry_run: args.dry_run,
         settings: args.run.settings("apply"),
     };
-    let log = if args.dry_run { None } else { Some(run_log(&args.run, &args.file, "apply", &request.plan)?) };
-    let outcome = with_printer(log, async |tx, control| engine::apply(&request, tx, control).await).await?;
+    let log =
+        if args.dry_run { None } else { Some(run_log(&args.run, file.as_deref(), "apply", &request.plan)?) };
+    let outcome = with_printer(log, async |tx, control| resume::apply(&request, tx, control).await).await?;
     if args.dry_run {
         for id in &outcome.steps_to_run {
             let step = request.plan.step(id).expect("pending steps come from the plan");
@@ -116,22 +125,25 @@ pub async fn apply(args: ApplyArgs) -> Result<(), Failure> {
 }
 
 pub async fn rollback(args: RollbackArgs) -> Result<(), Failure> {
-    let plan = crate::plan::file::load(&args.file)?;
-    let spec = args.conn.spec()?;
-    identity::check(&spec, &plan, "tenantize rollback").await?;
+    let (plan, spec) = resume::plan_for_run(args.file.as_deref(), args.conn.spec()).await?;
+    if let Some(notice) = plan.notice() {
+        errln!("{notice}");
+    }
+    identity::check(&spec, &plan.plan, "tenantize rollback").await?;
     let target = match (args.to, args.all) {
         (Some(stage), false) => engine::RollbackTarget::ToStage(stage),
         _ => engine::RollbackTarget::All,
     };
-    confirm(&format!("Roll back {} on {}?", args.file.display(), spec.redacted()), args.run.yes)?;
+    confirm(&format!("Roll back {} on {}?", plan.name(), spec.redacted()), args.run.yes)?;
+    let file = plan.file;
     let request = engine::RollbackRequest {
-        plan,
+        plan: plan.plan,
         spec,
         target,
         force: args.force,
         settings: args.run.settings("rollback"),
     };
-    let log = run_log(&args.run, &args.file, "rollback", &request.plan)?;
-    with_printer(Some(log), async |tx, control| engine::rollback(&request, tx, control).await).await?;
+    let log = run_log(&args.run, file.as_deref(), "rollback", &request.plan)?;
+    with_printer(Some(log), async |tx, control| resume::rollback(&request, tx, control).await).await?;
     Ok(())
 }

@@ -6,8 +6,11 @@ use crate::db::journal::JournalStep;
 use crate::engine;
 
 pub async fn run(args: StatusArgs) -> Result<(), Failure> {
-    let plan = crate::plan::file::load(&args.file)?;
-    let spec = args.conn.spec()?;
+    let (plan, spec) = crate::app::resume::plan_for_run(args.file.as_deref(), args.conn.spec()).await?;
+    if let Some(notice) = plan.notice() {
+        errln!("{notice}");
+    }
+    let plan = plan.plan;
     crate::app::identity::check(&spec, &plan, "tenantize status").await?;
     let status = engine::status(&spec, &plan).await?;
     if args.json {

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::resume;
 use crate::engine::{self, Control};
 use crate::event::{self, EventSender};
 use crate::tui::update::Msg;
@@ -23,7 +24,8 @@ pub(super) const ENGINE_THREAD: &str = "tenantize engine";
 pub type JobBody =
     Box<dyn FnOnce(EventSender, Control) -> LocalBoxFuture<'static, Result<String, String>> + Send>;
 
-/// What a job runs on the engine's thread.
+/// What a job runs on the engine's thread. An apply or a rollback keeps its plan in the
+/// journal first (`app::resume`), so that the wizard can resume it without a file.
 pub enum EngineJob {
     Apply(engine::ApplyRequest),
     Rollback(engine::RollbackRequest),
@@ -34,11 +36,11 @@ pub enum EngineJob {
 impl EngineJob {
     async fn run(self, events: EventSender, control: Control) -> Result<String, String> {
         match self {
-            EngineJob::Apply(request) => engine::apply(&request, &events, &control)
+            EngineJob::Apply(request) => resume::apply(&request, &events, &control)
                 .await
                 .map(|o| format!("{} steps applied", o.steps_run))
                 .map_err(|e| e.to_string()),
-            EngineJob::Rollback(request) => engine::rollback(&request, &events, &control)
+            EngineJob::Rollback(request) => resume::rollback(&request, &events, &control)
                 .await
                 .map(|o| format!("{} steps rolled back", o.steps_rolled_back))
                 .map_err(|e| e.to_string()),

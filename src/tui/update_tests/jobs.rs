@@ -2,9 +2,15 @@
 
 use super::*;
 
+/// The wizard opened on a plan file (a run does not write the plan first).
+fn in_a_file(mut model: Model) -> Model {
+    model.plan_path = Some("plans/app.plan.toml".into());
+    model
+}
+
 #[test]
 fn a_confirms_exactly_the_pending_steps_up_to_the_selection() {
-    let mut model = fixture::model();
+    let mut model = in_a_file(fixture::model());
     done(&mut model, &["1.tenant-table", "2.default-tenant", "3.add-column:public.users"]);
     select(&mut model, "3.add-column:public.projects");
     assert!(act(&mut model, Action::Apply).is_empty(), "nothing runs before the confirmation");
@@ -37,7 +43,7 @@ fn a_confirms_exactly_the_pending_steps_up_to_the_selection() {
 
 #[test]
 fn shift_a_applies_the_rest_of_the_selected_stage() {
-    let mut model = fixture::model();
+    let mut model = in_a_file(fixture::model());
     done(&mut model, &["1.tenant-table"]);
     select(&mut model, "3.add-column:public.users");
     act(&mut model, Action::ApplyStage);
@@ -84,7 +90,7 @@ fn r_with_nothing_applied_only_says_so() {
 
 #[test]
 fn r_counts_first_and_a_forceable_loss_needs_force() {
-    let mut model = fixture::model();
+    let mut model = in_a_file(fixture::model());
     done(&mut model, &["1.tenant-table", "2.default-tenant", "3.add-column:public.events"]);
     let id = "3.add-column:public.events";
     assert_eq!(act(&mut model, Action::Rollback), [Command::CountGuards(vec![id.to_string()])]);
@@ -118,7 +124,7 @@ fn r_counts_first_and_a_forceable_loss_needs_force() {
 
 #[test]
 fn a_count_that_cannot_be_forced_always_refuses() {
-    let mut model = fixture::model();
+    let mut model = in_a_file(fixture::model());
     done(&mut model, &["1.tenant-table"]);
     act(&mut model, Action::Rollback);
     update(&mut model, Msg::Guards(Ok(vec![guard("1.tenant-table", 3, false)])));
@@ -189,7 +195,7 @@ fn ctrl_c_in_a_dialog_is_not_swallowed() {
     assert_eq!(act(&mut model, Action::Quit), [Command::Cancel, Command::Quit]);
 
     // In another dialog it closes the dialog and quits as it would without one.
-    let mut model = fixture::model();
+    let mut model = in_a_file(fixture::model());
     done(&mut model, &["1.tenant-table"]);
     act(&mut model, Action::Rollback);
     assert_eq!(act(&mut model, Action::Quit), [Command::Quit]);
@@ -256,4 +262,76 @@ fn w_prompts_for_a_path_and_writes_there() {
     }
     assert!(act(&mut model, Action::Confirm).is_empty());
     assert!(message(&model).contains("nothing written"));
+}
+
+#[test]
+fn a_run_of_a_plan_in_no_file_writes_it_first_to_the_path_the_dialog_shows() {
+    let mut model = fixture::model();
+    model.plan_dir = "/srv/plans".into();
+    let default = std::path::PathBuf::from(format!(
+        "/srv/plans/tenantize-app-{}.plan.toml",
+        &model.plan.plan_hash[..12]
+    ));
+    assert_eq!(model.plan_file_for_run(), Some(default.clone()));
+    select(&mut model, "2.default-tenant");
+    act(&mut model, Action::Apply);
+    assert_eq!(
+        act(&mut model, Action::Confirm),
+        [Command::WritePlan(default.clone()), Command::Apply(StopAfter::Step("2.default-tenant".into()))]
+    );
+    update(&mut model, Msg::JobDone(Ok("2 steps applied".into())));
+    done(&mut model, &["1.tenant-table", "2.default-tenant"]);
+
+    // The write failed: the next run (a rollback) tries again; once written, it is not again.
+    update(&mut model, Msg::Wrote(Err("cannot write the plan: read-only file system".into())));
+    act(&mut model, Action::Rollback);
+    update(&mut model, Msg::Guards(Ok(Vec::new())));
+    assert_eq!(
+        act(&mut model, Action::Confirm),
+        [
+            Command::WritePlan(default.clone()),
+            Command::Rollback { target: RollbackTarget::LastStep, force: false }
+        ]
+    );
+    update(&mut model, Msg::JobDone(Ok("1 step rolled back".into())));
+    update(&mut model, Msg::Wrote(Ok(default.clone())));
+    assert_eq!(model.plan_path, Some(default.clone()));
+    assert!(model.log.iter().any(|l| l.text == format!("wrote the plan to {}", default.display())));
+    assert_eq!(model.plan_file_for_run(), None);
+    act(&mut model, Action::Rollback);
+    update(&mut model, Msg::Guards(Ok(Vec::new())));
+    assert_eq!(
+        act(&mut model, Action::Confirm),
+        [Command::Rollback { target: RollbackTarget::LastStep, force: false }]
+    );
+
+    // A replay writes nothing.
+    let mut replay = fixture::model();
+    replay.read_only = true;
+    assert_eq!(replay.plan_file_for_run(), None);
+}
+
+#[test]
+fn q_asks_when_the_applied_plan_is_in_no_file() {
+    // Nothing applied: nothing to lose, q quits.
+    let mut model = fixture::model();
+    assert_eq!(act(&mut model, Action::Quit), [Command::Quit]);
+
+    // Applied, in no file (resumed from the journal's copy, or its write failed): q asks.
+    let mut model = fixture::model();
+    done(&mut model, &["1.tenant-table", "2.default-tenant"]);
+    assert!(model.plan_unsaved());
+    assert!(act(&mut model, Action::Quit).is_empty());
+    assert_eq!(model.overlay, Some(Overlay::ConfirmQuit));
+    assert!(!model.quit);
+    act(&mut model, Action::Dismiss);
+    assert!(!model.quit, "n stays");
+    act(&mut model, Action::Quit);
+    assert_eq!(act(&mut model, Action::Confirm), [Command::Cancel, Command::Quit]);
+    assert!(model.quit, "y quits anyway: the journal keeps the plan");
+
+    // Written to a file: q quits.
+    let mut model = in_a_file(fixture::model());
+    done(&mut model, &["1.tenant-table"]);
+    assert_eq!(act(&mut model, Action::Quit), [Command::Quit]);
 }

@@ -216,6 +216,7 @@ fn confirm_apply(
             ));
         }
     }
+    tail.extend(plan_written_first(model, inner, palette));
     tail.push(Line::raw(""));
     tail.push(key_line(&[("y", "to apply"), ("n", "to cancel")], palette));
 
@@ -245,6 +246,21 @@ fn confirm_apply(
         lines,
         palette,
     );
+}
+
+/// Where a run writes the plan first when it is in no file (built here, or resumed from the
+/// journal's copy): nothing when it is in one.
+fn plan_written_first(model: &Model, inner: usize, palette: Palette) -> Vec<Line<'static>> {
+    let Some(path) = model.plan_file_for_run() else { return Vec::new() };
+    wrap_styled(
+        vec![
+            Span::raw("The plan is in no file: it is written to "),
+            Span::styled(path.display().to_string(), palette.bold()),
+            Span::raw(" first, and kept in the journal."),
+        ],
+        inner,
+        0,
+    )
 }
 
 /// What the rollback may do given its guard counts.
@@ -303,6 +319,7 @@ fn confirm_rollback(
     // The checks it runs first.
     let mut checks = guard_lines(guards, inner, palette);
     checks.push(force_line(force, palette));
+    checks.extend(plan_written_first(model, inner, palette));
     checks.push(Line::raw(""));
     checks.extend(wrap_styled(decision(verdict(guards, force), palette), inner, 0));
 
@@ -489,19 +506,37 @@ fn confirm_quit(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) 
         (None, None) => "Nothing is running any more.".to_string(),
     };
     let mut lines = Vec::new();
-    lines.extend(wrap_styled(vec![Span::styled(running, palette.running())], inner, 0));
-    lines.extend(wrap_styled(
-        vec![Span::raw("Quitting cancels it safely: its transaction rolls back.")],
-        inner,
-        0,
-    ));
-    lines.extend(wrap_styled(
-        vec![Span::raw(
-            "What is done stays journaled and resumable: open the wizard again, or run tenantize apply.",
-        )],
-        inner,
-        0,
-    ));
+    if model.job.is_some() || !model.plan_unsaved() {
+        lines.extend(wrap_styled(vec![Span::styled(running, palette.running())], inner, 0));
+        lines.extend(wrap_styled(
+            vec![Span::raw("Quitting cancels it safely: its transaction rolls back.")],
+            inner,
+            0,
+        ));
+        lines.extend(wrap_styled(
+            vec![Span::raw(
+                "What is done stays journaled and resumable: open the wizard again, or run tenantize apply.",
+            )],
+            inner,
+            0,
+        ));
+    }
+    if model.plan_unsaved() {
+        lines.extend(wrap_styled(
+            vec![Span::styled("The plan was never written to a file.", palette.warn())],
+            inner,
+            0,
+        ));
+        lines.extend(wrap_styled(
+            vec![Span::raw(
+                "It is kept in the journal: the wizard opened again on this database, or \
+                 tenantize status, apply or rollback without a plan file, resume it from there. \
+                 Press n, then w, to write it.",
+            )],
+            inner,
+            0,
+        ));
+    }
     lines.push(Line::raw(""));
     lines.push(key_line(&[("y", "to quit"), ("n", "to stay")], palette));
     render_dialog(frame, area, box_width, "Quit?", palette.warn(), lines, palette);

@@ -163,7 +163,12 @@ fn confirm_apply_overlay() {
         assert!(text.contains("4.backfill:public.events_2024"));
         assert!(text.contains("Strongest lock: ACCESS EXCLUSIVE"), "{text}");
         assert!(text.contains("y to apply, n to cancel"));
+        assert!(text.contains("./tenantize-app-"), "a plan in no file is written first: {text}");
     }
+    // A plan in a file is not written again.
+    let mut saved = model.clone();
+    saved.plan_path = Some("plans/app.plan.toml".into());
+    assert!(!screen(&saved, LARGE).contains("in no file"));
     // A long list is cut, saying how many are left.
     let mut model = model;
     if let Some(Overlay::ConfirmApply { step_ids, .. }) = &mut model.overlay {
@@ -218,11 +223,27 @@ fn confirm_rollback_overlay_with_a_forceable_loss() {
 
 #[test]
 fn confirm_quit_overlay() {
-    let model = with_overlay(running_backfill(), Overlay::ConfirmQuit);
+    let mut model = with_overlay(running_backfill(), Overlay::ConfirmQuit);
+    // The run wrote the plan to a file when it started.
+    model.plan_path = Some("plans/app.plan.toml".into());
     let (small, large) = snapshot_both("confirm_quit", &model);
     for text in [&small, &large] {
         assert!(text.contains("cancels it safely"), "{text}");
         assert!(text.contains("journaled and resumable"));
+        assert!(!text.contains("never written"), "{text}");
+    }
+}
+
+#[test]
+fn confirm_quit_overlay_when_the_applied_plan_is_in_no_file() {
+    // Resumed from the journal's copy, stages 1-3 applied, nothing running.
+    let model = with_overlay(applied_through_stage_3(), Overlay::ConfirmQuit);
+    let (small, large) = snapshot_both("confirm_quit_unsaved", &model);
+    for text in [&small, &large] {
+        assert!(text.contains("The plan was never written to a file"), "{text}");
+        assert!(text.contains("kept in the journal"), "{text}");
+        assert!(text.contains("y to quit, n to stay"), "{text}");
+        assert!(!text.contains("cancels it safely"), "nothing runs: {text}");
     }
 }
 
