@@ -55,8 +55,9 @@ async fn baseline() -> &'static Baseline {
 }
 
 impl Baseline {
-    fn plan(&self) -> &str {
-        self.plan.to_str().unwrap()
+    /// The plan, made `db`'s (each test runs on its own copy of the sample).
+    fn plan_for(&self, db: &TestDb) -> String {
+        retargeted(&self.plan, db)
     }
 
     /// The `nth` unit (0-based, from the end if negative) of the first step whose id starts
@@ -73,9 +74,9 @@ impl Baseline {
 /// After an interruption: apply again resumes and finishes, and the result is exactly that of
 /// the uninterrupted run.
 async fn resumes_to_the_same_result(db: &TestDb, base: &Baseline) {
-    let resumed = db.tenantize(&["apply", base.plan(), "--yes"]);
+    let resumed = db.tenantize(&["apply", &base.plan_for(db), "--yes"]);
     resumed.expect_ok();
-    db.tenantize(&["verify", base.plan()]).expect_ok();
+    db.tenantize(&["verify", &base.plan_for(db)]).expect_ok();
     assert_eq!(
         db.query_i64("SELECT count(*) FROM pg_index WHERE NOT indisvalid").await,
         0,
@@ -97,7 +98,7 @@ async fn kill_at(point: &str, name: &str) {
     let base = baseline().await;
     let db = sample_db(name, ROWS).await;
     let run = run_tenantize(
-        &["apply", base.plan(), "--yes"],
+        &["apply", &base.plan_for(&db), "--yes"],
         &[("DATABASE_URL", db.url.as_str()), ("TENANTIZE_FAILPOINT", point)],
     );
     assert_eq!(run.signal, Some(9), "the failpoint {point} did not kill the run:\n{}", run.text());
@@ -214,7 +215,7 @@ const WAITING: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = cur
 async fn killed_in_the_middle_of_a_concurrent_index_build() {
     let base = baseline().await;
     let db = sample_db("kill_mid_index", ROWS).await;
-    db.tenantize(&["apply", base.plan(), "--through", "5", "--yes"]).expect_ok();
+    db.tenantize(&["apply", &base.plan_for(&db), "--through", "5", "--yes"]).expect_ok();
     // An open write keeps CREATE INDEX CONCURRENTLY waiting after it created its catalog entry.
     let writer = db.connect().await;
     writer
@@ -222,7 +223,7 @@ async fn killed_in_the_middle_of_a_concurrent_index_build() {
         .await
         .unwrap();
     writer.batch_execute("LOCK TABLE public.attachments IN ROW EXCLUSIVE MODE").await.unwrap();
-    let mut child = spawn_apply(&db, base.plan());
+    let mut child = spawn_apply(&db, &base.plan_for(&db));
     wait_for(
         &db,
         "SELECT count(*) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid)
@@ -271,10 +272,10 @@ async fn killed_in_the_middle_of_a_concurrent_index_build() {
 async fn a_killed_run_whose_backend_still_works_holds_the_lock_and_is_named() {
     let base = baseline().await;
     let db = sample_db("orphan_backend", ROWS).await;
-    db.tenantize(&["apply", base.plan(), "--through", "5", "--yes"]).expect_ok();
+    db.tenantize(&["apply", &base.plan_for(&db), "--through", "5", "--yes"]).expect_ok();
     let writer = db.connect().await;
     writer.batch_execute("BEGIN; LOCK TABLE public.attachments IN ROW EXCLUSIVE MODE").await.unwrap();
-    let mut child = spawn_apply(&db, base.plan());
+    let mut child = spawn_apply(&db, &base.plan_for(&db));
     wait_for(
         &db,
         "SELECT count(*) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid)
@@ -284,7 +285,7 @@ async fn a_killed_run_whose_backend_still_works_holds_the_lock_and_is_named() {
     child.kill().unwrap();
     let _ = child.wait();
     // The orphaned backend still builds the index and still holds the run's lock.
-    db.tenantize(&["apply", base.plan(), "--yes"])
+    db.tenantize(&["apply", &base.plan_for(&db), "--yes"])
         .expect_code(5)
         .expect_output("another tenantize run holds the lock")
         .expect_output("tenantize apply");
@@ -292,7 +293,7 @@ async fn a_killed_run_whose_backend_still_works_holds_the_lock_and_is_named() {
     // Once the orphan finishes (and notices its client is gone), a new run resumes.
     let started = Instant::now();
     loop {
-        let run = db.tenantize(&["apply", base.plan(), "--yes"]);
+        let run = db.tenantize(&["apply", &base.plan_for(&db), "--yes"]);
         if run.code == 0 {
             break;
         }
@@ -310,10 +311,10 @@ async fn a_killed_run_whose_backend_still_works_holds_the_lock_and_is_named() {
 async fn connection_terminated_while_waiting_to_swap_in_a_foreign_key() {
     let base = baseline().await;
     let db = sample_db("terminate_stage7", ROWS).await;
-    db.tenantize(&["apply", base.plan(), "--through", "6", "--yes"]).expect_ok();
+    db.tenantize(&["apply", &base.plan_for(&db), "--through", "6", "--yes"]).expect_ok();
     let blocker = db.connect().await;
     blocker.batch_execute("BEGIN; LOCK TABLE public.projects IN ACCESS SHARE MODE").await.unwrap();
-    let mut child = spawn_apply(&db, base.plan());
+    let mut child = spawn_apply(&db, &base.plan_for(&db));
     wait_for(&db, WAITING).await;
     db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tenantize apply'")
         .await;
@@ -327,13 +328,13 @@ async fn connection_terminated_while_waiting_to_swap_in_a_foreign_key() {
 async fn connection_terminated_mid_backfill() {
     let base = baseline().await;
     let db = sample_db("terminate_backfill", ROWS).await;
-    db.tenantize(&["apply", base.plan(), "--through", "3", "--yes"]).expect_ok();
+    db.tenantize(&["apply", &base.plan_for(&db), "--through", "3", "--yes"]).expect_ok();
     let holder = db.connect().await;
     holder
         .batch_execute("BEGIN; SELECT * FROM public.issue_comments WHERE id = 1500 FOR UPDATE")
         .await
         .unwrap();
-    let mut child = spawn_apply(&db, base.plan());
+    let mut child = spawn_apply(&db, &base.plan_for(&db));
     wait_for(&db, WAITING).await;
     db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tenantize apply'")
         .await;

@@ -118,9 +118,10 @@ async fn baseline() -> &'static Baseline {
             // Trace a full round trip on a copy, so the template stays untouched.
             let copy = copy_of(TEMPLATE, "matrix_trace").await;
             let trace = dir.join("units.tsv");
-            let apply_units = traced(&copy, &["apply", plan_text, "--yes"], &trace);
-            copy.tenantize(&["verify", plan_text]).expect_ok();
-            let rollback_units = traced(&copy, &["rollback", plan_text, "--all", "--yes"], &trace);
+            let copy_plan = retargeted(&plan, &copy);
+            let apply_units = traced(&copy, &["apply", &copy_plan, "--yes"], &trace);
+            copy.tenantize(&["verify", &copy_plan]).expect_ok();
+            let rollback_units = traced(&copy, &["rollback", &copy_plan, "--all", "--yes"], &trace);
             assert_eq!(copy.schema_dump(), schema_before, "an uninterrupted round trip is exact");
             Baseline { plan, schema_before, rows_before, apply_units, rollback_units }
         })
@@ -137,7 +138,7 @@ async fn applied_template(base: &Baseline) {
                 .await
                 .unwrap();
             let db = db_named(APPLIED_TEMPLATE);
-            db.tenantize(&["apply", base.plan.to_str().unwrap(), "--yes"]).expect_ok();
+            db.tenantize(&["apply", &retargeted(&base.plan, &db), "--yes"]).expect_ok();
         })
         .await;
 }
@@ -174,12 +175,13 @@ enum Killed {
 /// One cell of the matrix: kill `killed` at `point`, continue with `then_apply` (or a
 /// rollback), and check the round trip ends where it began. `Err` says what went wrong.
 async fn scenario(base: &Baseline, killed: Killed, point: String, then_apply: bool) -> Result<(), String> {
-    let plan = base.plan.to_str().unwrap();
     let template = match killed {
         Killed::Apply => TEMPLATE,
         Killed::Rollback => APPLIED_TEMPLATE,
     };
     let db = copy_of(template, "matrix").await;
+    let plan = retargeted(&base.plan, &db);
+    let plan = plan.as_str();
     let args: Vec<&str> = match killed {
         Killed::Apply => vec!["apply", plan, "--yes"],
         Killed::Rollback => vec!["rollback", plan, "--all", "--yes"],

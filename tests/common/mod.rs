@@ -344,3 +344,17 @@ pub fn run_files(url: &str, dir: &Path, format: &str, direction: &str) {
         assert!(out.status.success(), "{} failed: {}", file.display(), String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// `plan` made this database's: a copy next to it, re-targeted with `plan retarget`. Tests that
+/// copy a template database run one plan on many databases, which the tool refuses otherwise
+/// (a plan is for the database it was built on). Made once per database.
+pub fn retargeted(plan: &Path, db: &TestDb) -> String {
+    let copy = plan.with_file_name(format!("{}.plan.toml", db.name));
+    if !copy.exists() {
+        let staged = plan.with_file_name(format!("{}.plan.toml.new", db.name));
+        std::fs::copy(plan, &staged).expect("copy the plan");
+        db.tenantize(&["plan", "retarget", staged.to_str().unwrap()]).expect_ok();
+        std::fs::rename(&staged, &copy).expect("rename the re-targeted plan");
+    }
+    copy.to_str().unwrap().to_string()
+}
