@@ -38,17 +38,6 @@ fn every_argument_of_every_subcommand_has_help_text() {
     assert!(missing.is_empty(), "arguments without help text:\n{}", missing.join("\n"));
 }
 
-fn spawn_tenantize(args: &[&str], db: &TestDb) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tenantize"))
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tenantize")
-}
-
 fn finish(mut child: Child, limit: Duration) -> Run {
     let started = Instant::now();
     loop {

@@ -6,19 +6,8 @@ mod common;
 use common::*;
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
-
-fn spawn_tenantize(args: &[&str], db: &TestDb) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tenantize"))
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tenantize")
-}
 
 fn finish(mut child: Child, limit: Duration) -> Run {
     let started = Instant::now();

@@ -358,3 +358,20 @@ pub fn retargeted(plan: &Path, db: &TestDb) -> String {
     }
     copy.to_str().unwrap().to_string()
 }
+
+/// Start the binary on `db` without waiting for it, stdout and stderr piped (the same libpq
+/// variables cleared as `run_tenantize`).
+pub fn spawn_tenantize(args: &[&str], db: &TestDb) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantize"));
+    command.args(args);
+    for key in ["DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE"] {
+        command.env_remove(key);
+    }
+    command
+        .env("DATABASE_URL", &db.url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tenantize")
+}
