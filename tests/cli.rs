@@ -6,9 +6,8 @@
 mod common;
 use common::*;
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 #[test]
 fn every_argument_of_every_subcommand_has_help_text() {
@@ -36,32 +35,6 @@ fn every_argument_of_every_subcommand_has_help_text() {
     let mut missing = Vec::new();
     walk(&tenantize::cli::Cli::command(), "tenantize", &mut missing);
     assert!(missing.is_empty(), "arguments without help text:\n{}", missing.join("\n"));
-}
-
-fn finish(mut child: Child, limit: Duration) -> Run {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let (mut stdout, mut stderr) = (String::new(), String::new());
-            child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            use std::os::unix::process::ExitStatusExt;
-            return Run { code: status.code().unwrap_or(-1), signal: status.signal(), stdout, stderr };
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("tenantize did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-async fn wait_for(db: &TestDb, sql: &str) {
-    let started = Instant::now();
-    while db.query_i64(sql).await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for: {sql}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A session holding ACCESS SHARE on public.users in an open transaction.
@@ -95,6 +68,7 @@ async fn signalled(db: &TestDb, args: &[&str], application: &str, signal: i32) -
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
               AND application_name = '{application}' AND wait_event_type = 'Lock'"
         ),
+        Duration::from_secs(30),
     )
     .await;
     // SAFETY: a signal to our own child process.

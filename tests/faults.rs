@@ -200,14 +200,6 @@ fn spawn_apply(db: &TestDb, plan: &str) -> std::process::Child {
         .unwrap()
 }
 
-async fn wait_for(db: &TestDb, sql: &str) {
-    let started = Instant::now();
-    while db.query_i64(sql).await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for: {sql}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 const WAITING: &str = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
                        AND application_name = 'tenantize apply' AND wait_event_type = 'Lock'";
 
@@ -228,6 +220,7 @@ async fn killed_in_the_middle_of_a_concurrent_index_build() {
         &db,
         "SELECT count(*) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid)
           WHERE a.application_name = 'tenantize apply' AND p.relid = 'public.attachments'::regclass",
+        Duration::from_secs(60),
     )
     .await;
     child.kill().unwrap();
@@ -239,7 +232,7 @@ async fn killed_in_the_middle_of_a_concurrent_index_build() {
         .await;
     // pg_terminate_backend only signals: wait until the backend is gone before the writer lets
     // the build go on.
-    wait_for(&db, "SELECT (count(*) = 0)::int::int8 FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'tenantize apply%'").await;
+    wait_for(&db, "SELECT (count(*) = 0)::int::int8 FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'tenantize apply%'", Duration::from_secs(60)).await;
     writer.batch_execute("ROLLBACK").await.unwrap();
     if db.query_i64("SELECT count(*) FROM pg_index WHERE NOT indisvalid").await == 0 {
         let client = db.connect().await;
@@ -280,6 +273,7 @@ async fn a_killed_run_whose_backend_still_works_holds_the_lock_and_is_named() {
         &db,
         "SELECT count(*) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid)
           WHERE a.application_name = 'tenantize apply' AND p.relid = 'public.attachments'::regclass",
+        Duration::from_secs(60),
     )
     .await;
     child.kill().unwrap();
@@ -315,7 +309,7 @@ async fn connection_terminated_while_waiting_to_swap_in_a_foreign_key() {
     let blocker = db.connect().await;
     blocker.batch_execute("BEGIN; LOCK TABLE public.projects IN ACCESS SHARE MODE").await.unwrap();
     let mut child = spawn_apply(&db, &base.plan_for(&db));
-    wait_for(&db, WAITING).await;
+    wait_for(&db, WAITING, Duration::from_secs(60)).await;
     db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tenantize apply'")
         .await;
     let status = child.wait().unwrap();
@@ -335,7 +329,7 @@ async fn connection_terminated_mid_backfill() {
         .await
         .unwrap();
     let mut child = spawn_apply(&db, &base.plan_for(&db));
-    wait_for(&db, WAITING).await;
+    wait_for(&db, WAITING, Duration::from_secs(60)).await;
     db.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tenantize apply'")
         .await;
     let status = child.wait().unwrap();

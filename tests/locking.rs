@@ -5,28 +5,7 @@
 mod common;
 use common::*;
 
-use std::io::Read;
-use std::process::Child;
 use std::time::{Duration, Instant};
-
-fn finish(mut child: Child, limit: Duration) -> Run {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stdout = String::new();
-            let mut stderr = String::new();
-            child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            use std::os::unix::process::ExitStatusExt;
-            return Run { code: status.code().unwrap_or(-1), signal: status.signal(), stdout, stderr };
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("tenantize did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 async fn plan_for(db: &TestDb, dir: &tempfile::TempDir, extra: &[&str]) -> String {
     db.plan_sample(&dir.path().join("plan.toml"), extra)
@@ -39,14 +18,6 @@ async fn hold_read_lock(db: &TestDb, table: &str, application: &str) -> (tokio_p
     let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
     client.batch_execute(&format!("BEGIN; SELECT count(*) FROM {table};")).await.unwrap();
     (client, pid)
-}
-
-async fn wait_for(db: &TestDb, condition_sql: &str, limit: Duration) {
-    let started = Instant::now();
-    while db.query_i64(condition_sql).await == 0 {
-        assert!(started.elapsed() < limit, "timed out waiting for: {condition_sql}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -375,3 +375,32 @@ pub fn spawn_tenantize(args: &[&str], db: &TestDb) -> std::process::Child {
         .spawn()
         .expect("spawn tenantize")
 }
+
+/// Wait for a spawned run to end, at most `limit` (then kill it and fail).
+pub fn finish(mut child: std::process::Child, limit: std::time::Duration) -> Run {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let (mut stdout, mut stderr) = (String::new(), String::new());
+            child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            return Run { code: status.code().unwrap_or(-1), signal: status.signal(), stdout, stderr };
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("tenantize did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Poll `condition_sql` (a count) until it is non-zero, failing after `limit`.
+pub async fn wait_for(db: &TestDb, condition_sql: &str, limit: std::time::Duration) {
+    let started = std::time::Instant::now();
+    while db.query_i64(condition_sql).await == 0 {
+        assert!(started.elapsed() < limit, "timed out waiting for: {condition_sql}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
