@@ -92,12 +92,19 @@ pub async fn connect(spec: &ConnSpec, application: &str) -> Result<Client, Check
     Ok(spec.connect_for_counts(application).await.map_err(DbError::from)?)
 }
 
-/// The stage through which every step of the plan is done in the journal.
-pub async fn applied_through(client: &Client, plan: &Plan) -> Result<u8, CheckError> {
+/// The plan's journal entries (none when there is no journal yet).
+async fn journal_entries(
+    client: &Client,
+    plan: &Plan,
+) -> Result<BTreeMap<String, journal::JournalStep>, CheckError> {
     if !journal::journal_exists(client).await? {
-        return Ok(0);
+        return Ok(BTreeMap::new());
     }
-    let entries = journal::load(client, &plan.plan_hash).await?;
+    Ok(journal::load(client, &plan.plan_hash).await?)
+}
+
+/// The stage through which every step of the plan is done in the journal.
+fn applied_through(plan: &Plan, entries: &BTreeMap<String, journal::JournalStep>) -> u8 {
     let mut through = 0;
     for stage in Stage::ALL {
         let all_done =
@@ -107,7 +114,7 @@ pub async fn applied_through(client: &Client, plan: &Plan) -> Result<u8, CheckEr
         }
         through = stage.number();
     }
-    Ok(through)
+    through
 }
 
 pub async fn verify(spec: &ConnSpec, plan: &Plan) -> Result<VerifyReport, CheckError> {
@@ -115,11 +122,12 @@ pub async fn verify(spec: &ConnSpec, plan: &Plan) -> Result<VerifyReport, CheckE
     let catalog = introspect(&client, &plan.options.schemas, std::slice::from_ref(&plan.tenant.table.schema))
         .await
         .map_err(|e| query_error(e.to_string()))?;
-    let through = applied_through(&client, plan).await?;
+    let entries = journal_entries(&client, plan).await?;
+    let through = applied_through(plan, &entries);
     let mut report = count_all(&client, plan, &catalog, true).await?;
     report.applied_through = through;
     judge(plan, &mut report, through);
-    let unfinished = unfinished_steps(&client, plan).await?;
+    let unfinished = unfinished_steps(plan, &entries);
     if !unfinished.is_empty() {
         report.problems.extend(unfinished);
         report.ok = false;
@@ -129,11 +137,7 @@ pub async fn verify(spec: &ConnSpec, plan: &Plan) -> Result<VerifyReport, CheckE
 
 /// Steps the journal holds as failed or interrupted: the database is between two states, so
 /// verify must not say ok whatever the counts show.
-async fn unfinished_steps(client: &Client, plan: &Plan) -> Result<Vec<String>, CheckError> {
-    if !journal::journal_exists(client).await? {
-        return Ok(Vec::new());
-    }
-    let entries = journal::load(client, &plan.plan_hash).await?;
+fn unfinished_steps(plan: &Plan, entries: &BTreeMap<String, journal::JournalStep>) -> Vec<String> {
     let mut problems = Vec::new();
     for step in &plan.steps {
         let Some(entry) = entries.get(&step.id) else { continue };
@@ -146,7 +150,7 @@ async fn unfinished_steps(client: &Client, plan: &Plan) -> Result<Vec<String>, C
         problems
             .push(format!("step {} {what}{why}: run apply to finish it, or rollback to undo it", step.id));
     }
-    Ok(problems)
+    problems
 }
 
 /// Every count, whatever the stage (the TUI shows these live). `full: false` skips rows per
@@ -171,7 +175,8 @@ pub async fn count_all(
     } else {
         false
     };
-    let visibility = under_rls::visibility(client, plan, tenant_table_exists).await.map_err(query_error)?;
+    let visibility =
+        under_rls::visibility(client, plan, &catalog.role, tenant_table_exists).await.map_err(query_error)?;
     let owned = plan.owned_name_set();
     let mut tables = Vec::new();
     let mut by_name: BTreeMap<QualifiedName, usize> = BTreeMap::new();

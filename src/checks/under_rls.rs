@@ -8,7 +8,7 @@
 
 use tokio_postgres::Client;
 
-use crate::catalog::Table;
+use crate::catalog::{RoleInfo, Table};
 use crate::plan::Plan;
 
 /// Whether the counting role sees every row, and the tenants to count one by one when not.
@@ -20,16 +20,10 @@ pub struct Visibility {
 pub async fn visibility(
     client: &Client,
     plan: &Plan,
+    role: &RoleInfo,
     tenant_table_exists: bool,
 ) -> Result<Visibility, String> {
-    let bypasses_rls: bool = client
-        .query_one(
-            "SELECT rolsuper OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user",
-            &[],
-        )
-        .await
-        .map_err(|e| crate::db::describe_pg_error(&e))?
-        .get(0);
+    let bypasses_rls = role.superuser || role.bypass_rls;
     let mut tenants = Vec::new();
     if !bypasses_rls && tenant_table_exists {
         let sql = format!(
