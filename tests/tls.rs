@@ -78,22 +78,27 @@ fn make_certificates(dir: &Path, ca_name: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tls_modes_behave_like_libpq() {
-    let certs = tempfile::tempdir().unwrap();
-    make_certificates(certs.path(), "tenantize test CA");
-    let other = tempfile::tempdir().unwrap();
-    make_certificates(other.path(), "some other CA");
-    let cluster = Cluster::start(&ClusterOptions {
+/// A cluster on 127.0.0.1 that serves `cert`/`key` and accepts TLS connections only.
+fn tls_only_cluster(cert: &std::path::Path, key: &std::path::Path) -> Cluster {
+    Cluster::start(&ClusterOptions {
         tcp: true,
-        tls: Some((certs.path().join("server.crt"), certs.path().join("server.key"))),
+        tls: Some((cert.to_path_buf(), key.to_path_buf())),
         hba_lines: vec![
             "hostssl all all 127.0.0.1/32 trust".into(),
             "hostnossl all all 127.0.0.1/32 reject".into(),
         ],
         ..ClusterOptions::default()
     })
-    .unwrap_or_else(|e| panic!("the TLS test cluster could not be started: {e}"));
+    .unwrap_or_else(|e| panic!("the TLS test cluster ({}) could not be started: {e}", cert.display()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_modes_behave_like_libpq() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path(), "tenantize test CA");
+    let other = tempfile::tempdir().unwrap();
+    make_certificates(other.path(), "some other CA");
+    let cluster = tls_only_cluster(&certs.path().join("server.crt"), &certs.path().join("server.key"));
     let base = format!("postgresql://postgres@localhost:{}/postgres", cluster.port());
     let encrypted = |url: String| async move {
         let spec = ConnSpec::resolve(Some(&url), &ProcessEnv).unwrap();
@@ -308,16 +313,7 @@ fn make_v1_certificate(dir: &Path) {
 async fn a_self_signed_v1_certificate_is_accepted_like_libpq() {
     let certs = tempfile::tempdir().unwrap();
     make_v1_certificate(certs.path());
-    let cluster = Cluster::start(&ClusterOptions {
-        tcp: true,
-        tls: Some((certs.path().join("v1.crt"), certs.path().join("v1.key"))),
-        hba_lines: vec![
-            "hostssl all all 127.0.0.1/32 trust".into(),
-            "hostnossl all all 127.0.0.1/32 reject".into(),
-        ],
-        ..ClusterOptions::default()
-    })
-    .unwrap_or_else(|e| panic!("the v1-certificate TLS cluster could not be started: {e}"));
+    let cluster = tls_only_cluster(&certs.path().join("v1.crt"), &certs.path().join("v1.key"));
     let base = format!("postgresql://postgres@localhost:{}/postgres", cluster.port());
     assert_eq!(ssl_in_use(&base).await, Ok(true), "prefer (the default)");
     assert_eq!(ssl_in_use(&format!("{base}?sslmode=require")).await, Ok(true));
