@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use tokio_postgres::error::SqlState;
+
 use super::apply::announce;
 use super::exec::Executor;
 use super::machine;
@@ -49,7 +51,7 @@ pub async fn guard_counts(spec: &ConnSpec, steps: &[&Step]) -> Result<Vec<GuardC
                 step_id: step.id.clone(),
                 name: guard.name.clone(),
                 message: guard.message.clone(),
-                count: count.map_err(EngineError::Database)?,
+                count: count.map_err(|e| EngineError::Database(crate::db::describe_pg_error(&e)))?,
                 forceable: guard.forceable,
             });
         }
@@ -63,7 +65,7 @@ async fn count_guards<'s>(
     catalog: &tokio_postgres::Client,
     counts: &tokio_postgres::Client,
     step: &'s Step,
-) -> Result<Vec<(&'s Guard, Result<i64, String>)>, EngineError> {
+) -> Result<Vec<(&'s Guard, Result<i64, tokio_postgres::Error>)>, EngineError> {
     let mut out = Vec::new();
     for part in step.parts.iter().filter(|p| !p.guards.is_empty()) {
         let arrived = machine::arrived(catalog, part, Direction::Rollback)
@@ -73,11 +75,7 @@ async fn count_guards<'s>(
             continue;
         }
         for guard in &part.guards {
-            let count = counts
-                .query_one(guard.sql.as_str(), &[])
-                .await
-                .map(|row| row.get::<_, i64>(0))
-                .map_err(|e| crate::db::describe_pg_error(&e));
+            let count = counts.query_one(guard.sql.as_str(), &[]).await.map(|row| row.get::<_, i64>(0));
             out.push((guard, count));
         }
     }
@@ -251,8 +249,11 @@ async fn judge_guards(
     for (guard, count) in count_guards(catalog, counts, step).await? {
         let count = match count {
             Ok(count) => count,
-            Err(e) if e.contains("row-level security") => return Ok(Guards::HiddenByRls),
+            // FORCE RLS with row_security = off, for a role that cannot bypass it (whose
+            // only other 42501 here would be a missing grant on its own tables).
+            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => return Ok(Guards::HiddenByRls),
             Err(e) => {
+                let e = crate::db::describe_pg_error(&e);
                 refusals.push(format!("{}: cannot count {} ({e}); nothing was changed", step.id, guard.name));
                 continue;
             }
