@@ -12,9 +12,7 @@ use tokio_postgres::Client;
 use super::exit::Failure;
 use crate::db::journal::{self, StoredPlan};
 use crate::db::{ConnSpec, lock};
-use crate::engine::{
-    self, ApplyOutcome, ApplyRequest, Control, EngineError, RollbackOutcome, RollbackRequest,
-};
+use crate::engine::{self, Control, EngineError, RollbackOutcome, RollbackRequest};
 use crate::event::EventSender;
 use crate::plan::file::PlanFileError;
 use crate::plan::{self, Plan};
@@ -129,7 +127,7 @@ pub fn verified(stored: &StoredPlan) -> Result<Plan, Failure> {
 /// Keep `plan` in the journal: on a connection of its own, under the run's advisory lock (so
 /// refused like the run itself while another run holds it), after the journal's migrations
 /// (which create the journal when there is none).
-pub async fn store(spec: &ConnSpec, plan: &Plan, application: &str) -> Result<(), EngineError> {
+async fn store(spec: &ConnSpec, plan: &Plan, application: &str) -> Result<(), EngineError> {
     let client = spec.connect(application).await.map_err(|e| EngineError::Connection(e.to_string()))?;
     lock::acquire(&client).await?;
     let stored = store_locked(&client, plan).await;
@@ -141,40 +139,6 @@ async fn store_locked(client: &Client, plan: &Plan) -> Result<(), EngineError> {
     journal::migrate(client).await?;
     journal::store_plan_text(client, &plan.plan_hash, &plan::file::to_toml(plan)).await?;
     Ok(())
-}
-
-/// `engine::apply`, the plan kept in the journal before its first step. A run the engine
-/// refuses must change nothing, the journal included, so the run's checks go first, as a dry
-/// run whose events are kept back: when they refuse, their events (the same a refused run
-/// sends) are passed on and nothing is stored; when there is nothing to run, nothing is
-/// stored either. (A dry run itself stores nothing.)
-pub async fn apply(
-    request: &ApplyRequest,
-    events: &EventSender,
-    control: &Control,
-) -> Result<ApplyOutcome, EngineError> {
-    if !request.dry_run {
-        let checks = ApplyRequest {
-            plan: request.plan.clone(),
-            spec: request.spec.clone(),
-            stop_after: request.stop_after.clone(),
-            dry_run: true,
-            settings: request.settings.clone(),
-        };
-        let (tx, mut rx) = crate::event::channel();
-        match engine::apply(&checks, &tx, control).await {
-            Ok(outcome) if outcome.steps_to_run.is_empty() => {}
-            Ok(_) => store(&request.spec, &request.plan, &request.settings.application_name).await?,
-            Err(refused) => {
-                drop(tx);
-                while let Ok(event) = rx.try_recv() {
-                    let _ = events.send(event);
-                }
-                return Err(refused);
-            }
-        }
-    }
-    engine::apply(request, events, control).await
 }
 
 /// `engine::rollback`; a plan in progress whose journal has no copy of it yet (its run was

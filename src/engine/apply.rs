@@ -149,6 +149,9 @@ async fn apply_locked(
     }
     journal::migrate(&session.ddl).await?;
     journal::register_plan(&session.ddl, &plan_record(plan)).await?;
+    // The plan itself, so a run can be resumed without its file (`app::resume`): stored here,
+    // under the run lock and after every check passed, so a refused run keeps nothing.
+    journal::store_plan_text(&session.ddl, &plan.plan_hash, &crate::plan::codec::to_toml(plan)).await?;
     let run_id = journal::start_run(&session.ddl, &plan.plan_hash, "apply").await?;
     let exec = Executor { session, settings: &request.settings, events, control };
     for step in pending {

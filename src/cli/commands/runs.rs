@@ -114,7 +114,7 @@ pub async fn apply(args: ApplyArgs) -> Result<(), Failure> {
     };
     let log =
         if args.dry_run { None } else { Some(run_log(&args.run, file.as_deref(), "apply", &request.plan)?) };
-    let outcome = with_printer(log, async |tx, control| resume::apply(&request, tx, control).await).await?;
+    let outcome = with_printer(log, async |tx, control| engine::apply(&request, tx, control).await).await?;
     if args.dry_run {
         for id in &outcome.steps_to_run {
             let step = request.plan.step(id).expect("pending steps come from the plan");

@@ -36,7 +36,7 @@ pub enum EngineJob {
 impl EngineJob {
     async fn run(self, events: EventSender, control: Control) -> Result<String, String> {
         match self {
-            EngineJob::Apply(request) => resume::apply(&request, &events, &control)
+            EngineJob::Apply(request) => engine::apply(&request, &events, &control)
                 .await
                 .map(|o| format!("{} steps applied", o.steps_run))
                 .map_err(|e| e.to_string()),
