@@ -129,8 +129,21 @@ impl Timeline {
                 }
                 Event::Retry { step_id, blockers, .. } => {
                     if let Some(i) = find(&timeline, step_id) {
-                        timeline.steps[i].retries += 1;
-                        note_blockers(&mut timeline.steps[i], blockers);
+                        let step = &mut timeline.steps[i];
+                        step.retries += 1;
+                        note_blockers(step, blockers);
+                        // The attempt gave up on its lock and its transaction rolled back: writes
+                        // were blocked while it queued, not during the backoff sleep that follows
+                        // (the next attempt opens a new span when it asks for the lock again).
+                        let (queued, rest): (Vec<_>, Vec<_>) =
+                            open.drain(..).partition(|(s, ..)| s == step_id);
+                        open = rest;
+                        let spans = queued.into_iter().map(|(_, _, start, lock, on)| (start, lock, on));
+                        let taken = held.iter().position(|(s, ..)| s == step_id).map(|p| held.remove(p));
+                        let spans = spans.chain(taken.map(|(_, start, lock, on)| (start, lock, on)));
+                        for (start, lock, on) in spans.filter(|(_, lock, _)| lock.blocks_writes()) {
+                            step.write_blocking.push(LockSpan { start_ms: start, end_ms: *at, lock, on });
+                        }
                     }
                 }
                 Event::CheckResult { step_id, name, value, expected, ok, phase } => {
@@ -373,4 +386,107 @@ pub fn html_timeline(title: &str, summary_rows: &[(String, String)], timeline: &
         end_x = label_width + width,
         end = ms(timeline.total_ms),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn statement(step_id: &str, index: usize, lock: LockMode) -> Event {
+        Event::StatementStarted {
+            step_id: step_id.into(),
+            index,
+            lock,
+            on: vec!["public.t".into()],
+            sql: "ALTER TABLE public.t ...".into(),
+            attempt: 0,
+        }
+    }
+
+    fn retry(step_id: &str, index: usize, backoff_ms: u64) -> Event {
+        Event::Retry {
+            step_id: step_id.into(),
+            index,
+            attempt: 1,
+            max_attempts: 5,
+            backoff_ms,
+            reason: "lock timeout".into(),
+            blockers: Vec::new(),
+        }
+    }
+
+    fn sample_plan() -> Plan {
+        let text = include_str!("../plans/sample.plan.toml");
+        crate::plan::file::parse(text, "plans/sample.plan.toml").expect("the sample plan parses")
+    }
+
+    /// The timeline of a step that waits 50 ms for its lock, gives up, sleeps 500 ms, then
+    /// gets the lock at once: a step whose write-blocking statement shares a transaction with
+    /// others when `shared`, else one that runs it alone.
+    fn retried_step(shared: bool) -> Timeline {
+        let plan = sample_plan();
+        let (step, index) = plan
+            .steps
+            .iter()
+            .find_map(|step| {
+                let forward = step.forward();
+                let index = (0..forward.len()).find(|&i| {
+                    forward[i].lock.blocks_writes() && step.shares_transaction(false, i) == shared
+                })?;
+                Some((step, index))
+            })
+            .expect("the sample plan has such a step");
+        let lock = step.forward()[index].lock;
+        let id = step.id.as_str();
+        let events = vec![
+            (
+                0,
+                Event::StepStarted {
+                    step_id: id.into(),
+                    stage: step.stage,
+                    title: step.title.clone(),
+                    direction: Direction::Forward,
+                    position: 0,
+                    resumed: None,
+                },
+            ),
+            (0, statement(id, index, lock)),
+            (50, retry(id, index, 500)),
+            (550, statement(id, index, lock)),
+            (
+                552,
+                Event::StatementFinished {
+                    step_id: id.into(),
+                    index,
+                    duration_ms: 2,
+                    rows: 0,
+                    skipped: false,
+                },
+            ),
+            (
+                560,
+                Event::StepFinished {
+                    step_id: id.into(),
+                    direction: Direction::Forward,
+                    duration_ms: 560,
+                    rows: 0,
+                },
+            ),
+        ];
+        Timeline::from_events(&plan, &events)
+    }
+
+    /// Writes were blocked for about the 50 ms wait and the statement, never for the backoff.
+    #[test]
+    fn backoff_sleeps_are_not_counted_as_blocked_writes() {
+        for shared in [false, true] {
+            let timeline = retried_step(shared);
+            assert_eq!(timeline.steps[0].retries, 1);
+            let blocked_ms = timeline.write_blocked_ms();
+            assert!((52..=62).contains(&blocked_ms), "shared={shared}: writes blocked for {blocked_ms} ms");
+            let longest_ms = timeline.longest_write_block_ms();
+            assert_eq!(longest_ms, 50, "shared={shared}: the longest block is the wait");
+        }
+    }
 }
