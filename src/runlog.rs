@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Blocker, Event, EventReceiver, EventSender};
 use crate::plan::Plan;
 
-pub const RUN_LOG_FORMAT: u32 = 1;
+/// 2: a step's `position` counts from 1 (format 1 counted from 0; read back, it is shifted).
+pub const RUN_LOG_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "record", rename_all = "snake_case")]
@@ -178,6 +179,7 @@ pub fn read(path: &Path) -> Result<RunLog, RunLogError> {
     let file =
         std::fs::File::open(path).map_err(|source| RunLogError::Read { path: display.clone(), source })?;
     let mut header = None;
+    let mut format = RUN_LOG_FORMAT;
     let mut events = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|source| RunLogError::Read { path: display.clone(), source })?;
@@ -190,10 +192,27 @@ pub fn read(path: &Path) -> Result<RunLog, RunLogError> {
             detail: e.to_string(),
         })?;
         match record {
-            Record::Header { tool_version, command, started_at, plan_file, plan, .. } => {
+            Record::Header { format: found, .. } if found > RUN_LOG_FORMAT => {
+                return Err(RunLogError::Parse {
+                    path: display,
+                    line: n + 1,
+                    detail: format!(
+                        "run log format {found} is newer than this tenantize reads ({RUN_LOG_FORMAT})"
+                    ),
+                });
+            }
+            Record::Header { format: found, tool_version, command, started_at, plan_file, plan, .. } => {
+                format = found;
                 header = Some((tool_version, command, started_at, plan_file, *plan));
             }
-            Record::Event { at_ms, event } => events.push((at_ms, event)),
+            Record::Event { at_ms, mut event } => {
+                if let Event::StepStarted { position, .. } = &mut event
+                    && format < 2
+                {
+                    *position += 1;
+                }
+                events.push((at_ms, event));
+            }
         }
     }
     let (tool_version, command, started_at, plan_file, plan) =

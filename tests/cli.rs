@@ -166,7 +166,18 @@ async fn json_positions_count_from_one_and_errors_are_json_too() {
     let db = sample_db("json", 300).await;
     let dir = scratch_dir();
     let plan = db.plan_sample(&dir.path().join("plan.toml"), &[]);
-    db.tenantize(&["apply", &plan, "--through", "1", "--yes"]).expect_ok();
+    let log = dir.path().join("apply.jsonl");
+    let log_arg = log.to_str().unwrap();
+    db.tenantize(&["apply", &plan, "--through", "1", "--yes", "--log", log_arg]).expect_ok();
+    // The run log's events count steps from 1 too, as the text output does ("[  1/59]").
+    let text = std::fs::read_to_string(&log).unwrap();
+    let started: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|r| r.get("event").and_then(|e| e.get("step_started")).cloned())
+        .collect();
+    assert_eq!(started.len(), 1, "{text}");
+    assert_eq!(started[0]["position"], 1, "{text}");
     let status = db.tenantize(&["status", &plan, "--json"]);
     let json: serde_json::Value = serde_json::from_str(&status.expect_ok().stdout).unwrap();
     assert_eq!(json["steps"][0]["step_id"], "1.tenant-table");

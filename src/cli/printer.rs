@@ -158,7 +158,7 @@ impl<W: Write> Printer<W> {
                 }
             }
             Event::StepStarted { step_id, position, .. } => {
-                self.line(format!("[{:>3}/{}] {text}", position + 1, self.steps_total));
+                self.line(format!("[{position:>3}/{}] {text}", self.steps_total));
                 self.start_bar(step_id);
             }
             Event::StatementStarted { step_id, index, sql, .. } => match &self.bars {
@@ -259,7 +259,7 @@ mod tests {
                 stage: Stage::AddColumn,
                 title: "Add tenant_id to public.users".into(),
                 direction: Direction::Forward,
-                position: 2,
+                position: 3,
                 resumed: None,
             });
             p.handle(&Event::StatementStarted {

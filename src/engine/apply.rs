@@ -228,7 +228,7 @@ async fn run_step(
     }
 }
 
-/// The step's start, for the front ends.
+/// The step's start, for the front ends; `position` counts from 0 here, from 1 in the event.
 pub(super) fn announce(
     exec: &Executor<'_>,
     step: &Step,
@@ -243,7 +243,7 @@ pub(super) fn announce(
             stage: step.stage,
             title: step.title.clone(),
             direction,
-            position,
+            position: position + 1,
             resumed,
         },
     );

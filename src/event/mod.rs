@@ -66,6 +66,8 @@ pub enum Event {
         stage: Stage,
         title: String,
         direction: Direction,
+        /// Where the step is in the plan, counted from 1 as the operator reads it (in the
+        /// text output, the wizard and the run log's JSON alike).
         position: usize,
         /// Set when an interrupted run is picked up again: where ("at statement 3",
         /// "after key [2999]", "at block 120").
