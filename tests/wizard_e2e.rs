@@ -99,8 +99,24 @@ fn stage_done(screen: &str, number: u8, name: &str) -> bool {
     screen.lines().any(|l| l.contains(&format!("✓ {number} {name}")))
 }
 
+/// Move the Plan screen's cursor onto the row that shows `label` (from the top, one row at a time).
+fn select_row(pane: &Pane, label: &str) {
+    let up: Vec<&str> = std::iter::repeat_n("k", 120).collect();
+    pane.keys(&up);
+    for _ in 0..120 {
+        std::thread::sleep(Duration::from_millis(100));
+        let screen = pane.screen();
+        if screen.lines().any(|l| l.starts_with('›') && l.contains(label)) {
+            return;
+        }
+        pane.keys(&["j"]);
+    }
+    panic!("no row {label} under the cursor:\n{}", pane.screen());
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn apply_every_stage_with_keys_watch_the_nulls_go_to_zero_then_roll_back_one_step() {
+async fn apply_every_stage_with_keys_watch_the_nulls_go_to_zero_then_roll_back_a_step_a_stage_and_everything()
+{
     let db = sample_db("wizard_e2e", 3000).await;
     let dir = scratch_dir();
     let plan = dir.path().join("plans").join("demo.plan.toml");
@@ -168,15 +184,6 @@ async fn apply_every_stage_with_keys_watch_the_nulls_go_to_zero_then_roll_back_o
         s.contains("1 rolled back") && s.contains("idle")
     });
 
-    pane.keys(&["q"]);
-    let started = Instant::now();
-    while !exit_file.exists() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the wizard did not quit:\n{}", pane.screen());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
-
-    // The database agrees with what the screen said.
     assert_eq!(db.query_i64("SELECT count(*) FROM tenantize.steps WHERE state = 'done'").await, total - 1);
     assert_eq!(
         db.query_i64(
@@ -185,7 +192,6 @@ async fn apply_every_stage_with_keys_watch_the_nulls_go_to_zero_then_roll_back_o
         .await,
         1
     );
-    assert_eq!(db.query_i64("SELECT count(*) FROM public.issue_comments WHERE tenant_id IS NULL").await, 0);
     assert_eq!(
         db.query_i64(
             "SELECT count(*) FROM pg_class WHERE oid = 'public.open_issues'::regclass AND reloptions IS NULL"
@@ -194,7 +200,52 @@ async fn apply_every_stage_with_keys_watch_the_nulls_go_to_zero_then_roll_back_o
         1,
         "the view's security_invoker was reset"
     );
-    // The wizard wrote run logs next to the plan: one apply per confirmation, one rollback.
+    db.tenantize(&["verify", plan.to_str().unwrap()]).expect_ok().expect_output("applied through stage 7");
+
+    // R on stage 7: stages 7 and 8 go, stages 1 to 6 stay.
+    select_row(&pane, "7 unique");
+    pane.keys(&["R"]);
+    pane.wait("the stage rollback confirmation", Duration::from_secs(20), |s| {
+        s.contains("Roll back stage 7 unique and later") && s.contains("y to roll back")
+    });
+    pane.keys(&["y"]);
+    pane.wait("stages 7 and 8 rolled back", Duration::from_secs(120), |s| {
+        s.contains("idle") && !stage_done(s, 7, "unique")
+    });
+    let later = "SELECT count(*) FROM tenantize.steps WHERE step_id ~ '^[78][.]' AND state <> 'rolled_back'";
+    let kept = "SELECT count(*) FROM tenantize.steps WHERE step_id ~ '^[1-6][.]' AND state <> 'done'";
+    assert_eq!(db.query_i64(later).await, 0, "{}", pane.screen());
+    assert_eq!(db.query_i64(kept).await, 0, "{}", pane.screen());
+
+    // U: everything, back to the schema it started from.
+    pane.keys(&["U"]);
+    pane.wait("the full rollback confirmation", Duration::from_secs(20), |s| {
+        s.contains("Roll back everything") && s.contains("y to roll back")
+    });
+    pane.keys(&["y"]);
+    pane.wait("everything rolled back", Duration::from_secs(120), |s| {
+        s.contains("idle") && s.contains(&format!(" 0/{total} steps done"))
+    });
+    assert_eq!(db.query_i64("SELECT count(*) FROM tenantize.steps WHERE state <> 'rolled_back'").await, 0);
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM information_schema.columns WHERE column_name = 'tenant_id'").await,
+        0,
+        "no tenant column is left"
+    );
+
+    pane.keys(&["q"]);
+    let started = Instant::now();
+    while !exit_file.exists() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the wizard did not quit:\n{}", pane.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM public.issue_comments").await,
+        3000,
+        "every row is still there"
+    );
+    // The wizard wrote run logs next to the plan: one apply per confirmation, one per rollback.
     let logs: Vec<String> = std::fs::read_dir(plan.parent().unwrap())
         .unwrap()
         .flatten()
@@ -202,8 +253,7 @@ async fn apply_every_stage_with_keys_watch_the_nulls_go_to_zero_then_roll_back_o
         .filter(|n| n.ends_with(".jsonl"))
         .collect();
     assert_eq!(logs.iter().filter(|n| n.ends_with(".apply.jsonl")).count(), 3, "{logs:?}");
-    assert_eq!(logs.iter().filter(|n| n.ends_with(".rollback.jsonl")).count(), 1, "{logs:?}");
-    db.tenantize(&["verify", plan.to_str().unwrap()]).expect_ok().expect_output("applied through stage 7");
+    assert_eq!(logs.iter().filter(|n| n.ends_with(".rollback.jsonl")).count(), 3, "{logs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,6 +15,8 @@ pub enum Action {
     Apply,
     ApplyStage,
     Rollback,
+    RollbackStage,
+    RollbackAll,
     Pause,
     Cancel,
     Validate,
@@ -134,7 +136,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::Apply,
         context: Context::Normal,
         label: "a",
-        help: "apply the selected step (and pending ones before it), after a confirmation",
+        help: "apply through the selected step (pending ones before it too), after a confirmation",
         short: Some("apply"),
     },
     Binding {
@@ -152,6 +154,22 @@ pub const KEYMAP: &[Binding] = &[
         label: "r",
         help: "roll back the last applied step, after a confirmation",
         short: Some("rollback"),
+    },
+    Binding {
+        keys: &[(KeyCode::Char('R'), SHIFT), (KeyCode::Char('R'), NONE)],
+        action: Action::RollbackStage,
+        context: Context::Normal,
+        label: "R",
+        help: "roll back the selected stage and every later one, after a confirmation",
+        short: None,
+    },
+    Binding {
+        keys: &[(KeyCode::Char('U'), SHIFT), (KeyCode::Char('U'), NONE)],
+        action: Action::RollbackAll,
+        context: Context::Normal,
+        label: "U",
+        help: "roll back everything, after a confirmation",
+        short: None,
     },
     Binding {
         keys: &[(KeyCode::Char('p'), NONE)],
@@ -182,7 +200,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::ToggleShared,
         context: Context::Normal,
         label: "e",
-        help: "overview: toggle a table between tenant-scoped and shared (while nothing is applied)",
+        help: "overview: make a table shared or tenant-scoped (before anything is applied)",
         short: None,
     },
     Binding {
@@ -330,7 +348,17 @@ pub fn bar(context: Context, read_only: bool) -> Vec<(&'static str, &'static str
     KEYMAP
         .iter()
         .filter(|b| b.context == context)
-        .filter(|b| !read_only || !matches!(b.action, Action::Apply | Action::ApplyStage | Action::Rollback))
+        .filter(|b| {
+            let changes = matches!(
+                b.action,
+                Action::Apply
+                    | Action::ApplyStage
+                    | Action::Rollback
+                    | Action::RollbackStage
+                    | Action::RollbackAll
+            );
+            !read_only || !changes
+        })
         .filter(|b| read_only || !matches!(b.action, Action::StepBack | Action::StepForward))
         .filter_map(|b| b.short.map(|s| (b.label, s)))
         .collect()
@@ -355,6 +383,8 @@ mod tests {
             (KeyCode::Char('a'), NONE, Action::Apply),
             (KeyCode::Char('A'), SHIFT, Action::ApplyStage),
             (KeyCode::Char('r'), NONE, Action::Rollback),
+            (KeyCode::Char('R'), SHIFT, Action::RollbackStage),
+            (KeyCode::Char('U'), SHIFT, Action::RollbackAll),
             (KeyCode::Char('p'), NONE, Action::Pause),
             (KeyCode::Char('c'), NONE, Action::Cancel),
             (KeyCode::Char('v'), NONE, Action::Validate),

@@ -174,7 +174,13 @@ pub enum Overlay {
         stop_after: crate::engine::StopAfter,
     },
     ConfirmRollback {
-        step_id: String,
+        /// What confirming runs: the last step, down to a stage, or everything.
+        target: crate::engine::RollbackTarget,
+        /// What the dialog's title says it undoes: a step's id, "stage 7 uniques and later",
+        /// "everything".
+        scope: String,
+        /// The steps it undoes, in the order it undoes them (their guards are counted).
+        step_ids: Vec<String>,
         /// `None` while the pre-checks are still counting.
         guards: Option<Result<Vec<GuardCount>, String>>,
         force: bool,

@@ -83,14 +83,15 @@ pub fn update(model: &mut Model, msg: Msg) -> Vec<Command> {
                     model.counts_at = Some(at);
                     model.counts_error = None;
                 }
-                Err(error) => model.counts_error = Some(error),
+                Err(error) => counts_failed(model, error),
             }
             Vec::new()
         }
         Msg::Guards(result) => {
-            if let Some(Overlay::ConfirmRollback { step_id, guards, .. }) = &mut model.overlay {
-                // Counts for another step (a dialog closed and opened again meanwhile) are stale.
-                let stale = matches!(&result, Ok(counts) if counts.iter().any(|g| g.step_id != *step_id));
+            if let Some(Overlay::ConfirmRollback { step_ids, guards, .. }) = &mut model.overlay {
+                // Counts for other steps (a dialog closed and another opened meanwhile) are stale.
+                let stale =
+                    matches!(&result, Ok(counts) if counts.iter().any(|g| !step_ids.contains(&g.step_id)));
                 if !stale {
                     *guards = Some(result);
                 }
@@ -161,7 +162,9 @@ fn on_action(model: &mut Model, action: Action) -> Vec<Command> {
             model.screen = Screen::ALL[next];
         }
         Action::Apply | Action::ApplyStage => ask_apply(model, action == Action::ApplyStage),
-        Action::Rollback => return ask_rollback(model),
+        Action::Rollback => return ask_rollback(model, RollbackScope::LastStep),
+        Action::RollbackStage => return ask_rollback(model, RollbackScope::SelectedStage),
+        Action::RollbackAll => return ask_rollback(model, RollbackScope::Everything),
         Action::Pause => return pause(model),
         Action::Cancel => return cancel(model),
         Action::Validate => {
@@ -245,18 +248,58 @@ fn ask_apply(model: &mut Model, whole_stage: bool) {
     model.overlay = Some(Overlay::ConfirmApply { step_ids, scope, stop_after });
 }
 
-/// r: confirm undoing the last applied step, counting first what it would lose.
-fn ask_rollback(model: &mut Model) -> Vec<Command> {
+/// Which rollback a key asks for: `r` the last applied step, `R` the selected stage (and every
+/// later one, since stages are undone in reverse order), `U` everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackScope {
+    LastStep,
+    SelectedStage,
+    Everything,
+}
+
+/// Confirm a rollback, counting first what it would lose (the same guards `rollback` runs).
+fn ask_rollback(model: &mut Model, scope: RollbackScope) -> Vec<Command> {
     if refused(model) {
         return Vec::new();
     }
-    let Some(last) = model.last_applied() else {
+    // Applied steps, last first: the order a rollback undoes them in.
+    let applied: Vec<usize> =
+        (0..model.steps.len()).rev().filter(|&i| model.steps[i].state.has_effects()).collect();
+    if applied.is_empty() {
         model.message = Some((Severity::Info, "nothing has been applied".into()));
         return Vec::new();
+    }
+    let (target, title, undone): (RollbackTarget, String, Vec<usize>) = match scope {
+        RollbackScope::LastStep => {
+            (RollbackTarget::LastStep, model.steps[applied[0]].id.clone(), vec![applied[0]])
+        }
+        RollbackScope::Everything => (RollbackTarget::All, "everything".into(), applied),
+        RollbackScope::SelectedStage => {
+            let Some(stage) = model.selected_step().map(|i| model.steps[i].stage) else { return Vec::new() };
+            let undone: Vec<usize> = applied.into_iter().filter(|&i| model.steps[i].stage >= stage).collect();
+            if undone.is_empty() {
+                model.message =
+                    Some((Severity::Info, format!("nothing of stage {stage} or later is applied")));
+                return Vec::new();
+            }
+            // Keep the stages before it: down to the last earlier stage, or everything.
+            let target = match model.steps.iter().map(|s| s.stage).filter(|s| *s < stage).max() {
+                Some(keep) => RollbackTarget::ToStage(keep),
+                None => RollbackTarget::All,
+            };
+            let later = undone.iter().any(|&i| model.steps[i].stage > stage);
+            (target, format!("stage {stage}{}", if later { " and later" } else { "" }), undone)
+        }
     };
-    let step_id = model.steps[last].id.clone();
-    model.overlay = Some(Overlay::ConfirmRollback { step_id: step_id.clone(), guards: None, force: false });
-    vec![Command::CountGuards(vec![step_id])]
+    let step_ids: Vec<String> = undone.iter().map(|&i| model.steps[i].id.clone()).collect();
+    model.overlay = Some(Overlay::ConfirmRollback {
+        target,
+        scope: title,
+        step_ids: step_ids.clone(),
+        guards: None,
+        force: false,
+    });
+    vec![Command::CountGuards(step_ids)]
 }
 
 fn pause(model: &mut Model) -> Vec<Command> {
@@ -340,41 +383,44 @@ fn on_confirm(model: &mut Model, action: Action) -> Vec<Command> {
             }
             Vec::new()
         }
-        (Some(Overlay::ConfirmRollback { step_id, guards, force }), Action::Confirm) => match guards {
-            None => {
-                model.message = Some((Severity::Info, "still counting what the rollback would lose…".into()));
-                Vec::new()
-            }
-            Some(Err(e)) => {
-                model.message = Some((Severity::Error, format!("cannot count before rolling back: {e}")));
-                Vec::new()
-            }
-            Some(Ok(counts)) => {
-                if let Some(blocking) = counts.iter().find(|g| g.count > 0 && !g.forceable) {
+        (Some(Overlay::ConfirmRollback { target, scope, step_ids, guards, force }), Action::Confirm) => {
+            match guards {
+                None => {
                     model.message =
-                        Some((Severity::Error, format!("{} {}", blocking.count, blocking.message)));
-                    return Vec::new();
+                        Some((Severity::Info, "still counting what the rollback would lose…".into()));
+                    Vec::new()
                 }
-                if let Some(lossy) = counts.iter().find(|g| g.count > 0 && g.forceable)
-                    && !force
-                {
-                    model.message = Some((
-                        Severity::Warning,
-                        format!("{} {}: press F to undo anyway, then y", lossy.count, lossy.message),
-                    ));
-                    return Vec::new();
+                Some(Err(e)) => {
+                    model.message = Some((Severity::Error, format!("cannot count before rolling back: {e}")));
+                    Vec::new()
                 }
-                model.overlay = None;
-                model.screen = Screen::Plan;
-                model.job = Some(Job {
-                    kind: JobKind::Rollback,
-                    description: format!("roll back {step_id}"),
-                    paused: false,
-                    cancelling: false,
-                });
-                with_plan_written(model, Command::Rollback { target: RollbackTarget::LastStep, force })
+                Some(Ok(counts)) => {
+                    if let Some(blocking) = counts.iter().find(|g| g.count > 0 && !g.forceable) {
+                        let text = format!("{}: {} {}", blocking.step_id, blocking.count, blocking.message);
+                        model.message = Some((Severity::Error, text));
+                        return Vec::new();
+                    }
+                    if let Some(lossy) = counts.iter().find(|g| g.count > 0 && g.forceable)
+                        && !force
+                    {
+                        model.message = Some((
+                            Severity::Warning,
+                            format!("{} {}: press F to undo anyway, then y", lossy.count, lossy.message),
+                        ));
+                        return Vec::new();
+                    }
+                    model.overlay = None;
+                    model.screen = Screen::Plan;
+                    model.job = Some(Job {
+                        kind: JobKind::Rollback,
+                        description: format!("roll back {scope} ({})", plural_steps(step_ids.len())),
+                        paused: false,
+                        cancelling: false,
+                    });
+                    with_plan_written(model, Command::Rollback { target, force })
+                }
             }
-        },
+        }
         (Some(Overlay::ConfirmQuit), Action::Confirm) => {
             model.overlay = None;
             model.quit = true;
@@ -508,6 +554,29 @@ fn toggle_shared(model: &mut Model) {
         }
         Err(e) => model.message = Some((Severity::Error, e.to_string())),
     }
+}
+
+fn plural_steps(n: usize) -> String {
+    if n == 1 { "1 step".into() } else { format!("{n} steps") }
+}
+
+/// A count that failed: say so where the operator looks (the status line, the Log) and keep
+/// the last numbers, which the Counts screen then marks as stale. A quick refresh that keeps
+/// failing the same way is logged once.
+fn counts_failed(model: &mut Model, error: String) {
+    let stale = match model.counts_age() {
+        Some(age) => format!("the counts shown are from {:.1} s ago", age.as_secs_f64()),
+        None => "no counts yet".to_string(),
+    };
+    let text = format!("counting failed: {} ({stale})", error.lines().next().unwrap_or(""));
+    if model.counts_error.as_deref() != Some(error.as_str()) {
+        model.log(LogKind::Failure, text.clone());
+    }
+    let validating = matches!(&model.message, Some((Severity::Info, m)) if m.starts_with("validating"));
+    if validating || model.counts_error.as_deref() != Some(error.as_str()) {
+        model.message = Some((Severity::Error, text));
+    }
+    model.counts_error = Some(error);
 }
 
 #[cfg(test)]

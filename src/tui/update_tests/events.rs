@@ -246,6 +246,11 @@ fn a_quick_count_keeps_what_only_a_full_count_takes() {
     update(&mut model, Msg::Counts(Err("timeout".into()), at(4_000)));
     assert_eq!(model.counts.as_ref().unwrap().tables[0].rows, 13);
     assert_eq!(model.counts_error.as_deref(), Some("timeout"));
+    let failures = |model: &Model| model.log.iter().filter(|l| l.kind == LogKind::Failure).count();
+    assert_eq!(failures(&model), 1, "the failure is in the Log");
+    assert!(matches!(&model.message, Some((Severity::Error, m)) if m.contains("counting failed: timeout")));
+    update(&mut model, Msg::Counts(Err("timeout".into()), at(4_500)));
+    assert_eq!(failures(&model), 1, "the same failure again is not logged twice");
     update(&mut model, Msg::Tick(at(5_500)));
     assert_eq!(
         model.counts_age(),

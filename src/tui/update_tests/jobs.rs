@@ -96,7 +96,13 @@ fn r_counts_first_and_a_forceable_loss_needs_force() {
     assert_eq!(act(&mut model, Action::Rollback), [Command::CountGuards(vec![id.to_string()])]);
     assert_eq!(
         model.overlay,
-        Some(Overlay::ConfirmRollback { step_id: id.into(), guards: None, force: false }),
+        Some(Overlay::ConfirmRollback {
+            target: RollbackTarget::LastStep,
+            scope: id.into(),
+            step_ids: vec![id.into()],
+            guards: None,
+            force: false
+        }),
         "the last applied step, its guards still counting"
     );
 
@@ -334,4 +340,77 @@ fn q_asks_when_the_applied_plan_is_in_no_file() {
     let mut model = in_a_file(fixture::model());
     done(&mut model, &["1.tenant-table"]);
     assert_eq!(act(&mut model, Action::Quit), [Command::Quit]);
+}
+
+/// The overlay's target and steps, for the scoped rollbacks below.
+fn rollback_dialog(model: &Model) -> (RollbackTarget, String, Vec<String>) {
+    match &model.overlay {
+        Some(Overlay::ConfirmRollback { target, scope, step_ids, .. }) => {
+            (*target, scope.clone(), step_ids.clone())
+        }
+        other => panic!("no rollback dialog: {other:?}"),
+    }
+}
+
+#[test]
+fn shift_r_undoes_the_selected_stage_and_later_ones_and_u_everything_with_the_same_guards() {
+    let mut model = in_a_file(fixture::model());
+    let applied: Vec<String> = [Stage::TenantTable, Stage::DefaultTenant, Stage::AddColumn]
+        .iter()
+        .flat_map(|stage| ids_in(&model, *stage))
+        .collect();
+    done(&mut model, &applied.iter().map(String::as_str).collect::<Vec<_>>());
+    let last_first = |ids: &[String]| ids.iter().rev().cloned().collect::<Vec<String>>();
+
+    // Stage 3 selected: its steps, last first; stages 1 and 2 stay.
+    let row = model.rows().iter().position(|r| *r == Row::Stage(Stage::AddColumn)).unwrap();
+    model.cursor = row;
+    let stage_3 = last_first(&ids_in(&model, Stage::AddColumn));
+    assert_eq!(act(&mut model, Action::RollbackStage), [Command::CountGuards(stage_3.clone())]);
+    assert_eq!(
+        rollback_dialog(&model),
+        (RollbackTarget::ToStage(Stage::DefaultTenant), "stage 3 add-column".into(), stage_3)
+    );
+    act(&mut model, Action::Dismiss);
+
+    // Stage 2 selected: stage 3 goes too, first.
+    model.cursor = model.rows().iter().position(|r| *r == Row::Stage(Stage::DefaultTenant)).unwrap();
+    act(&mut model, Action::RollbackStage);
+    let (target, scope, ids) = rollback_dialog(&model);
+    assert_eq!(
+        (target, scope.as_str()),
+        (RollbackTarget::ToStage(Stage::TenantTable), "stage 2 default-tenant and later")
+    );
+    assert_eq!(ids, last_first(&applied[1..]));
+    act(&mut model, Action::Dismiss);
+
+    // Nothing of a later stage applied: nothing to ask.
+    model.cursor = model.rows().iter().position(|r| *r == Row::Stage(Stage::Rls)).unwrap();
+    assert!(act(&mut model, Action::RollbackStage).is_empty());
+    assert_eq!(model.overlay, None);
+    assert!(message(&model).contains("nothing of stage 8"), "{}", message(&model));
+
+    // U: everything, with the same guards: a blocking count refuses, a deferred one (hidden by
+    // RLS until stage 8 is undone, which the engine counts then) does not.
+    act(&mut model, Action::RollbackAll);
+    let (target, scope, ids) = rollback_dialog(&model);
+    assert_eq!(
+        (target, scope.as_str(), ids.clone()),
+        (RollbackTarget::All, "everything", last_first(&applied))
+    );
+    let last = ids[0].clone();
+    update(&mut model, Msg::Guards(Ok(vec![guard(&last, 4, false)])));
+    assert!(act(&mut model, Action::Confirm).is_empty());
+    assert!(message(&model).contains(&last), "the refusal names the step: {}", message(&model));
+    let mut hidden = guard(&last, 0, false);
+    hidden.deferred = true;
+    update(&mut model, Msg::Guards(Ok(vec![hidden])));
+    assert_eq!(
+        act(&mut model, Action::Confirm),
+        [Command::Rollback { target: RollbackTarget::All, force: false }]
+    );
+    assert_eq!(
+        model.job.as_ref().map(|j| j.description.as_str()),
+        Some(format!("roll back everything ({} steps)", applied.len()).as_str())
+    );
 }

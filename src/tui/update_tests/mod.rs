@@ -46,6 +46,7 @@ fn guard(step_id: &str, count: i64, forceable: bool) -> GuardCount {
         message: "rows would lose their tenant".into(),
         count,
         forceable,
+        deferred: false,
     }
 }
 

@@ -89,9 +89,19 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
     }
     title.push_str(if report.full { " · full" } else { " · quick (v counts everything)" });
     if model.counts_error.is_some() {
-        title.push_str(" · refresh failing");
+        title.push_str(" · STALE");
     }
     let mut lines = vec![rule(&title, width, palette)];
+    if let Some(error) = &model.counts_error {
+        lines.extend(wrap_styled(
+            vec![Span::styled(
+                format!(" ✗ these counts are stale: the last count failed: {}", one_line(error)),
+                palette.error(),
+            )],
+            width,
+            2,
+        ));
+    }
 
     let wide = width >= 110;
     let columns: Vec<(&Column, usize)> = COLUMNS
@@ -129,7 +139,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
     lines.push(fit_line(Line::from(spans), width));
 
     // Problems go below the table; the table gets what is left.
-    let mut problems = problem_lines(report, wide, width, palette);
+    let mut problems = problem_lines(report, model.counts_error.is_some(), wide, width, palette);
 
     let rows_room = height.saturating_sub(lines.len() + 1 + problems.len().min(height / 3).max(1));
     let selected = model.plan.tables.get(model.table_cursor).map(|t| t.name.display_plain());
@@ -159,7 +169,13 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
 
 /// The report's problems (narrow screens: with the index and unique notes the table has no
 /// room for), or a line saying there are none.
-fn problem_lines(report: &VerifyReport, wide: bool, width: usize, palette: Palette) -> Vec<Line<'static>> {
+fn problem_lines(
+    report: &VerifyReport,
+    stale: bool,
+    wide: bool,
+    width: usize,
+    palette: Palette,
+) -> Vec<Line<'static>> {
     let mut problems: Vec<Line<'static>> = Vec::new();
     for problem in &report.problems {
         problems.extend(wrap_styled(vec![Span::styled(format!(" ✗ {problem}"), palette.error())], width, 3));
@@ -188,7 +204,11 @@ fn problem_lines(report: &VerifyReport, wide: bool, width: usize, palette: Palet
             }
         }
     }
-    if problems.is_empty() {
+    if stale {
+        // The last count failed: what it would have found is unknown, not fine.
+        let line = " ? problems unknown since the last count failed; these are the last good count's (v counts again)";
+        problems.insert(0, Line::styled(line, palette.warn()));
+    } else if problems.is_empty() {
         let through = if report.applied_through > 0 {
             format!(" for what is applied (through stage {})", report.applied_through)
         } else {

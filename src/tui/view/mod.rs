@@ -13,6 +13,7 @@ mod log;
 mod overlays;
 mod overview;
 mod plan;
+mod rollback;
 mod text;
 mod theme;
 

@@ -7,12 +7,9 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Padding, Paragraph};
 
-use super::text::{
-    count, fit_line, pad, plural, truncate, truncate_left, width, wrap, wrap_after, wrap_styled,
-};
+use super::text::{count, fit_line, pad, plural, truncate_left, width, wrap_after, wrap_styled};
 use super::theme::Palette;
-use crate::engine::GuardCount;
-use crate::plan::{LockMode, Step};
+use crate::plan::LockMode;
 use crate::tui::keys::{self, Action, Context};
 use crate::tui::state::{Model, Overlay};
 
@@ -27,9 +24,7 @@ pub fn draw(frame: &mut Frame, area: Rect, full: Rect, model: &Model, overlay: &
         Overlay::ConfirmApply { step_ids, scope, .. } => {
             confirm_apply(frame, area, model, step_ids, scope, palette)
         }
-        Overlay::ConfirmRollback { step_id, guards, force } => {
-            confirm_rollback(frame, area, model, step_id, guards.as_ref(), *force, palette)
-        }
+        Overlay::ConfirmRollback { .. } => super::rollback::draw(frame, area, model, overlay, palette),
         Overlay::ConfirmQuit => confirm_quit(frame, area, model, palette),
         Overlay::WritePlan { path } => write_plan(frame, area, path, palette),
     }
@@ -43,16 +38,16 @@ fn dialog_area(area: Rect, wanted: u16, lines: usize) -> Rect {
 }
 
 /// Inner text width of a dialog of `box_width` columns (border and one column of padding each side).
-fn inner_width(box_width: u16) -> usize {
+pub(super) fn inner_width(box_width: u16) -> usize {
     box_width.saturating_sub(4).max(1) as usize
 }
 
-fn preferred_width(area: Rect) -> u16 {
+pub(super) fn preferred_width(area: Rect) -> u16 {
     area.width.saturating_sub(4).clamp(20.min(area.width), 78)
 }
 
 /// Draw `lines` in a bordered box; when they do not fit, the last line says how many are hidden.
-fn render_dialog(
+pub(super) fn render_dialog(
     frame: &mut Frame,
     area: Rect,
     box_width: u16,
@@ -80,7 +75,7 @@ fn render_dialog(
     rect
 }
 
-fn key_line(parts: &[(&str, &str)], palette: Palette) -> Line<'static> {
+pub(super) fn key_line(parts: &[(&str, &str)], palette: Palette) -> Line<'static> {
     let mut spans = Vec::new();
     for (i, (key, text)) in parts.iter().enumerate() {
         if i > 0 {
@@ -101,17 +96,39 @@ fn help_lines(model: &Model, inner: usize, palette: Palette) -> Vec<Line<'static
     let normal = keys::KEYMAP.iter().filter(|b| b.context == Context::Normal).count();
     let entries = keys::help_lines();
     let key_width = entries.iter().map(|(k, _)| width(k)).max().unwrap_or(0) + 1;
+    // Two short entries in a row share a line (move up / move down), so that every key fits
+    // on an 80x24 terminal.
+    let half = inner / 2;
+    let short = |text: &str| key_width + width(text) + 2 <= half;
     let mut lines = Vec::new();
-    for (i, (key, text)) in entries.iter().enumerate() {
-        if i == normal {
+    let shown: Vec<(usize, &(&str, &str))> = entries
+        .iter()
+        .enumerate()
+        // Replay keys only where they do something.
+        .filter(|(_, (key, _))| model.read_only || !replay_only.contains(key))
+        .collect();
+    let mut i = 0;
+    while i < shown.len() {
+        let (at, (key, text)) = shown[i];
+        if at == normal {
             lines.push(Line::styled("In a confirmation:", palette.title()));
         }
-        // Replay keys only where they do something.
-        if !model.read_only && replay_only.contains(key) {
-            continue;
+        let mut spans = vec![Span::styled(pad(key, key_width), palette.key())];
+        match shown.get(i + 1) {
+            Some((next_at, (next_key, next_text)))
+                if short(text) && short(next_text) && (*next_at < normal) == (at < normal) =>
+            {
+                spans.push(Span::styled(pad(text, half - key_width), palette.plain()));
+                spans.push(Span::styled(pad(next_key, key_width), palette.key()));
+                spans.push(Span::styled(next_text.to_string(), palette.plain()));
+                lines.push(Line::from(spans));
+                i += 2;
+            }
+            _ => {
+                lines.extend(wrap_after(spans, text, palette.plain(), inner));
+                i += 1;
+            }
         }
-        let prefix = vec![Span::styled(pad(key, key_width), palette.key())];
-        lines.extend(wrap_after(prefix, text, palette.plain(), inner));
     }
     lines
 }
@@ -250,7 +267,7 @@ fn confirm_apply(
 
 /// Where a run writes the plan first when it is in no file (built here, or resumed from the
 /// journal's copy): nothing when it is in one.
-fn plan_written_first(model: &Model, inner: usize, palette: Palette) -> Vec<Line<'static>> {
+pub(super) fn plan_written_first(model: &Model, inner: usize, palette: Palette) -> Vec<Line<'static>> {
     let Some(path) = model.plan_file_for_run() else { return Vec::new() };
     wrap_styled(
         vec![
@@ -261,240 +278,6 @@ fn plan_written_first(model: &Model, inner: usize, palette: Palette) -> Vec<Line
         inner,
         0,
     )
-}
-
-/// What the rollback may do given its guard counts.
-enum Verdict {
-    Counting,
-    CountFailed,
-    Blocked,
-    NeedsForce,
-    Forced,
-    Clear,
-}
-
-fn verdict(guards: Option<&Result<Vec<GuardCount>, String>>, force: bool) -> Verdict {
-    match guards {
-        None => Verdict::Counting,
-        Some(Err(_)) => Verdict::CountFailed,
-        Some(Ok(list)) => {
-            if list.iter().any(|g| g.count > 0 && !g.forceable) {
-                Verdict::Blocked
-            } else if list.iter().any(|g| g.count > 0) {
-                if force { Verdict::Forced } else { Verdict::NeedsForce }
-            } else {
-                Verdict::Clear
-            }
-        }
-    }
-}
-
-fn confirm_rollback(
-    frame: &mut Frame,
-    area: Rect,
-    model: &Model,
-    step_id: &str,
-    guards: Option<&Result<Vec<GuardCount>, String>>,
-    force: bool,
-    palette: Palette,
-) {
-    let box_width = preferred_width(area);
-    let inner = inner_width(box_width);
-    let step = model.plan.step(step_id);
-    let view = model.step_index(step_id).map(|i| &model.steps[i]);
-    let mut lines: Vec<Line<'static>> = Vec::new();
-    let mut spans = vec![Span::raw("Undo "), Span::styled(step_id.to_string(), palette.bold())];
-    if let Some(view) = view {
-        spans.push(Span::styled(format!(" ({})", view.state.label()), palette.state(view.state)));
-    }
-    if let Some(step) = step {
-        spans.push(Span::styled(format!(": {}", step.title), palette.plain()));
-    }
-    lines.extend(wrap_styled(spans, inner, 2));
-
-    // The rollback SQL, as it will run.
-    lines.push(Line::styled("Rollback SQL:", palette.title()));
-    let mut sql = rollback_sql(step, inner, palette);
-
-    // The checks it runs first.
-    let mut checks = guard_lines(guards, inner, palette);
-    checks.push(force_line(force, palette));
-    checks.extend(plan_written_first(model, inner, palette));
-    checks.push(Line::raw(""));
-    checks.extend(wrap_styled(decision(verdict(guards, force), palette), inner, 0));
-
-    // The SQL gives way when the screen is short; the checks and the decision never do.
-    let room = (area.height as usize).saturating_sub(2 + lines.len() + checks.len());
-    if sql.len() > room {
-        let keep = room.saturating_sub(1);
-        let hidden = sql.len() - keep;
-        sql.truncate(keep);
-        sql.push(Line::styled(format!("    … {hidden} more lines"), palette.dim()));
-    }
-    lines.extend(sql);
-    lines.extend(checks);
-    let border = match verdict(guards, force) {
-        Verdict::Blocked | Verdict::CountFailed | Verdict::Forced => palette.error(),
-        Verdict::NeedsForce => palette.warn(),
-        _ => palette.title(),
-    };
-    render_dialog(
-        frame,
-        area,
-        box_width,
-        &format!("Roll back {}", truncate(step_id, inner.saturating_sub(14))),
-        border,
-        lines,
-        palette,
-    );
-}
-
-/// The rollback SQL, as it will run, with each statement's lock.
-fn rollback_sql(step: Option<&Step>, inner: usize, palette: Palette) -> Vec<Line<'static>> {
-    let mut sql: Vec<Line<'static>> = Vec::new();
-    match step {
-        Some(step) if step.rollback().is_empty() => {
-            let reason = step.no_rollback_reason.clone().unwrap_or_else(|| "nothing to undo".into());
-            sql.extend(wrap_styled(vec![Span::styled(format!("  none: {reason}"), palette.dim())], inner, 4));
-        }
-        Some(step) => {
-            for statement in step.rollback() {
-                let mut spans = vec![
-                    Span::raw("  "),
-                    Span::styled(statement.lock.label().to_string(), palette.lock(statement.lock)),
-                ];
-                if !statement.on.is_empty() {
-                    spans.push(Span::raw(format!(" on {}", statement.on.join(", "))));
-                }
-                spans.push(Span::styled(format!(": {}", statement.lock.effect()), palette.dim()));
-                sql.extend(wrap_styled(spans, inner, 4));
-                for line in statement
-                    .sql
-                    .trim()
-                    .lines()
-                    .filter(|l| !l.trim().is_empty() && !l.trim().starts_with("-- squawk-ignore"))
-                {
-                    sql.extend(wrap(&format!("    {}", line.trim_end()), inner).into_iter().map(Line::raw));
-                }
-            }
-        }
-        None => sql.push(Line::styled("  (the step is not in this plan)", palette.error())),
-    }
-    sql
-}
-
-/// What is counted before undoing, and what each count means.
-fn guard_lines(
-    guards: Option<&Result<Vec<GuardCount>, String>>,
-    inner: usize,
-    palette: Palette,
-) -> Vec<Line<'static>> {
-    let mut checks: Vec<Line<'static>> =
-        vec![Line::styled("Counted first (each must be 0):", palette.title())];
-    match guards {
-        None => checks.push(Line::styled("  counting what the rollback would lose…", palette.dim())),
-        Some(Err(error)) => checks.extend(wrap_styled(
-            vec![Span::styled(format!("  could not count: {error}"), palette.error())],
-            inner,
-            4,
-        )),
-        Some(Ok(list)) if list.is_empty() => checks.push(Line::from(vec![
-            Span::styled("  ✓ ", palette.ok()),
-            Span::raw("nothing to count: undoing loses no data"),
-        ])),
-        Some(Ok(list)) => {
-            for g in list {
-                let spans = if g.count == 0 {
-                    vec![
-                        Span::styled("  ✓ ", palette.ok()),
-                        Span::styled("0", palette.ok()),
-                        Span::raw(format!(" {}", g.name)),
-                    ]
-                } else if g.forceable {
-                    vec![
-                        Span::styled("  ! ", palette.warn()),
-                        Span::styled(count(g.count), palette.warn()),
-                        Span::raw(format!(" {}", g.message)),
-                        Span::styled(" (a loss: F accepts it)", palette.warn()),
-                    ]
-                } else {
-                    vec![
-                        Span::styled("  ✗ ", palette.error()),
-                        Span::styled(count(g.count), palette.error()),
-                        Span::raw(format!(" {}", g.message)),
-                        Span::styled(" (blocks the rollback; cannot be forced)", palette.error()),
-                    ]
-                };
-                checks.extend(wrap_styled(spans, inner, 4));
-            }
-        }
-    }
-    checks
-}
-
-fn force_line(force: bool, palette: Palette) -> Line<'static> {
-    if force {
-        Line::from(vec![
-            Span::raw("Force: "),
-            Span::styled("on", palette.error()),
-            Span::raw(" (--force; "),
-            Span::styled("F", palette.key()),
-            Span::raw(" toggles)"),
-        ])
-    } else {
-        Line::from(vec![
-            Span::raw("Force: off ("),
-            Span::styled("F", palette.key()),
-            Span::raw(" toggles --force)"),
-        ])
-    }
-}
-
-/// The keys the dialog offers, as the counts decide.
-fn decision(verdict: Verdict, palette: Palette) -> Vec<Span<'static>> {
-    match verdict {
-        Verdict::Counting => vec![
-            Span::styled("Counting first… ", palette.dim()),
-            key_span("n", palette),
-            Span::raw(" to cancel"),
-        ],
-        Verdict::CountFailed => vec![
-            Span::styled("Cannot roll back without the counts. ", palette.error()),
-            key_span("n", palette),
-            Span::raw(" to close"),
-        ],
-        Verdict::Blocked => vec![
-            Span::styled("Refused: the rollback would break data. ", palette.error()),
-            key_span("n", palette),
-            Span::raw(" to close"),
-        ],
-        Verdict::NeedsForce => vec![
-            Span::styled("Undoing loses data: ", palette.warn()),
-            key_span("F", palette),
-            Span::raw(" to accept, then "),
-            key_span("y", palette),
-            Span::raw("; "),
-            key_span("n", palette),
-            Span::raw(" to cancel"),
-        ],
-        Verdict::Forced => vec![
-            key_span("y", palette),
-            Span::styled(" to roll back with --force", palette.error()),
-            Span::raw(", "),
-            key_span("n", palette),
-            Span::raw(" to cancel"),
-        ],
-        Verdict::Clear => vec![
-            key_span("y", palette),
-            Span::raw(" to roll back, "),
-            key_span("n", palette),
-            Span::raw(" to cancel"),
-        ],
-    }
-}
-
-fn key_span(key: &str, palette: Palette) -> Span<'static> {
-    Span::styled(key.to_string(), palette.key())
 }
 
 fn confirm_quit(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {

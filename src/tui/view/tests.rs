@@ -114,6 +114,18 @@ fn counts_screen() {
     }
     assert!(large.contains("users_tenant_id_id_key") || large.contains("bad idx"));
 
+    // A count that failed after a good one: the numbers stay, marked stale, and never "no problems".
+    let mut failed = model.clone();
+    failed.counts.as_mut().unwrap().problems.clear();
+    failed.counts_error = Some("permission denied for table users".into());
+    for size in [SMALL, LARGE] {
+        let text = screen(&failed, size);
+        assert!(text.contains("STALE"), "{text}");
+        assert!(text.contains("the last count failed: permission denied for table"), "{text}");
+        assert!(!text.contains("no problems"), "{text}");
+        assert!(text.contains("problems unknown"), "{text}");
+    }
+
     model.counts = None;
     model.counts_at = None;
     assert!(screen(&model, SMALL).contains("counting…"));
@@ -180,6 +192,38 @@ fn confirm_apply_overlay() {
 }
 
 #[test]
+fn rolling_back_everything_lists_the_steps_in_order_and_each_guard_with_its_step() {
+    let mut model = confirm_rollback();
+    let applied: Vec<String> =
+        model.steps.iter().filter(|s| s.state.has_effects()).rev().map(|s| s.id.clone()).collect();
+    assert!(applied.len() > 2, "{applied:?}");
+    let Some(Overlay::ConfirmRollback { guards: Some(Ok(list)), .. }) = model.overlay.clone() else {
+        panic!()
+    };
+    let mut hidden = list[0].clone();
+    hidden.deferred = true;
+    hidden.count = 0;
+    model.overlay = Some(Overlay::ConfirmRollback {
+        target: crate::engine::RollbackTarget::All,
+        scope: "everything".into(),
+        step_ids: applied.clone(),
+        guards: Some(Ok(vec![hidden])),
+        force: false,
+    });
+    for size in [SMALL, LARGE] {
+        let text = screen(&model, size);
+        assert!(text.contains("Roll back everything"), "{text}");
+        assert!(text.contains(&format!("Undoes {} steps in this order", applied.len())), "{text}");
+        let first = text.find(applied[0].as_str()).expect("the last applied step is listed");
+        let last = text.find("1.tenant-table").expect("the first step is listed");
+        assert!(first < last, "last applied first: {text}");
+        assert!(text.contains("counted once stage 8 is undone"), "{text}");
+        assert!(text.contains("(3.add-column:public.issues)"), "the guard names its step: {text}");
+        assert!(text.contains("y to roll back"), "a deferred count does not block: {text}");
+    }
+}
+
+#[test]
 fn confirm_rollback_overlay_with_a_forceable_loss() {
     let model = confirm_rollback();
     let (small, large) = snapshot_both("confirm_rollback", &model);
@@ -202,6 +246,7 @@ fn confirm_rollback_overlay_with_a_forceable_loss() {
             message: "values of users_email_key now repeat across tenants".into(),
             count: 2,
             forceable: false,
+            deferred: false,
         });
     }
     let small = screen(&model, SMALL);

@@ -293,9 +293,17 @@ pub(super) fn confirm_rollback() -> Model {
         message: guard.message.clone(),
         count: 1_250,
         forceable: true,
+        deferred: false,
     }];
     select(&mut model, &id);
-    with_overlay(model, Overlay::ConfirmRollback { step_id: id, guards: Some(Ok(guards)), force: false })
+    let overlay = Overlay::ConfirmRollback {
+        target: crate::engine::RollbackTarget::LastStep,
+        scope: id.clone(),
+        step_ids: vec![id],
+        guards: Some(Ok(guards)),
+        force: false,
+    };
+    with_overlay(model, overlay)
 }
 
 pub(super) fn confirm_apply() -> Model {
