@@ -57,10 +57,8 @@ impl Timeline {
     /// transaction ends: its own COMMIT, or the step's for one-transaction steps.
     pub fn from_events(plan: &Plan, events: &[(u64, Event)]) -> Timeline {
         let mut timeline = Timeline::default();
-        // Statements started and not finished: (step, index, start, lock, on).
-        let mut open: Vec<(String, usize, u64, LockMode, Vec<String>)> = Vec::new();
-        // One-transaction steps holding a write-blocking lock since: (step, start, lock, on).
-        let mut held: Vec<(String, u64, LockMode, Vec<String>)> = Vec::new();
+        let mut open: OpenStatements = Vec::new();
+        let mut held: HeldLocks = Vec::new();
         for (at, event) in events {
             timeline.total_ms = timeline.total_ms.max(*at);
             let find = |timeline: &Timeline, id: &str| timeline.steps.iter().rposition(|s| s.step_id == id);
@@ -132,18 +130,7 @@ impl Timeline {
                         let step = &mut timeline.steps[i];
                         step.retries += 1;
                         note_blockers(step, blockers);
-                        // The attempt gave up on its lock and its transaction rolled back: writes
-                        // were blocked while it queued, not during the backoff sleep that follows
-                        // (the next attempt opens a new span when it asks for the lock again).
-                        let (queued, rest): (Vec<_>, Vec<_>) =
-                            open.drain(..).partition(|(s, ..)| s == step_id);
-                        open = rest;
-                        let spans = queued.into_iter().map(|(_, _, start, lock, on)| (start, lock, on));
-                        let taken = held.iter().position(|(s, ..)| s == step_id).map(|p| held.remove(p));
-                        let spans = spans.chain(taken.map(|(_, start, lock, on)| (start, lock, on)));
-                        for (start, lock, on) in spans.filter(|(_, lock, _)| lock.blocks_writes()) {
-                            step.write_blocking.push(LockSpan { start_ms: start, end_ms: *at, lock, on });
-                        }
+                        close_spans(step, *at, &mut open, &mut held);
                     }
                 }
                 Event::CheckResult { step_id, name, value, expected, ok, phase } => {
@@ -203,6 +190,25 @@ impl Timeline {
         steps.sort_by_key(|s| std::cmp::Reverse(s.duration_ms()));
         steps.truncate(n);
         steps
+    }
+}
+
+/// Statements started and not finished: (step, index, start, lock, on).
+type OpenStatements = Vec<(String, usize, u64, LockMode, Vec<String>)>;
+/// One-transaction steps holding a write-blocking lock since: (step, start, lock, on).
+type HeldLocks = Vec<(String, u64, LockMode, Vec<String>)>;
+
+/// An attempt of `step` gave up on its lock at `at` and its transaction rolled back: writes
+/// were blocked while it queued, not during the backoff sleep that follows (the next attempt
+/// opens a new span when it asks for the lock again).
+fn close_spans(step: &mut StepTiming, at: u64, open: &mut OpenStatements, held: &mut HeldLocks) {
+    let (queued, rest): (Vec<_>, Vec<_>) = open.drain(..).partition(|(s, ..)| *s == step.step_id);
+    *open = rest;
+    let spans = queued.into_iter().map(|(_, _, start, lock, on)| (start, lock, on));
+    let taken = held.iter().position(|(s, ..)| *s == step.step_id).map(|p| held.remove(p));
+    let spans = spans.chain(taken.map(|(_, start, lock, on)| (start, lock, on)));
+    for (start, lock, on) in spans.filter(|(_, lock, _)| lock.blocks_writes()) {
+        step.write_blocking.push(LockSpan { start_ms: start, end_ms: at, lock, on });
     }
 }
 

@@ -174,7 +174,7 @@ async fn json_positions_count_from_one_and_errors_are_json_too() {
     let started: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter_map(|r| r.get("event").and_then(|e| e.get("step_started")).cloned())
+        .filter_map(|r| r.get("event").filter(|e| e["event"] == "step_started").cloned())
         .collect();
     assert_eq!(started.len(), 1, "{text}");
     assert_eq!(started[0]["position"], 1, "{text}");
