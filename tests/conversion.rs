@@ -30,7 +30,7 @@ async fn sample_application_batched_backfill_round_trips_without_firing_triggers
 #[tokio::test(flavor = "multi_thread")]
 async fn pagila_round_trips() {
     let db = pagila_db("pagila_fast").await;
-    let plan = full_cycle(&db, &[], &["public"]).await;
+    let plan = full_cycle(&db, &PAGILA_ACKNOWLEDGE, &["public"]).await;
     // The partitioned payment table and its partitions are covered.
     assert!(plan.contains("8.rls:public.payment"));
     assert!(plan.contains("CREATE POLICY tenant_isolation ON public.payment_p2022_03"));
@@ -52,6 +52,10 @@ async fn pagila_batched_with_shared_lookups_round_trips() {
             "country",
             "--exclude",
             "category",
+            PAGILA_ACKNOWLEDGE[0],
+            PAGILA_ACKNOWLEDGE[1],
+            PAGILA_ACKNOWLEDGE[2],
+            PAGILA_ACKNOWLEDGE[3],
         ],
         &["public"],
     )

@@ -59,6 +59,7 @@ async fn the_chinook_plan_passes_squawk() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pagila_plan_passes_squawk() {
     let db = pagila_db("lint_pagila").await;
-    lint(&db, &[], "pagila");
-    lint(&db, &["--backfill", "batched"], "pagila_batched");
+    lint(&db, &PAGILA_ACKNOWLEDGE, "pagila");
+    let batched: Vec<&str> = ["--backfill", "batched"].into_iter().chain(PAGILA_ACKNOWLEDGE).collect();
+    lint(&db, &batched, "pagila_batched");
 }

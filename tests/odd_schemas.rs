@@ -183,3 +183,52 @@ async fn catalog_columns_are_read_by_name_and_mismatches_are_errors() {
     let by_position = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| row.get::<_, bool>(0)));
     assert!(by_position.is_err(), "row.get(n) with the wrong type panics");
 }
+
+/// An audit trigger at statement level with a transition table, whose function names its
+/// table without a schema (as application code does): the batched backfill must not fire it
+/// (it used to, on every batch, and failed under the tool's empty search path).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_batched_backfill_fires_no_statement_level_trigger() {
+    let db = fresh_db("statement_trigger").await;
+    db.exec(
+        "CREATE TABLE public.accounts (id bigint PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE public.account_audit (n bigint NOT NULL, at timestamptz NOT NULL DEFAULT now());
+         CREATE FUNCTION public.audit_accounts() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO account_audit (n) SELECT count(*) FROM old_rows;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER accounts_audit AFTER UPDATE ON public.accounts
+             REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION public.audit_accounts();
+         INSERT INTO public.accounts SELECT g, 'account ' || g FROM generate_series(1, 700) g;",
+    )
+    .await;
+    let dir = scratch_dir();
+    let plan = dir.path().join("plan.toml");
+    let plan = plan.to_str().unwrap();
+    db.tenantize(&[
+        "plan",
+        "--out",
+        plan,
+        "--exclude",
+        "account_audit",
+        "--backfill",
+        "batched",
+        "--batch-rows",
+        "100",
+    ])
+    .expect_ok();
+    let text = std::fs::read_to_string(plan).unwrap();
+    assert!(text.contains("session_replication_role = replica"), "the step says how it keeps triggers quiet");
+    db.tenantize(&["apply", plan, "--through", "4", "--yes"]).expect_ok();
+    assert_eq!(db.query_i64("SELECT count(*) FROM public.accounts WHERE tenant_id IS NULL").await, 0);
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM public.account_audit").await,
+        0,
+        "the audit trigger never fired"
+    );
+    // The trigger still fires for the application.
+    db.exec("UPDATE public.accounts SET name = name || '!' WHERE id <= 3").await;
+    assert_eq!(db.query_i64("SELECT coalesce(sum(n), 0)::int8 FROM public.account_audit").await, 3);
+    db.tenantize(&["rollback", plan, "--all", "--yes"]).expect_ok();
+}

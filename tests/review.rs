@@ -244,9 +244,9 @@ async fn rehearsal_of_pagila_from_a_dump_file() {
         .unwrap();
     assert!(status.success());
     let out = dir.path().join("reports");
-    run_tenantize(&["rehearse", "--dump", dump.to_str().unwrap(), "--out-dir", out.to_str().unwrap()], &[])
-        .expect_ok()
-        .expect_output("rehearsal ok");
+    let mut args = vec!["rehearse", "--dump", dump.to_str().unwrap(), "--out-dir", out.to_str().unwrap()];
+    args.extend(PAGILA_ACKNOWLEDGE);
+    run_tenantize(&args, &[]).expect_ok().expect_output("rehearsal ok");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -57,6 +57,10 @@ pub struct RoleInfo {
     pub bypass_rls: bool,
     /// May create schemas in the database (needed for the journal schema).
     pub can_create_in_database: bool,
+    /// May set `session_replication_role` (a superuser, or on PostgreSQL 15+ a role granted
+    /// `SET ON PARAMETER session_replication_role`): what keeps triggers from firing.
+    #[serde(default)]
+    pub can_set_replication_role: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -96,6 +100,18 @@ pub struct Table {
     /// `pg_class.reltuples` (-1 when never analysed).
     pub row_estimate: i64,
     pub total_bytes: i64,
+    /// The extension the table belongs to (`pg_depend.deptype = 'e'`): its rows are the
+    /// extension's, so it is shared, never converted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+}
+
+impl Trigger {
+    /// Fires on an UPDATE of the table, row by row or once per statement (with or without
+    /// transition tables): what a batched backfill's UPDATEs would set off.
+    pub fn fires_on_backfill(&self) -> bool {
+        self.fires_on_update && self.enabled != "D"
+    }
 }
 
 impl Table {
@@ -126,6 +142,7 @@ impl Table {
             policies: Vec::new(),
             row_estimate: 0,
             total_bytes: 0,
+            extension: None,
         }
     }
 
@@ -251,6 +268,16 @@ pub struct View {
     pub security_invoker: Option<bool>,
     /// Tables (and partitions) the view reads directly.
     pub reads_tables: Vec<QualifiedName>,
+    /// Tables it reads through other views (and theirs, recursively), not directly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads_via_views: Vec<QualifiedName>,
+}
+
+impl View {
+    /// Every table the view reads, directly or through other views.
+    pub fn reads(&self) -> impl Iterator<Item = &QualifiedName> {
+        self.reads_tables.iter().chain(self.reads_via_views.iter())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -258,6 +285,10 @@ pub struct FunctionRef {
     pub name: QualifiedName,
     pub arguments: String,
     pub owner: String,
+    /// Tables of the introspected schemas its body names (a word match: function bodies
+    /// have no dependency records to read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names_tables: Vec<QualifiedName>,
 }
 
 impl Catalog {

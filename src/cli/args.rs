@@ -197,7 +197,8 @@ pub struct PlanOptionArgs {
     /// Shared table: no tenant column, no policy (repeatable, [SCHEMA.]TABLE).
     #[arg(long, value_name = "[SCHEMA.]TABLE")]
     pub exclude: Vec<String>,
-    /// Name of the tenant table ([SCHEMA.]TABLE; the schema defaults to the first --schema).
+    /// Name of the tenant table ([SCHEMA.]TABLE; without a schema: public when public is
+    /// converted, else the first --schema).
     #[arg(long, default_value = "tenants")]
     pub tenant_table: String,
     /// Name of the column added to every tenant-scoped table.
@@ -222,6 +223,16 @@ pub struct PlanOptionArgs {
     /// Rows per batch for --backfill batched.
     #[arg(long, default_value_t = PlanOptions::default().batch_rows)]
     pub batch_rows: u32,
+    /// Accept a finding that blocks the plan, after reading it (repeatable, CODE:OBJECT as
+    /// the finding prints them, e.g. materialized-view:public.user_stats).
+    #[arg(long, value_name = "CODE:OBJECT")]
+    pub acknowledge: Vec<String>,
+}
+
+/// Where a tenant table named without a schema goes: `public` when it is converted (where an
+/// application looks first), else the first `--schema`.
+fn tenant_table_schema(schemas: &[String]) -> &str {
+    if schemas.iter().any(|s| s == "public") { "public" } else { &schemas[0] }
 }
 
 impl PlanOptionArgs {
@@ -229,7 +240,7 @@ impl PlanOptionArgs {
         let key_type = KeyType::from(self.tenant_key_type);
         let schemas = if self.schemas.is_empty() { vec!["public".to_string()] } else { self.schemas.clone() };
         PlanOptions {
-            tenant_table: QualifiedName::parse_plain(&self.tenant_table, &schemas[0]),
+            tenant_table: QualifiedName::parse_plain(&self.tenant_table, tenant_table_schema(&schemas)),
             exclude: self
                 .exclude
                 .iter()
@@ -246,6 +257,7 @@ impl PlanOptionArgs {
             tenant_setting: self.tenant_setting.clone(),
             backfill: self.backfill.map(BackfillMode::from),
             batch_rows: self.batch_rows,
+            acknowledge: self.acknowledge.clone(),
         }
     }
 }
@@ -437,5 +449,21 @@ pub fn parse_stage(text: &str) -> Result<Stage, String> {
             stage.number() - 1
         )),
         None => Err(format!("unknown stage {text:?}: use a number or a name: {stages}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_table_without_a_schema_goes_to_public_when_converted_else_the_first_schema() {
+        let schemas = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(tenant_table_schema(&schemas(&["sales", "public"])), "public");
+        assert_eq!(tenant_table_schema(&schemas(&["sales", "hr"])), "sales");
+        assert_eq!(
+            QualifiedName::parse_plain("core.tenants", "public"),
+            QualifiedName::new("core", "tenants")
+        );
     }
 }

@@ -154,11 +154,12 @@ pub fn privilege_problems(plan: &Plan, catalog: &Catalog, pending: &[&Step]) -> 
         }
         if let Some(backfill) = &step.backfill
             && backfill.suppress_triggers
-            && !catalog.role.superuser
+            && !catalog.role.can_set_replication_role
         {
             problems.push(format!(
-                "step {} keeps triggers from firing with session_replication_role, which needs a \
-                 superuser; role {} is not one (use a plan with --backfill fast)",
+                "step {} keeps triggers from firing with session_replication_role, which role {} may \
+                 not set (a superuser may, or on PostgreSQL 15+ a role granted SET ON PARAMETER \
+                 session_replication_role); use a plan with --backfill fast",
                 step.id, catalog.role.name
             ));
         }

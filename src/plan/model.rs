@@ -293,6 +293,17 @@ pub struct PlanOptions {
     /// `None` means fast where the server allows it (PostgreSQL 11+), else batched.
     pub backfill: Option<BackfillMode>,
     pub batch_rows: u32,
+    /// Findings that would block the plan and that the operator has read and accepts, each
+    /// as `CODE:OBJECT` (`--acknowledge materialized-view:public.user_stats`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledge: Vec<String>,
+}
+
+impl PlanOptions {
+    /// The operator acknowledged the finding `code` on `object`.
+    pub fn acknowledges(&self, code: &str, object: &str) -> bool {
+        self.acknowledge.iter().any(|a| a.split_once(':') == Some((code, object)))
+    }
 }
 
 impl Default for PlanOptions {
@@ -308,6 +319,7 @@ impl Default for PlanOptions {
             tenant_setting: "app.tenant_id".to_string(),
             backfill: None,
             batch_rows: 5000,
+            acknowledge: Vec::new(),
         }
     }
 }

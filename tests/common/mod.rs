@@ -154,6 +154,16 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// Pagila's materialized view `rental_by_category` holds every tenant's rows and its SECURITY
+/// DEFINER `rewards_report` reads customers and payments past RLS: the plan is refused until
+/// the operator accepts them, as a test that converts pagila does.
+pub const PAGILA_ACKNOWLEDGE: [&str; 4] = [
+    "--acknowledge",
+    "materialized-view:public.rental_by_category",
+    "--acknowledge",
+    "security-definer:public.rewards_report(min_monthly_purchases integer, min_dollar_amount_purchased numeric)",
+];
+
 pub async fn pagila_db(prefix: &str) -> TestDb {
     from_template(prefix, "tpl_pagila", async |db| {
         let dir = fixtures_dir().join("pagila");

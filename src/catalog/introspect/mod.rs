@@ -165,7 +165,18 @@ async fn server_and_role(client: &Client) -> Result<(ServerInfo, RoleInfo, bool)
         superuser: get(WHAT, &row, "superuser")?,
         bypass_rls: get(WHAT, &row, "bypass_rls")?,
         can_create_in_database: get(WHAT, &row, "can_create")?,
+        can_set_replication_role: false,
     };
+    let mut role = role;
+    role.can_set_replication_role = role.superuser;
+    if !role.superuser && server.version_num >= 150000 {
+        // GRANT SET ON PARAMETER (PostgreSQL 15+), as managed services grant their admin roles.
+        let row = client
+            .query_one("SELECT has_parameter_privilege('session_replication_role', 'SET') AS may_set", &[])
+            .await
+            .map_err(fail(WHAT))?;
+        role.can_set_replication_role = get(WHAT, &row, "may_set")?;
+    }
     Ok((server, role, get(WHAT, &row, "journal_exists")?))
 }
 
@@ -181,7 +192,12 @@ async fn read_tables(client: &Client, schemas: &Vec<String>) -> Result<Tables, I
                 pg_get_userbyid(c.relowner)::text AS owner, pg_has_role(c.relowner, 'USAGE') AS owned,
                 c.relpersistence = 'u' AS unlogged, c.relrowsecurity AS rls_enabled,
                 c.relforcerowsecurity AS rls_forced, c.reltuples::int8 AS row_estimate,
-                pg_total_relation_size(c.oid)::int8 AS total_bytes, c.relispartition AS is_partition
+                pg_total_relation_size(c.oid)::int8 AS total_bytes, c.relispartition AS is_partition,
+                (SELECT e.extname::text FROM pg_catalog.pg_depend d
+                   JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                    AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+                  LIMIT 1) AS extension
            FROM pg_catalog.pg_class c
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            LEFT JOIN LATERAL (
@@ -229,6 +245,7 @@ async fn read_tables(client: &Client, schemas: &Vec<String>) -> Result<Tables, I
             policies: Vec::new(),
             row_estimate: get(what, row, "row_estimate")?,
             total_bytes: get(what, row, "total_bytes")?,
+            extension: get(what, row, "extension")?,
         });
     }
     Ok(tables)

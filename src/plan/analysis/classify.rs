@@ -57,6 +57,18 @@ fn scoped_tables(
         if excluded.contains(&root) {
             continue;
         }
+        if let Some(extension) = &catalog.table(&root).and_then(|t| t.extension.clone()) {
+            findings.add(
+                Severity::Info,
+                "extension-table",
+                table.name.display_plain(),
+                format!(
+                    "belongs to the extension {extension}: shared by every tenant and never converted \
+                     (the extension owns its rows and reads them without a tenant)"
+                ),
+            );
+            continue;
+        }
         if !table.inherits_from.is_empty() {
             findings.add(
                 Severity::Error,
@@ -322,6 +334,29 @@ mod tests {
         assert_eq!(error_objects(&plan, "legacy-inheritance"), ["public.measurements_2019"]);
         let child = plan.tables.iter().find(|t| t.name == qn("public", "measurements_2019")).unwrap();
         assert!(!child.scoped);
+    }
+
+    #[test]
+    fn extension_tables_are_shared_and_never_converted() {
+        let catalog = saas(PG15)
+            .table("public", "spatial_ref_sys", |t| {
+                t.pk_named("spatial_ref_sys_pkey", &["srid"]).col_nn("srid", "integer").extension("postgis")
+            })
+            .table("public", "places", |t| {
+                t.pk(&["id"]).col_nn("srid", "integer").fk(&["srid"], "spatial_ref_sys", &["srid"], 'r')
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        let name = qn("public", "spatial_ref_sys");
+        assert!(has_finding(&plan, Severity::Info, "extension-table", "public.spatial_ref_sys"));
+        assert!(!plan.tables.iter().find(|t| t.name == name).unwrap().scoped);
+        for step in &plan.steps {
+            assert!(!step.tables.contains(&name), "{} touches {name}", step.id);
+            for statement in step.all_statements() {
+                assert!(!statement.on.contains(&name.to_string()), "{} locks {name}", step.id);
+            }
+        }
+        assert!(plan.scoped_tables().any(|t| t.name == qn("public", "places")), "its users are converted");
     }
 
     #[test]

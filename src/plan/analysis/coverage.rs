@@ -9,10 +9,30 @@ use crate::sql::quote_literal;
 pub(super) fn report(scope: &Scope, findings: &mut Findings) {
     report_views(scope, findings);
     for function in &scope.catalog.security_definer_functions {
+        let object = format!("{}({})", function.name.display_plain(), function.arguments);
+        let reads: Vec<String> =
+            function.names_tables.iter().filter(|t| scope.is_scoped(t)).map(|t| t.display_plain()).collect();
+        if !reads.is_empty() && !scope.options.acknowledges("security-definer", &object) {
+            // Reading a tenant table with its owner's rights bypasses the policies.
+            findings.add(
+                Severity::Error,
+                "security-definer",
+                object.clone(),
+                format!(
+                    "SECURITY DEFINER function owned by {} names the tenant tables {}: it runs with \
+                     its owner's rights, past row-level security; make it SECURITY INVOKER, revoke \
+                     EXECUTE from the application's roles, or accept it with --acknowledge \
+                     security-definer:{object}",
+                    function.owner,
+                    reads.join(", ")
+                ),
+            );
+            continue;
+        }
         findings.add(
             Severity::Warning,
             "security-definer",
-            format!("{}({})", function.name.display_plain(), function.arguments),
+            object,
             format!(
                 "SECURITY DEFINER function owned by {}: it runs with its owner's rights and \
                  may read across tenants",
@@ -40,18 +60,29 @@ pub(super) fn report(scope: &Scope, findings: &mut Findings) {
 fn report_views(scope: &Scope, findings: &mut Findings) {
     for view in &scope.catalog.views {
         let reads_scoped: Vec<String> =
-            view.reads_tables.iter().filter(|t| scope.is_scoped(t)).map(|t| t.display_plain()).collect();
+            view.reads().filter(|t| scope.is_scoped(t)).map(|t| t.display_plain()).collect();
         if reads_scoped.is_empty() {
             continue;
         }
         if view.materialized {
+            // RLS cannot cover it: it holds a copy of every tenant's rows. Blocks the plan
+            // until the operator chooses what to do with it.
+            let object = view.name.display_plain();
+            let acknowledged = scope.options.acknowledges("materialized-view", &object);
+            let (severity, what) = if acknowledged {
+                (Severity::Warning, "acknowledged: ".to_string())
+            } else {
+                (Severity::Error, String::new())
+            };
             findings.add(
-                Severity::Warning,
+                severity,
                 "materialized-view",
-                view.name.display_plain(),
+                object.clone(),
                 format!(
-                    "materialized view over {}: it stores rows of every tenant and RLS does \
-                     not apply to it; restrict who may read it",
+                    "{what}materialized view over {}: it stores rows of every tenant and RLS does \
+                     not apply to it; exclude the tables it reads (--exclude), revoke SELECT on it \
+                     from the application's roles, or accept it with --acknowledge \
+                     materialized-view:{object}",
                     reads_scoped.join(", ")
                 ),
             );
@@ -67,5 +98,32 @@ fn report_views(scope: &Scope, findings: &mut Findings) {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::test_support::*;
+    use crate::plan::{PlanOptions, Severity};
+
+    #[test]
+    fn a_security_definer_function_naming_a_tenant_table_blocks_the_plan_until_acknowledged() {
+        let catalog = saas(PG15)
+            .security_definer("public", "user_count", &[("public", "users")])
+            .security_definer("public", "now_utc", &[])
+            .build();
+        let plan = plan_of(&catalog);
+        assert!(has_finding(&plan, Severity::Error, "security-definer", "public.user_count()"));
+        assert!(
+            has_finding(&plan, Severity::Warning, "security-definer", "public.now_utc()"),
+            "names no table"
+        );
+        let options = PlanOptions {
+            acknowledge: vec!["security-definer:public.user_count()".into()],
+            ..Default::default()
+        };
+        let plan = plan_with(&catalog, &options);
+        assert!(plan.errors().next().is_none());
+        assert!(has_finding(&plan, Severity::Warning, "security-definer", "public.user_count()"));
     }
 }

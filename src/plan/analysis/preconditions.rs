@@ -55,12 +55,13 @@ pub(super) fn check(scope: &Scope, findings: &mut Findings) {
     }
 }
 
-/// A batched backfill updates every row: its UPDATE triggers must be kept from firing.
+/// A batched backfill updates every row: its UPDATE triggers, row or statement level, must be
+/// kept from firing.
 fn check_batched_backfill_triggers(scope: &Scope, table: &Table, findings: &mut Findings) {
     let always: Vec<&str> = table
         .triggers
         .iter()
-        .filter(|t| t.fires_on_update && t.row_level && matches!(t.enabled.as_str(), "A" | "R"))
+        .filter(|t| t.fires_on_backfill() && matches!(t.enabled.as_str(), "A" | "R"))
         .map(|t| t.name.as_str())
         .collect();
     if !always.is_empty() {
@@ -74,16 +75,24 @@ fn check_batched_backfill_triggers(scope: &Scope, table: &Table, findings: &mut 
                 always.join(", ")
             ),
         );
-    } else if !scope.catalog.role.superuser
-        && table.triggers.iter().any(|t| t.fires_on_update && t.row_level && t.enabled == "O")
-    {
+        return;
+    }
+    let fired: Vec<&str> =
+        table.triggers.iter().filter(|t| t.fires_on_backfill()).map(|t| t.name.as_str()).collect();
+    if !scope.catalog.role.can_set_replication_role && !fired.is_empty() {
         findings.add(
             Severity::Error,
             "batched-backfill-fires-triggers",
             table.name.display_plain(),
-            "has UPDATE triggers; a batched backfill can only keep them from firing \
-             as a superuser (session_replication_role): use --backfill fast or run \
-             as a superuser",
+            format!(
+                "UPDATE triggers {} would fire on every batch; a batched backfill keeps them from \
+                 firing with session_replication_role, which role {} may not set: use --backfill \
+                 fast (it fires nothing), run as a superuser, or on PostgreSQL 15+ \
+                 GRANT SET ON PARAMETER session_replication_role TO {}",
+                fired.join(", "),
+                scope.catalog.role.name,
+                crate::sql::quote_ident(&scope.catalog.role.name)
+            ),
         );
     }
 }
@@ -136,6 +145,22 @@ mod tests {
         let fill = step(&plan, "4.backfill:public.projects");
         assert!(fill.backfill.as_ref().unwrap().suppress_triggers);
         assert!(!step(&plan, "4.backfill:public.users").backfill.as_ref().unwrap().suppress_triggers);
+        // Statement-level triggers (with transition tables) fire on every batch too.
+        let statement = |superuser: bool| {
+            let b = saas(PG15).alter("public", "issues", |t| t.statement_update_trigger("issues_audit"));
+            if superuser { b.superuser().build() } else { b.build() }
+        };
+        let plan = plan_with(&statement(false), &batched());
+        assert_eq!(error_objects(&plan, "batched-backfill-fires-triggers"), ["public.issues"]);
+        let finding = plan.findings.iter().find(|f| f.code == "batched-backfill-fires-triggers").unwrap();
+        assert!(finding.message.contains("issues_audit"), "{}", finding.message);
+        assert!(
+            finding.message.contains("GRANT SET ON PARAMETER session_replication_role"),
+            "{}",
+            finding.message
+        );
+        let plan = plan_with(&statement(true), &batched());
+        assert!(step(&plan, "4.backfill:public.issues").backfill.as_ref().unwrap().suppress_triggers);
         // Triggers enabled ALWAYS fire even under session_replication_role = replica.
         let always = saas(PG15)
             .superuser()

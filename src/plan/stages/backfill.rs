@@ -136,7 +136,7 @@ fn backfill_parameters(s: &Scope, target: &Table) -> Backfill {
         key,
         batch_rows: s.options.batch_rows,
         batch_blocks: (s.options.batch_rows / ROWS_PER_BLOCK).max(1),
-        suppress_triggers: target.triggers.iter().any(|t| t.fires_on_update && t.row_level),
+        suppress_triggers: target.triggers.iter().any(|t| t.fires_on_backfill()),
     }
 }
 

@@ -22,7 +22,7 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
             !v.materialized
                 && v.owner_bypasses_rls
                 && v.security_invoker != Some(true)
-                && v.reads_tables.iter().any(|t| s.is_scoped(t))
+                && v.reads().any(|t| s.is_scoped(t))
         })
         .collect();
     if views.is_empty() {
@@ -108,8 +108,26 @@ mod tests {
         assert_eq!(forward_sql(step15), "ALTER VIEW public.user_directory SET (security_invoker = true);\n");
         assert_eq!(rollback_sql(step15), "ALTER VIEW public.user_directory RESET (security_invoker);\n");
         assert_eq!(position(&plan, "8.rls:views"), plan.steps.len() - 1);
-        assert!(has_finding(&plan, Severity::Warning, "materialized-view", "public.user_stats"));
+        // RLS cannot cover a materialized view: the plan is blocked until the operator chooses.
+        assert!(has_finding(&plan, Severity::Error, "materialized-view", "public.user_stats"));
         assert!(!all_forward_sql(&plan).contains("user_stats"));
+        let accepted = PlanOptions {
+            acknowledge: vec!["materialized-view:public.user_stats".into()],
+            ..options.clone()
+        };
+        let plan_accepted = plan_with(&views(saas(PG15)).build(), &accepted);
+        assert!(has_finding(&plan_accepted, Severity::Warning, "materialized-view", "public.user_stats"));
+        assert!(plan_accepted.errors().next().is_none());
+
+        // A view in a schema of its own, reading a converted table through another view.
+        let catalog = views(saas(PG15))
+            .view("reporting", "user_overview", |v| v.owned_by_superuser().reads_via("public", "users"))
+            .build();
+        let step = step(&plan_with(&catalog, &options), "8.rls:views").clone();
+        assert!(
+            forward_sql(&step).contains("ALTER VIEW reporting.user_overview SET (security_invoker = true);")
+        );
+        assert!(rollback_sql(&step).contains("ALTER VIEW reporting.user_overview RESET (security_invoker);"));
 
         let plan14 = plan_with(&views(saas(PG14)).build(), &options);
         assert!(plan14.step("8.rls:views").is_none());
@@ -117,6 +135,6 @@ mod tests {
         assert!(has_finding(&plan14, Severity::Warning, "view-bypasses-rls", "public.user_directory"));
         assert!(!has_finding(&plan14, Severity::Warning, "view-bypasses-rls", "public.my_projects"));
         assert!(!has_finding(&plan14, Severity::Warning, "view-bypasses-rls", "public.lookup_labels"));
-        assert!(has_finding(&plan14, Severity::Warning, "materialized-view", "public.user_stats"));
+        assert!(has_finding(&plan14, Severity::Error, "materialized-view", "public.user_stats"));
     }
 }

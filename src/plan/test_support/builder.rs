@@ -98,6 +98,12 @@ impl TableBuilder {
         self
     }
 
+    /// A member of `extension` (as PostGIS's spatial_ref_sys is).
+    pub(crate) fn extension(mut self, extension: &str) -> Self {
+        self.table.extension = Some(extension.into());
+        self
+    }
+
     pub(crate) fn col_nn(mut self, name: &str, data_type: &str) -> Self {
         self.add_column(name, data_type, true);
         self
@@ -254,6 +260,25 @@ impl TableBuilder {
     }
 
     /// A row-level `BEFORE UPDATE` trigger; `enabled` is a `tgenabled` code (O, D, R, A).
+    /// `AFTER UPDATE … REFERENCING OLD TABLE … FOR EACH STATEMENT`, as audit tables do.
+    pub(crate) fn statement_update_trigger(mut self, name: &str) -> Self {
+        self.table.triggers.push(Trigger {
+            name: name.into(),
+            definition: format!(
+                "CREATE TRIGGER {} AFTER UPDATE ON {} REFERENCING OLD TABLE AS old_rows \
+                 FOR EACH STATEMENT EXECUTE FUNCTION public.audit_changes()",
+                quote_ident(name),
+                self.table.name
+            ),
+            enabled: "O".into(),
+            fires_on_update: true,
+            fires_on_insert: false,
+            row_level: false,
+            inherited: false,
+        });
+        self
+    }
+
     pub(crate) fn update_trigger(mut self, name: &str, enabled: &str) -> Self {
         self.table.triggers.push(Trigger {
             name: name.into(),
@@ -336,6 +361,12 @@ impl ViewBuilder {
         self.view.reads_tables.sort();
         self
     }
+
+    /// Reads `schema.table` through another view only.
+    pub(crate) fn reads_via(mut self, schema: &str, table: &str) -> Self {
+        self.view.reads_via_views.push(qn(schema, table));
+        self
+    }
 }
 
 pub(crate) struct CatalogBuilder {
@@ -362,6 +393,7 @@ impl CatalogBuilder {
                     superuser: false,
                     bypass_rls: false,
                     can_create_in_database: true,
+                    can_set_replication_role: false,
                 },
                 schemas: vec!["public".into()],
                 tables: Vec::new(),
@@ -384,8 +416,20 @@ impl CatalogBuilder {
         self
     }
 
+    /// A SECURITY DEFINER function owned by a superuser whose body names `tables`.
+    pub(crate) fn security_definer(mut self, schema: &str, name: &str, tables: &[(&str, &str)]) -> Self {
+        self.catalog.security_definer_functions.push(crate::catalog::FunctionRef {
+            name: qn(schema, name),
+            arguments: String::new(),
+            owner: "postgres".into(),
+            names_tables: tables.iter().map(|(s, t)| qn(s, t)).collect(),
+        });
+        self
+    }
+
     pub(crate) fn superuser(mut self) -> Self {
         self.catalog.role.superuser = true;
+        self.catalog.role.can_set_replication_role = true;
         self.catalog.role.bypass_rls = true;
         self
     }
@@ -475,6 +519,7 @@ impl CatalogBuilder {
             owner_bypasses_rls: false,
             security_invoker: None,
             reads_tables: Vec::new(),
+            reads_via_views: Vec::new(),
         };
         self.catalog.views.push(f(ViewBuilder { view }).view);
         self

@@ -176,6 +176,7 @@ pub fn catalog() -> Catalog {
             superuser: false,
             bypass_rls: false,
             can_create_in_database: true,
+            can_set_replication_role: false,
         },
         schemas: vec!["public".into()],
         tables,
