@@ -55,6 +55,79 @@ pub(super) fn decide(scope: &Scope, book: &mut NameBook) -> BTreeMap<QualifiedNa
     decided
 }
 
+/// Drop each planned plain index that another index the plan builds already serves: its
+/// columns are a leading prefix of another planned index on the table, or of a scoped unique
+/// stage 7 builds concurrently (same table, no predicate, plain columns) — stage 7 builds that
+/// unique before it adds the foreign keys the index is for, and drops it only after them.
+/// Every such index is a write the application would pay for on each insert.
+pub(super) fn drop_redundant(
+    scope: &Scope,
+    uniques: &BTreeMap<QualifiedName, Vec<ScopedUnique>>,
+    indexes: &mut BTreeMap<QualifiedName, Vec<PlannedIndex>>,
+    findings: &mut super::Findings,
+) {
+    let col = &scope.tenant.column;
+    for (table, planned) in indexes.iter_mut() {
+        let mut served: Vec<(Vec<String>, String)> = uniques
+            .get(table)
+            .into_iter()
+            .flatten()
+            .filter(|u| !u.partitioned && u.build_definition.is_some() && u.original.predicate.is_none())
+            .filter_map(|u| {
+                let mut columns = vec![col.clone()];
+                columns.extend(u.original.key_column_names.clone()?);
+                Some((columns, format!("the tenant-scoped {}", u.original.index_name)))
+            })
+            .collect();
+        served.extend(planned.iter().map(|p| (p.columns.clone(), p.name.clone())));
+        planned.retain(|index| {
+            if index.unique {
+                return true;
+            }
+            let by = served.iter().find(|(columns, name)| {
+                *name != index.name
+                    && columns.len() > index.columns.len()
+                    && columns.starts_with(&index.columns)
+            });
+            let Some((columns, name)) = by else { return true };
+            findings.add(
+                super::Severity::Info,
+                "index-served",
+                format!("({}) on {}", index.columns.join(", "), table.display_plain()),
+                format!(
+                    "not built: {name} ({}) leads with the same columns and serves it",
+                    columns.join(", ")
+                ),
+            );
+            false
+        });
+    }
+    indexes.retain(|_, planned| !planned.is_empty());
+}
+
+/// The converted tables' index count before the plan and after it, as an info finding.
+pub(super) fn report_count(
+    scope: &Scope,
+    indexes: &BTreeMap<QualifiedName, Vec<PlannedIndex>>,
+    findings: &mut super::Findings,
+) {
+    let before: usize = scope
+        .scoped
+        .iter()
+        .map(|n| scope.table(n))
+        .map(|t| usize::from(t.primary_key.is_some()) + t.uniques.len() + t.indexes.len())
+        .sum();
+    // Scoped uniques and keys replace the global ones one for one; stage 6 adds its own, one
+    // per partition too.
+    let built: usize = indexes.values().flatten().map(|i| 1 + i.partition_names.len()).sum();
+    findings.add(
+        super::Severity::Info,
+        "index-count",
+        scope.options.schemas.join(", "),
+        format!("indexes on the converted tables: {before} before, {} after", before + built),
+    );
+}
+
 /// Every scoped root should end up with an index that leads with the tenant column, so that
 /// RLS-filtered queries are not sequential scans.
 pub(super) fn add_leading_indexes(

@@ -64,10 +64,12 @@ pub(in crate::plan) fn analyse<'a>(catalog: &'a Catalog, options: &'a PlanOption
     let names = names::decide(&scope, &mut book, &mut findings);
     let mut indexes = indexes::decide(&scope, &mut book);
     let mut uniques = uniques::decide(&scope, &mut book, &mut findings);
+    uniques::decide_builds(&scope, &mut uniques, &mut findings);
+    indexes::drop_redundant(&scope, &uniques, &mut indexes, &mut findings);
     indexes::add_leading_indexes(&scope, &uniques, &mut indexes, &mut book);
     coverage::report(&scope, &mut findings);
     indexes::name_partition_indexes(&scope, &mut indexes, &mut book);
-    uniques::decide_builds(&scope, &mut uniques, &mut findings);
+    indexes::report_count(&scope, &indexes, &mut findings);
     let foreign_keys = foreign_keys::decide(&scope, &indexes, &uniques, &mut book, &mut findings);
     Analysis { scope, names, indexes, uniques, foreign_keys, findings: findings.0, owned: book.into_owned() }
 }

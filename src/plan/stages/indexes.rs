@@ -124,8 +124,8 @@ fn partitioned_parts(s: &Scope, table_name: &QualifiedName, index: &PlannedIndex
 
 #[cfg(test)]
 mod tests {
-    use crate::plan::StatementKind;
     use crate::plan::test_support::*;
+    use crate::plan::{Severity, Stage, StatementKind};
 
     #[test]
     fn stage6_indexes_foreign_keys_and_referenced_keys_with_the_tenant_column_in_front() {
@@ -183,6 +183,52 @@ mod tests {
         assert_eq!(
             sql_of("app_settings"),
             "CREATE INDEX CONCURRENTLY app_settings_tenant_id_idx ON public.app_settings (tenant_id);\n"
+        );
+    }
+
+    #[test]
+    fn stage6_builds_no_index_that_a_scoped_unique_or_a_longer_index_serves() {
+        // memberships: FK (team_id) and UNIQUE (team_id, user_id), which stage 7 rebuilds as
+        // (tenant_id, team_id, user_id): (tenant_id, team_id) would be redundant. grants: FKs
+        // (team_id) and (team_id, role) to two parents: (tenant_id, team_id) is a prefix of the other.
+        let catalog = saas(PG15)
+            .table("public", "teams", |t| t.pk(&["id"]).col("name", "text").unique(&["id", "name"]))
+            .table("public", "memberships", |t| {
+                t.pk(&["id"])
+                    .col_nn("team_id", "bigint")
+                    .col_nn("user_id", "bigint")
+                    .unique(&["team_id", "user_id"])
+                    .fk(&["team_id"], "teams", &["id"], 'c')
+            })
+            .table("public", "team_roles", |t| t.pk(&["team_id", "role"]).col_nn("role", "text"))
+            .table("public", "grants", |t| {
+                t.pk(&["id"])
+                    .col_nn("team_id", "bigint")
+                    .col_nn("role", "text")
+                    .fk(&["team_id"], "teams", &["id"], 'c')
+                    .fk(&["team_id", "role"], "team_roles", &["team_id", "role"], 'c')
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        assert!(plan.step("6.indexes:public.memberships").is_none(), "{:?}", ids_in(&plan, Stage::Indexes));
+        assert!(has_finding(
+            &plan,
+            Severity::Info,
+            "index-served",
+            "(tenant_id, team_id) on public.memberships"
+        ));
+        assert!(all_forward_sql(&plan).contains("(tenant_id, team_id, user_id)"), "the unique serves it");
+        let grants = forward_sql(step(&plan, "6.indexes:public.grants"));
+        assert_eq!(
+            grants,
+            "CREATE INDEX CONCURRENTLY grants_tenant_id_team_id_role_idx ON public.grants (tenant_id, team_id, role);\n"
+        );
+        let count =
+            plan.findings.iter().find(|f| f.code == "index-count").expect("the index count is reported");
+        assert!(
+            count.message.contains(" before, ") && count.message.ends_with(" after"),
+            "{}",
+            count.message
         );
     }
 
