@@ -255,6 +255,10 @@ pub struct Trigger {
     pub row_level: bool,
     /// Cloned from a partitioned parent's trigger.
     pub inherited: bool,
+    /// Tables of the introspected schemas its function writes (INSERT INTO, UPDATE or
+    /// DELETE FROM naming them in the body: function bodies have no dependency records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes_tables: Vec<QualifiedName>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

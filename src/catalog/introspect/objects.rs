@@ -14,13 +14,20 @@ pub(super) async fn read_triggers(
 ) -> Result<(), IntrospectError> {
     let inherited_trigger = if version_num >= 130000 { "t.tgparentid <> 0" } else { "false" };
     let sql = format!(
-        "SELECT t.tgrelid::int8 AS relid, t.tgname::text AS name, pg_get_triggerdef(t.oid) AS definition,
-                t.tgenabled::text AS enabled, t.tgtype::int4 AS trigger_type, {inherited_trigger} AS inherited
+        r#"SELECT t.tgrelid::int8 AS relid, t.tgname::text AS name, pg_get_triggerdef(t.oid) AS definition,
+                t.tgenabled::text AS enabled, t.tgtype::int4 AS trigger_type, {inherited_trigger} AS inherited,
+                coalesce((SELECT json_agg(json_build_array(wn.nspname, w.relname) ORDER BY wn.nspname, w.relname)
+                   FROM pg_catalog.pg_proc p, pg_catalog.pg_class w
+                   JOIN pg_catalog.pg_namespace wn ON wn.oid = w.relnamespace
+                  WHERE p.oid = t.tgfoid AND w.relkind IN ('r', 'p') AND wn.nspname = ANY($1)
+                    AND p.prosrc ~* ('\m(insert\s+into|update|delete\s+from)\s+(\S+\.)?"?'
+                                     || regexp_replace(w.relname, '([^a-zA-Z0-9_])', '\\\1', 'g') || '\M')),
+                  '[]') AS writes_tables
            FROM pg_catalog.pg_trigger t
            JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
           WHERE NOT t.tgisinternal AND n.nspname = ANY($1)
-          ORDER BY t.tgrelid, t.tgname"
+          ORDER BY t.tgrelid, t.tgname"#
     );
     let result = Rows::query(client, "triggers", &sql, &[schemas]).await?;
     let what = result.what;
@@ -35,6 +42,7 @@ pub(super) async fn read_triggers(
             fires_on_insert: tgtype & 4 != 0,
             fires_on_update: tgtype & 16 != 0,
             inherited: get(what, row, "inherited")?,
+            writes_tables: super::names(&get::<Value>(what, row, "writes_tables")?),
         });
     }
     Ok(())

@@ -44,6 +44,7 @@ pub(super) fn check(scope: &Scope, findings: &mut Findings) {
         if tenant.backfill == BackfillMode::Batched && table.kind == TableKind::Ordinary {
             check_batched_backfill_triggers(scope, table, findings);
         }
+        report_triggers_writing_tenant_tables(scope, table, findings);
     }
     if scope.roots.is_empty() {
         findings.add(
@@ -51,6 +52,35 @@ pub(super) fn check(scope: &Scope, findings: &mut Findings) {
             "nothing-to-convert",
             scope.options.schemas.join(", "),
             "no tables to convert in the chosen schemas",
+        );
+    }
+}
+
+/// A trigger whose function writes another tenant table: the rows it inserts get that table's
+/// column default (the default tenant) unless the function sets the tenant column itself, and
+/// under RLS its writes are checked against the caller's tenant.
+fn report_triggers_writing_tenant_tables(scope: &Scope, table: &Table, findings: &mut Findings) {
+    for trigger in table.triggers.iter().filter(|t| !t.inherited) {
+        let written: Vec<String> = trigger
+            .writes_tables
+            .iter()
+            .filter(|t| **t != table.name && scope.is_scoped(t))
+            .map(|t| t.display_plain())
+            .collect();
+        if written.is_empty() {
+            continue;
+        }
+        findings.add(
+            Severity::Warning,
+            "trigger-writes-tenant-table",
+            format!("{} on {}", trigger.name, table.name.display_plain()),
+            format!(
+                "its function writes {}: rows it inserts there get the default tenant unless it \
+                 sets {} (from NEW.{}), and row-level security checks them against the caller's tenant",
+                written.join(", "),
+                scope.tenant.column,
+                scope.tenant.column
+            ),
         );
     }
 }
@@ -127,6 +157,17 @@ mod tests {
         // An excluded (shared) table may have one.
         let options = PlanOptions { exclude: vec!["public.projects".into()], ..PlanOptions::default() };
         assert!(error_objects(&plan_with(&catalog, &options), "tenant-column-exists").is_empty());
+    }
+
+    #[test]
+    fn a_trigger_that_writes_another_tenant_table_is_reported() {
+        let catalog = saas(PG15)
+            .alter("public", "issues", |t| t.trigger_writing("issues_log", "public", "issue_comments"))
+            .alter("public", "users", |t| t.trigger_writing("users_self", "public", "users"))
+            .build();
+        let plan = plan_of(&catalog);
+        assert!(has_finding(&plan, Severity::Warning, "trigger-writes-tenant-table", "issues_log on public.issues"));
+        assert!(!plan.findings.iter().any(|f| f.object.starts_with("users_self")), "writing its own table is fine");
     }
 
     #[test]

@@ -275,7 +275,17 @@ impl TableBuilder {
             fires_on_insert: false,
             row_level: false,
             inherited: false,
+            writes_tables: Vec::new(),
         });
+        self
+    }
+
+    /// A row trigger whose function writes `schema.table`.
+    pub(crate) fn trigger_writing(mut self, name: &str, schema: &str, table: &str) -> Self {
+        self = self.update_trigger(name, "O");
+        if let Some(t) = self.table.triggers.last_mut() {
+            t.writes_tables.push(qn(schema, table));
+        }
         self
     }
 
@@ -292,6 +302,7 @@ impl TableBuilder {
             fires_on_insert: false,
             row_level: true,
             inherited: false,
+            writes_tables: Vec::new(),
         });
         self
     }
