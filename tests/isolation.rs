@@ -80,6 +80,18 @@ async fn a_plain_foreign_key_lets_a_child_point_across_tenants_and_is_reported()
         .expect_code(3)
         .expect_output("LEAK public.issue_comments")
         .expect_output("a row pointing at another tenant's public.issues is refused: was allowed");
+    // The leak comes with a script that shows it again: it runs (the write is allowed) and
+    // rolls back; it rebuilds only the rows it needs.
+    let report = json_report(&db, &plan);
+    let comments =
+        report["tables"].as_array().unwrap().iter().find(|t| t["object"] == "public.issue_comments");
+    let probes = comments.unwrap()["probes"].as_array().unwrap();
+    let leak = probes.iter().find(|p| p["outcome"] == "leak").expect("a leak");
+    let sql = leak["sql"].as_str().unwrap();
+    assert!(sql.starts_with("BEGIN;") && sql.ends_with("ROLLBACK;"), "{sql}");
+    assert!(sql.contains("INSERT INTO public.issues") && !sql.contains("audit_events"), "{sql}");
+    db.exec(sql).await;
+    assert_eq!(leftovers(&db).await, (0, 1));
 }
 
 #[tokio::test(flavor = "multi_thread")]

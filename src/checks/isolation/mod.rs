@@ -176,8 +176,9 @@ struct Prober<'a> {
     /// Per relation and tenant ('a'/'b'): a cloned row as JSON. A partitioned table's entry
     /// is its first leaf's row.
     clones: BTreeMap<(QualifiedName, char), Value>,
-    /// Every statement that built the rows, in order (the reproduction scripts replay them).
-    script: Vec<String>,
+    /// Every statement that built the rows, in order, with the root table it wrote to (the
+    /// reproduction scripts replay those they need).
+    script: Vec<(QualifiedName, String)>,
     report: IsolationReport,
     savepoints: u32,
     /// Numbers fresh key values apart.
@@ -235,7 +236,9 @@ impl<'a> Prober<'a> {
             Outcome::Ok => {}
         }
         let sql = match (outcome, repro) {
-            (Outcome::Leak, Some((tenant, statement))) => Some(self.reproduction(tenant, statement)),
+            (Outcome::Leak, Some((tenant, statement))) => {
+                Some(self.reproduction(tenant, statement, (!views).then_some(object)))
+            }
             _ => None,
         };
         let passed = outcome == Outcome::Ok;
@@ -248,12 +251,37 @@ impl<'a> Prober<'a> {
         });
     }
 
-    /// A script a superuser can run to see a leak: the role, the tenants and the rows, then
-    /// `statement` as the role, then ROLLBACK.
-    fn reproduction(&self, tenant: char, statement: &str) -> String {
+    /// The root tables a probe on `object` needs rows in: its own and, recursively, those
+    /// its foreign keys point at. None: every table (a view, or an unknown object).
+    fn needed_roots(&self, object: Option<&str>) -> Option<Vec<QualifiedName>> {
+        let table = self.catalog.tables.iter().find(|t| Some(t.name.display_plain().as_str()) == object)?;
+        let mut needed = vec![self.catalog.partition_root(&table.name).clone()];
+        let mut i = 0;
+        while i < needed.len() {
+            let root = needed[i].clone();
+            let mut tree: Vec<&Table> = self.catalog.table(&root).into_iter().collect();
+            tree.extend(self.catalog.partition_descendants(&root));
+            for fk in tree.iter().flat_map(|t| t.foreign_keys.iter()) {
+                let parent = self.catalog.partition_root(&fk.referenced_table);
+                if self.is_scoped(parent) && !needed.contains(parent) {
+                    needed.push(parent.clone());
+                }
+            }
+            i += 1;
+        }
+        Some(needed)
+    }
+
+    /// A script a superuser can run to see a leak: the role, the tenants and the rows it needs,
+    /// then `statement` as the role, then ROLLBACK.
+    fn reproduction(&self, tenant: char, statement: &str, object: Option<&str>) -> String {
         let mut out = String::from("BEGIN;\n");
         out.push_str(&self.setup_sql());
-        for line in &self.script {
+        let needed = self.needed_roots(object);
+        for (root, line) in &self.script {
+            if needed.as_ref().is_some_and(|n| !n.contains(root)) {
+                continue;
+            }
             out.push_str(line);
             out.push_str(";\n");
         }

@@ -271,7 +271,8 @@ impl Prober<'_> {
         let sql = self.row_insert(spec).await.map_err(Refusal::other)?;
         let made = self.insert_returning(spec.target, &sql).await;
         if made.is_ok() {
-            self.script.push(sql.clone());
+            let root = self.catalog.partition_root(&spec.target.name).clone();
+            self.script.push((root, sql.clone()));
         }
         self.last_sql = Some(sql);
         made
