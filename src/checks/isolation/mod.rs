@@ -2,27 +2,40 @@
 //! that is neither owner, superuser nor BYPASSRLS, and leave nothing behind.
 //!
 //! Everything happens in one transaction that is always rolled back: a temporary role, two
-//! temporary tenants A and B, and one row per table for each, cloned from existing rows with
-//! parents first (so every child row points at a parent of its own tenant). Then, as the
-//! temporary role: reads see only the current tenant's rows, with no tenant set nothing at all;
-//! inserting or updating a row into the other tenant is refused; a child row pointing at the
-//! other tenant's parent is refused; a unique value may repeat across tenants but not within
-//! one; partitions read directly and views read through obey the same rules.
+//! temporary tenants A and B, and rows cloned from existing ones, parents first (so every
+//! child row points at a parent of its own tenant). Partitioned tables get a row per leaf
+//! partition. B's rows are cloned before A's, so that every view (in any schema, reading a
+//! tenant table directly or through other views) is read as tenant B before and after A's
+//! rows exist: what B sees must not change.
+//!
+//! Then, as the temporary role with the database's normal `search_path` (the application's,
+//! so that its triggers run as they do in production): reads see only the current tenant's
+//! rows, with no tenant set nothing at all; inserting or moving a row into the other tenant is
+//! refused by the policy (42501); for each foreign key, a row made for it that points at the
+//! other tenant's parent is refused by that foreign key (23503); for each unique, a row made
+//! for it (one that the unique's predicate covers, with non-null key values) is refused when
+//! copied within the tenant, by that unique (23505), and accepted in the other tenant.
+//! Deferrable constraints are made immediate (`SET CONSTRAINTS ALL IMMEDIATE`).
+//!
+//! Each probe ends `ok`, `leak` (the database let a cross-tenant read or write through), or
+//! `not_proven`: it could not be made, or was refused for another reason than the one it
+//! tests (a CHECK constraint, a trigger, another constraint first). A table is proven when
+//! all its probes are `ok`. A leak carries a script that reproduces it (`BEGIN` … `ROLLBACK`).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Client;
-use tokio_postgres::error::SqlState;
 
 use super::{CheckError, db_error};
 mod probes;
+mod rows;
+mod views;
 
 use crate::catalog::{Catalog, Table};
-use crate::db::describe_pg_error;
 use crate::plan::KeyType;
-use crate::sql::{QualifiedName, ident_list, quote_ident, quote_literal};
+use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
 /// What the probe needs to know about the tenancy.
 #[derive(Debug, Clone)]
@@ -75,16 +88,35 @@ impl Tenancy {
     }
 }
 
+/// How one probe ended.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Refused (or allowed) exactly as isolation requires.
+    Ok,
+    /// The database let a cross-tenant read or write through.
+    Leak,
+    /// The probe could not be made, or was refused for another reason than the one it tests.
+    NotProven,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Probe {
     pub name: String,
+    pub outcome: Outcome,
+    /// `outcome == Ok`.
     pub passed: bool,
     pub detail: String,
+    /// For a leak: a script a superuser can run to see it (it ends in ROLLBACK).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ObjectReport {
     pub object: String,
+    /// Every probe of this object is `ok` (and there is at least one).
+    pub proven: bool,
     pub probes: Vec<Probe>,
 }
 
@@ -92,26 +124,76 @@ pub struct ObjectReport {
 pub struct IsolationReport {
     pub tables: Vec<ObjectReport>,
     pub views: Vec<ObjectReport>,
-    /// Tables not probed for some rules, and why.
+    /// Remarks that do not change the outcome.
     pub notes: Vec<String>,
+    /// `object: probe: detail`, one per leak.
     pub leaks: Vec<String>,
+    /// `object: probe: reason`, one per probe that could not prove its rule.
+    pub not_proven: Vec<String>,
+    pub tables_proven: usize,
+    pub tables_total: usize,
+    pub views_proven: usize,
+    pub views_total: usize,
+    /// No leak, and every table and view proven.
     pub ok: bool,
 }
 
 const PROBE_ROLE: &str = "tenantize_isolation_probe";
+/// A reproduction whose statement runs as the tool's own role.
+pub(super) const ADMIN: char = ' ';
+
+/// A statement that failed: its SQLSTATE, the constraint it names, and the server's text.
+#[derive(Debug, Clone)]
+pub(super) struct Refusal {
+    pub code: String,
+    pub constraint: Option<String>,
+    pub message: String,
+}
+
+impl Refusal {
+    fn from_error(e: &tokio_postgres::Error) -> Refusal {
+        Refusal {
+            code: e.code().map(|c| c.code().to_string()).unwrap_or_default(),
+            constraint: e.as_db_error().and_then(|d| d.constraint()).map(str::to_string),
+            message: crate::db::describe_pg_error(e),
+        }
+    }
+
+    fn other(message: impl Into<String>) -> Refusal {
+        Refusal { code: String::new(), constraint: None, message: message.into() }
+    }
+}
+
+pub(super) const RLS_VIOLATION: &str = "42501";
+pub(super) const FK_VIOLATION: &str = "23503";
+pub(super) const UNIQUE_VIOLATION: &str = "23505";
 
 struct Prober<'a> {
     client: &'a Client,
     catalog: &'a Catalog,
     tenancy: &'a Tenancy,
     qcol: String,
-    /// Per table and tenant ("a"/"b"): the cloned row as JSON.
+    /// Per relation and tenant ('a'/'b'): a cloned row as JSON. A partitioned table's entry
+    /// is its first leaf's row.
     clones: BTreeMap<(QualifiedName, char), Value>,
+    /// Every statement that built the rows, in order, with the root table it wrote to (the
+    /// reproduction scripts replay those they need).
+    script: Vec<(QualifiedName, String)>,
     report: IsolationReport,
     savepoints: u32,
-    /// The two temporary tenants' ids, as text.
+    /// Numbers fresh key values apart.
+    counter: u32,
+    /// The temporary tenants' ids, as text: A and B get rows; C none (a unique's value
+    /// repeated in C can collide with another tenant's row only).
     a: String,
     b: String,
+    c: String,
+    /// The application's search_path (the database's default), as a literal.
+    app_path: String,
+    /// The schemas the probe role is granted access to.
+    schemas: Vec<String>,
+    /// The last row-making statement (for a reproduction when it was refused).
+    last_sql: Option<String>,
 }
 
 fn literal_for(value: &Value) -> String {
@@ -128,15 +210,88 @@ impl<'a> Prober<'a> {
         if let Some(i) = list.iter().position(|o| o.object == name) {
             return &mut list[i];
         }
-        list.push(ObjectReport { object: name.to_string(), probes: Vec::new() });
+        list.push(ObjectReport { object: name.to_string(), proven: false, probes: Vec::new() });
         list.last_mut().expect("just pushed")
     }
 
-    fn record(&mut self, object: &str, views: bool, name: &str, passed: bool, detail: String) {
-        if !passed {
-            self.report.leaks.push(format!("{object}: {name}: {detail}"));
+    fn record(&mut self, object: &str, views: bool, name: &str, outcome: Outcome, detail: String) {
+        self.record_sql(object, views, name, outcome, detail, None);
+    }
+
+    /// Record a probe; a leak keeps `statement` (run as the probe role with `tenant` set)
+    /// wrapped in a script that rebuilds the rows it needs.
+    fn record_sql(
+        &mut self,
+        object: &str,
+        views: bool,
+        name: &str,
+        outcome: Outcome,
+        detail: String,
+        repro: Option<(char, &str)>,
+    ) {
+        let line = format!("{object}: {name}: {detail}");
+        match outcome {
+            Outcome::Leak => self.report.leaks.push(line),
+            Outcome::NotProven => self.report.not_proven.push(line),
+            Outcome::Ok => {}
         }
-        self.object(object, views).probes.push(Probe { name: name.to_string(), passed, detail });
+        let sql = match (outcome, repro) {
+            (Outcome::Leak, Some((tenant, statement))) => {
+                Some(self.reproduction(tenant, statement, (!views).then_some(object)))
+            }
+            _ => None,
+        };
+        let passed = outcome == Outcome::Ok;
+        self.object(object, views).probes.push(Probe {
+            name: name.to_string(),
+            outcome,
+            passed,
+            detail,
+            sql,
+        });
+    }
+
+    /// The root tables a probe on `object` needs rows in: its own and, recursively, those
+    /// its foreign keys point at. None: every table (a view, or an unknown object).
+    fn needed_roots(&self, object: Option<&str>) -> Option<Vec<QualifiedName>> {
+        let table = self.catalog.tables.iter().find(|t| Some(t.name.display_plain().as_str()) == object)?;
+        let mut needed = vec![self.catalog.partition_root(&table.name).clone()];
+        let mut i = 0;
+        while i < needed.len() {
+            let root = needed[i].clone();
+            let mut tree: Vec<&Table> = self.catalog.table(&root).into_iter().collect();
+            tree.extend(self.catalog.partition_descendants(&root));
+            for fk in tree.iter().flat_map(|t| t.foreign_keys.iter()) {
+                let parent = self.catalog.partition_root(&fk.referenced_table);
+                if self.is_scoped(parent) && !needed.contains(parent) {
+                    needed.push(parent.clone());
+                }
+            }
+            i += 1;
+        }
+        Some(needed)
+    }
+
+    /// A script a superuser can run to see a leak: the role, the tenants and the rows it needs,
+    /// then `statement` as the role, then ROLLBACK.
+    fn reproduction(&self, tenant: char, statement: &str, object: Option<&str>) -> String {
+        let mut out = String::from("BEGIN;\n");
+        out.push_str(&self.setup_sql());
+        let needed = self.needed_roots(object);
+        for (root, line) in &self.script {
+            if needed.as_ref().is_some_and(|n| !n.contains(root)) {
+                continue;
+            }
+            out.push_str(line);
+            out.push_str(";\n");
+        }
+        if tenant != ADMIN {
+            out.push_str(&self.probe_context(Some(tenant)));
+            out.push('\n');
+        }
+        out.push_str(statement);
+        out.push_str(";\nROLLBACK;");
+        out
     }
 
     fn table(&self, name: &QualifiedName) -> &'a Table {
@@ -147,187 +302,68 @@ impl<'a> Prober<'a> {
         self.tenancy.tables.contains(name)
     }
 
-    /// Run `sql` in a savepoint: the error (if any) is returned and the transaction goes on.
-    async fn attempt(&mut self, sql: &str) -> Result<u64, tokio_postgres::Error> {
+    fn tenant_id(&self, tenant: char) -> &str {
+        match tenant {
+            'a' => &self.a,
+            'b' => &self.b,
+            _ => &self.c,
+        }
+    }
+
+    /// The tenant id as a typed SQL literal.
+    fn tenant_literal(&self, tenant: char) -> String {
+        format!("{}::{}", quote_literal(self.tenant_id(tenant)), self.tenancy.key_type.sql())
+    }
+
+    /// Run `sql` in a savepoint, constraints immediate: the error (if any) is returned and the
+    /// transaction goes on.
+    async fn attempt(&mut self, sql: &str) -> Result<u64, Refusal> {
         self.savepoints += 1;
         let sp = format!("probe_{}", self.savepoints);
-        self.client.batch_execute(&format!("SAVEPOINT {sp}")).await?;
+        let fail = |e: tokio_postgres::Error| Refusal::from_error(&e);
+        self.client
+            .batch_execute(&format!("SAVEPOINT {sp}; SET CONSTRAINTS ALL IMMEDIATE"))
+            .await
+            .map_err(fail)?;
         match self.client.execute(sql, &[]).await {
             Ok(n) => {
-                self.client.batch_execute(&format!("RELEASE SAVEPOINT {sp}")).await?;
+                self.client.batch_execute(&format!("RELEASE SAVEPOINT {sp}")).await.map_err(fail)?;
                 Ok(n)
             }
             Err(e) => {
-                self.client.batch_execute(&format!("ROLLBACK TO SAVEPOINT {sp}")).await?;
-                Err(e)
+                self.client.batch_execute(&format!("ROLLBACK TO SAVEPOINT {sp}")).await.map_err(fail)?;
+                Err(Refusal::from_error(&e))
             }
         }
     }
 
-    async fn as_probe(&self, tenant: Option<&str>) -> Result<(), CheckError> {
-        let value = tenant.map(quote_literal).unwrap_or_else(|| "''".into());
+    /// The statements that make the session the application: the probe role, the tenant
+    /// setting (empty for none) and the application's search_path.
+    fn probe_context(&self, tenant: Option<char>) -> String {
+        let value = tenant.map(|t| quote_literal(self.tenant_id(t))).unwrap_or_else(|| "''".into());
+        format!(
+            "SET LOCAL ROLE {PROBE_ROLE}; SELECT set_config({}, {value}, true); \
+             SELECT set_config('search_path', {}, true);",
+            quote_literal(&self.tenancy.setting),
+            self.app_path
+        )
+    }
+
+    async fn as_probe(&self, tenant: Option<char>) -> Result<(), CheckError> {
+        self.client.batch_execute(&self.probe_context(tenant)).await.map_err(db_error)
+    }
+
+    /// Back to the tool's own role; `app_path` keeps the application's search_path (for
+    /// cloning rows, whose triggers expect it), else the tool's empty one.
+    async fn as_admin(&self, app_path: bool) -> Result<(), CheckError> {
+        let path = if app_path { self.app_path.as_str() } else { "''" };
         self.client
             .batch_execute(&format!(
-                "SET LOCAL ROLE {PROBE_ROLE}; SELECT set_config({}, {value}, true);",
+                "RESET ROLE; SELECT set_config({}, '', true); SELECT set_config('search_path', {path}, true);",
                 quote_literal(&self.tenancy.setting)
             ))
             .await
             .map_err(db_error)
-    }
-
-    async fn as_admin(&self) -> Result<(), CheckError> {
-        self.client.batch_execute("RESET ROLE").await.map_err(db_error)
-    }
-
-    /// A new key value for `column` as a literal, computed as the admin (under RLS a `max()`
-    /// would see one tenant's rows only and could collide with another's), or None: the column
-    /// has a default.
-    async fn fresh_value(&self, table: &Table, column: &str, n: u32) -> Result<Option<String>, String> {
-        let Some(col) = table.column(column) else { return Ok(None) };
-        if col.default.is_some() || col.identity.is_some() {
-            return Ok(None);
-        }
-        let q = quote_ident(column);
-        let name = &table.name;
-        let sql = match col.data_type.as_str() {
-            "smallint" | "integer" | "bigint" | "numeric" => {
-                format!("SELECT (coalesce(max({q}), 0) + {})::text FROM {name}", 1000 + n)
-            }
-            "uuid" => "SELECT gen_random_uuid()::text".into(),
-            _ => "SELECT 'probe-' || md5(random()::text)".into(),
-        };
-        let value: String =
-            self.client.query_one(sql.as_str(), &[]).await.map_err(|e| describe_pg_error(&e))?.get(0);
-        Ok(Some(format!("{}::{}", quote_literal(&value), col.data_type)))
-    }
-
-    /// An INSERT that clones one existing row of `table` into `tenant`. Foreign keys point at
-    /// the clones of their parents in `parents` ('a' or 'b'), except `cross`: that foreign key
-    /// points at the other tenant's parent. `source` narrows which row is copied.
-    async fn clone_sql(
-        &self,
-        table: &Table,
-        tenant: &str,
-        parents: char,
-        cross: Option<&str>,
-        source: Option<String>,
-        n: u32,
-    ) -> Result<String, String> {
-        let name = &table.name;
-        let pk: Vec<String> = table.primary_key.as_ref().map(|p| p.columns.clone()).unwrap_or_default();
-        let mut columns = Vec::new();
-        let mut values = Vec::new();
-        let mut conditions = vec![format!("src.{} IS NOT NULL", self.qcol)];
-        conditions.extend(source);
-        // Keys declared on partitions (rather than on their parent) apply to rows routed there.
-        let mut tree = vec![table];
-        tree.extend(self.catalog.partition_descendants(&table.name));
-        let mut fk_columns: BTreeMap<&String, (&crate::catalog::ForeignKey, usize)> = BTreeMap::new();
-        for fk in
-            tree.iter().flat_map(|t| t.foreign_keys.iter()).filter(|f| self.is_scoped(&f.referenced_table))
-        {
-            for (i, c) in fk.columns.iter().enumerate() {
-                fk_columns.entry(c).or_insert((fk, i));
-            }
-        }
-        // Copy a row that every partial unique covers, so the unique rules are really tested.
-        for unique in &table.uniques {
-            if let Some(predicate) = &unique.predicate {
-                conditions.push(format!("({predicate})"));
-            }
-        }
-        let other = if parents == 'a' { 'b' } else { 'a' };
-        for col in &table.columns {
-            if col.generated.is_some() || col.identity.as_deref() == Some("a") {
-                continue;
-            }
-            let q = quote_ident(&col.name);
-            let value = if col.name == self.tenancy.column {
-                format!("{}::{}", quote_literal(tenant), self.tenancy.key_type.sql())
-            } else if let Some((fk, i)) = fk_columns.get(&col.name) {
-                let from = if cross == Some(fk.name.as_str()) { other } else { parents };
-                match self.clones.get(&(fk.referenced_table.clone(), from)) {
-                    Some(parent) => {
-                        format!("{}::{}", literal_for(&parent[&fk.referenced_columns[*i]]), col.data_type)
-                    }
-                    None if !col.not_null => "NULL".into(),
-                    None => {
-                        return Err(format!(
-                            "needs a parent in {} first ({} is NOT NULL)",
-                            fk.referenced_table.display_plain(),
-                            col.name
-                        ));
-                    }
-                }
-            } else if pk.contains(&col.name) {
-                // One new key column is enough: one with a default (sequence, identity), else
-                // the first one; the others (a partition key, say) are copied.
-                let has_default =
-                    |c: &String| table.column(c).is_some_and(|c| c.default.is_some() || c.identity.is_some());
-                let fresh_one = pk.iter().find(|c| has_default(c)).or(pk.first());
-                if fresh_one == Some(&col.name) {
-                    match self.fresh_value(table, &col.name, n).await? {
-                        Some(v) => v,
-                        None => continue,
-                    }
-                } else {
-                    format!("src.{q}")
-                }
-            } else {
-                format!("src.{q}")
-            };
-            columns.push(col.name.clone());
-            values.push(value);
-        }
-        Ok(format!(
-            "INSERT INTO {name} ({}) SELECT {} FROM {name} src WHERE {} LIMIT 1",
-            ident_list(&columns),
-            values.join(", "),
-            conditions.join(" AND ")
-        ))
-    }
-
-    async fn clone_into(&mut self, table: &Table, tenant: &str, key: char) -> Result<(), String> {
-        let sql = self.clone_sql(table, tenant, key, None, None, 1).await?;
-        let sql = format!("{sql} RETURNING to_jsonb({}.*)", quote_ident(&table.name.name));
-        self.savepoints += 1;
-        let sp = format!("clone_{}", self.savepoints);
-        self.client.batch_execute(&format!("SAVEPOINT {sp}")).await.map_err(|e| describe_pg_error(&e))?;
-        match self.client.query_opt(sql.as_str(), &[]).await {
-            Ok(Some(row)) => {
-                self.client
-                    .batch_execute(&format!("RELEASE SAVEPOINT {sp}"))
-                    .await
-                    .map_err(|e| describe_pg_error(&e))?;
-                self.clones.insert((table.name.clone(), key), row.get(0));
-                Ok(())
-            }
-            Ok(None) => {
-                self.client
-                    .batch_execute(&format!("RELEASE SAVEPOINT {sp}"))
-                    .await
-                    .map_err(|e| describe_pg_error(&e))?;
-                Err("no row to clone".into())
-            }
-            Err(e) => {
-                let _ = self.client.batch_execute(&format!("ROLLBACK TO SAVEPOINT {sp}")).await;
-                Err(describe_pg_error(&e))
-            }
-        }
-    }
-
-    /// `prefix.pk = value AND …` for the row `row` (None without a primary key).
-    fn where_key(&self, table: &Table, row: &Value, prefix: &str) -> Option<String> {
-        let pk = table.primary_key.as_ref()?;
-        let parts: Vec<String> = pk
-            .columns
-            .iter()
-            .map(|c| {
-                let ty = table.column(c).map(|c| c.data_type.as_str()).unwrap_or("text");
-                format!("{prefix}{} = {}::{ty}", quote_ident(c), literal_for(&row[c]))
-            })
-            .collect();
-        Some(parts.join(" AND "))
     }
 }
 
@@ -353,54 +389,78 @@ pub async fn probe(
     crate::db::tx::rolled_back(client, async || run(client, catalog, tenancy).await).await
 }
 
-async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<IsolationReport, CheckError> {
-    let (a, b) = match tenancy.key_type {
+async fn tenant_ids(client: &Client, tenancy: &Tenancy) -> Result<[String; 3], CheckError> {
+    let sql = match tenancy.key_type {
         KeyType::Uuid => {
-            let row = client
-                .query_one("SELECT gen_random_uuid()::text, gen_random_uuid()::text", &[])
-                .await
-                .map_err(db_error)?;
-            (row.get::<_, String>(0), row.get::<_, String>(1))
+            "SELECT gen_random_uuid()::text, gen_random_uuid()::text, gen_random_uuid()::text".to_string()
         }
-        KeyType::Bigint => {
-            let sql = format!(
-                "SELECT (coalesce(max({k}), 0) + 1000001)::text, (coalesce(max({k}), 0) + 1000002)::text FROM {t}",
-                k = quote_ident(&tenancy.key_column),
-                t = tenancy.tenant_table
-            );
-            let row = client.query_one(sql.as_str(), &[]).await.map_err(db_error)?;
-            (row.get::<_, String>(0), row.get::<_, String>(1))
-        }
-        KeyType::Text => ("tenantize-probe-a".to_string(), "tenantize-probe-b".to_string()),
+        KeyType::Bigint => format!(
+            "SELECT (coalesce(max({k}), 0) + 1000001)::text, (coalesce(max({k}), 0) + 1000002)::text, \
+             (coalesce(max({k}), 0) + 1000003)::text FROM {t}",
+            k = quote_ident(&tenancy.key_column),
+            t = tenancy.tenant_table
+        ),
+        KeyType::Text => "SELECT 'tenantize-probe-a', 'tenantize-probe-b', 'tenantize-probe-c'".to_string(),
     };
+    let row = client.query_one(sql.as_str(), &[]).await.map_err(db_error)?;
+    Ok([row.get(0), row.get(1), row.get(2)])
+}
+
+async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<IsolationReport, CheckError> {
+    let [a, b, c] = tenant_ids(client, tenancy).await?;
+    let app_path = quote_literal(&views::application_search_path(client).await?);
     let mut p = Prober {
         client,
         catalog,
         tenancy,
         qcol: quote_ident(&tenancy.column),
         clones: BTreeMap::new(),
+        script: Vec::new(),
         report: IsolationReport::default(),
         savepoints: 0,
+        counter: 0,
         a,
         b,
+        c,
+        app_path,
+        schemas: Vec::new(),
+        last_sql: None,
     };
-    p.setup().await?;
+    let views = p.reading_views().await?;
+    p.setup(&views).await?;
     let roots = ordered_roots(catalog, tenancy);
-    let refused = p.clone_rows(&roots).await;
+    p.clone_rows(&roots, 'b').await?;
+    let before = p.view_contents(&views).await?;
+    p.clone_rows(&roots, 'a').await?;
     p.probe_reads().await?;
     for name in &roots {
-        p.probe_writes(name, refused.get(name)).await?;
+        p.probe_writes(name).await?;
     }
-    p.probe_views().await?;
-    p.report.ok = p.report.leaks.is_empty();
+    p.probe_views(&views, before).await?;
+    p.finish();
     Ok(p.report)
 }
 
-fn refused_by(outcome: Result<u64, tokio_postgres::Error>, expected: &SqlState) -> (bool, String) {
-    match outcome {
-        Ok(n) => (false, format!("was allowed ({n} rows)")),
-        Err(e) if e.code() == Some(expected) => (true, format!("refused: {}", describe_pg_error(&e))),
-        Err(e) => (false, format!("failed for another reason: {}", describe_pg_error(&e))),
+impl Prober<'_> {
+    /// Every table gets an entry; proven counts and the overall verdict.
+    fn finish(&mut self) {
+        for name in self.tenancy.tables.clone() {
+            self.object(&name.display_plain(), false);
+        }
+        for object in self.report.tables.iter_mut().chain(self.report.views.iter_mut()) {
+            object.proven = !object.probes.is_empty() && object.probes.iter().all(|p| p.passed);
+            if object.probes.is_empty() {
+                self.report.not_proven.push(format!("{}: no probe could be made", object.object));
+            }
+        }
+        let report = &mut self.report;
+        report.tables_total = report.tables.len();
+        report.tables_proven = report.tables.iter().filter(|o| o.proven).count();
+        report.views_total = report.views.len();
+        report.views_proven = report.views.iter().filter(|o| o.proven).count();
+        report.ok = report.leaks.is_empty()
+            && report.tables_proven == report.tables_total
+            && report.views_proven == report.views_total;
     }
 }
 

@@ -1,36 +1,51 @@
-//! The probe's phases, in the order `run` calls them.
-
-use std::collections::BTreeMap;
+//! The probe's table phases, in the order `run` calls them.
 
 use serde_json::Value;
-use tokio_postgres::error::SqlState;
 
-use super::{PROBE_ROLE, Prober, literal_for, refused_by};
+use super::rows::RowSpec;
+use super::{FK_VIOLATION, Outcome, PROBE_ROLE, Prober, RLS_VIOLATION, Refusal, UNIQUE_VIOLATION};
+use crate::catalog::{Table, TableKind, UniqueIndex};
 use crate::checks::{CheckError, query_error};
 use crate::db::describe_pg_error;
 use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
+/// How an attempt that must be refused with `expected` (and, when given, by one of `names`)
+/// ended.
+fn judged(outcome: &Result<u64, Refusal>, expected: &str, names: Option<&[String]>) -> (Outcome, String) {
+    match outcome {
+        Ok(n) => (Outcome::Leak, format!("was allowed ({n} rows)")),
+        Err(r) if r.code == expected => match (names, &r.constraint) {
+            (Some(names), Some(c)) if !names.contains(c) => (
+                Outcome::NotProven,
+                format!(
+                    "refused by {c}, not by {} (another rule came first): {}",
+                    names.join(" or "),
+                    r.message
+                ),
+            ),
+            _ => (Outcome::Ok, format!("refused: {}", r.message)),
+        },
+        Err(r) => {
+            (Outcome::NotProven, format!("refused for another reason than the one tested: {}", r.message))
+        }
+    }
+}
+
 impl Prober<'_> {
-    /// The temporary role, the two tenants, and grants on every schema involved.
-    pub(super) async fn setup(&mut self) -> Result<(), CheckError> {
+    /// The statements that create the probe role, the two tenants and the grants.
+    pub(super) fn setup_sql(&self) -> String {
         let ty = self.tenancy.key_type.sql();
-        let schemas: std::collections::BTreeSet<&str> = self
-            .tenancy
-            .tables
-            .iter()
-            .map(|t| t.schema.as_str())
-            .chain(std::iter::once(self.tenancy.tenant_table.schema.as_str()))
-            .chain(self.catalog.views.iter().map(|v| v.name.schema.as_str()))
-            .collect();
         let mut setup = format!(
             "SET LOCAL row_security = on; CREATE ROLE {PROBE_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;\n\
-             INSERT INTO {t} ({k}, name) VALUES ({}::{ty}, 'isolation probe A'), ({}::{ty}, 'isolation probe B');\n",
+             INSERT INTO {t} ({k}, name) VALUES ({}::{ty}, 'isolation probe A'), ({}::{ty}, 'isolation probe B'), \
+             ({}::{ty}, 'isolation probe C');\n",
             quote_literal(&self.a),
             quote_literal(&self.b),
+            quote_literal(&self.c),
             t = self.tenancy.tenant_table,
             k = quote_ident(&self.tenancy.key_column),
         );
-        for schema in schemas {
+        for schema in &self.schemas {
             let s = quote_ident(schema);
             setup.push_str(&format!(
                 "GRANT USAGE ON SCHEMA {s} TO {PROBE_ROLE};\n\
@@ -38,154 +53,200 @@ impl Prober<'_> {
                  GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {PROBE_ROLE};\n"
             ));
         }
-        self.client
-            .batch_execute(&setup)
-            .await
-            .map_err(|e| query_error(format!("setting up the isolation probe: {}", describe_pg_error(&e))))?;
-
-        Ok(())
+        setup
     }
 
-    /// One row per table for A and for B, parents first. Returns the clones a unique refused.
-    pub(super) async fn clone_rows(&mut self, roots: &[QualifiedName]) -> BTreeMap<QualifiedName, String> {
-        // One row per table for A and for B, parents first (the plan's order: stage 3's).
-        // Clones refused by a unique: (table → the error).
-        let mut b_refused: BTreeMap<QualifiedName, String> = BTreeMap::new();
-        let (a, b) = (self.a.clone(), self.b.clone());
-        for (tenant, key) in [(a.as_str(), 'a'), (b.as_str(), 'b')] {
-            for name in roots {
-                let table = self.table(name);
-                match self.clone_into(table, tenant, key).await {
-                    Ok(()) => {}
-                    // A copies a value the existing tenant holds: refused means a unique is global.
-                    Err(why) if why.contains("duplicate key") => {
-                        b_refused.entry(name.clone()).or_insert(why);
-                    }
-                    Err(why) if key == 'a' => {
-                        self.report
-                            .notes
-                            .push(format!("{}: not probed with its own rows ({why})", name.display_plain()));
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
+    /// The temporary role, the two tenants, and grants on every schema involved.
+    pub(super) async fn setup(&mut self, views: &[(QualifiedName, bool)]) -> Result<(), CheckError> {
+        let mut schemas: Vec<String> = self.tenancy.tables.iter().map(|t| t.schema.clone()).collect();
+        schemas.push(self.tenancy.tenant_table.schema.clone());
+        schemas.extend(views.iter().map(|(v, _)| v.schema.clone()));
+        schemas.sort();
+        schemas.dedup();
+        self.schemas = schemas;
+        self.client
+            .batch_execute(&self.setup_sql())
+            .await
+            .map_err(|e| query_error(format!("setting up the isolation probe: {}", describe_pg_error(&e))))
+    }
 
-        b_refused
+    /// The leaf partitions of `name` (itself for an ordinary table).
+    fn leaves(&self, name: &QualifiedName) -> Vec<QualifiedName> {
+        let table = self.table(name);
+        if table.kind == TableKind::Ordinary {
+            return vec![name.clone()];
+        }
+        let leaves = self.catalog.partition_descendants(name).into_iter();
+        leaves.filter(|t| t.kind == TableKind::Ordinary).map(|t| t.name.clone()).collect()
+    }
+
+    /// How many of `tenant`'s cloned rows live in `name` (and its partitions).
+    fn own_rows(&self, name: &QualifiedName, tenant: char) -> i64 {
+        self.leaves(name).into_iter().filter(|l| self.clones.contains_key(&(l.clone(), tenant))).count()
+            as i64
+    }
+
+    async fn count_as(
+        &self,
+        tenant: Option<char>,
+        sql: &str,
+    ) -> Result<Result<(i64, i64), String>, CheckError> {
+        self.as_probe(tenant).await?;
+        let read = self.client.query_one(sql, &[]).await;
+        self.as_admin(false).await?;
+        Ok(read.map(|r| (r.get(0), r.get(1))).map_err(|e| describe_pg_error(&e)))
     }
 
     /// Reads: each tenant sees exactly its own rows; no tenant, nothing.
     pub(super) async fn probe_reads(&mut self) -> Result<(), CheckError> {
-        let (a, b) = (self.a.clone(), self.b.clone());
         let ty = self.tenancy.key_type.sql();
-        // Reads: each tenant sees exactly its own rows; no tenant, nothing.
         for name in &self.tenancy.tables.clone() {
             let object = name.display_plain();
-            for (tenant, key) in [(a.as_str(), 'a'), (b.as_str(), 'b')] {
-                self.as_probe(Some(tenant)).await?;
+            for (key, other) in [('a', 'b'), ('b', 'a')] {
+                let id = quote_literal(self.tenant_id(key));
+                let probe = format!("tenant {} reads only its rows", key.to_ascii_uppercase());
                 let sql = format!(
-                    "SELECT count(*), count(*) FILTER (WHERE {c} IS DISTINCT FROM {}::{ty}) FROM {name}",
-                    quote_literal(tenant),
+                    "SELECT count(*), count(*) FILTER (WHERE {c} IS DISTINCT FROM {id}::{ty}) FROM {name}",
                     c = self.qcol
                 );
-                let read = self.client.query_one(sql.as_str(), &[]).await;
-                self.as_admin().await?;
-                match read {
-                    Ok(row) => {
-                        let (seen, foreign): (i64, i64) = (row.get(0), row.get(1));
-                        let partition = self.table(name).is_partition();
-                        let own = self.clones.contains_key(&(name.clone(), key)) as i64;
-                        let passed = foreign == 0 && (partition || seen == own);
-                        self.record(
-                            &object,
-                            false,
-                            &format!("tenant {} reads only its rows", key.to_ascii_uppercase()),
-                            passed,
-                            format!("saw {seen} rows, {foreign} of other tenants"),
-                        );
+                let (own, others) = (self.own_rows(name, key), self.own_rows(name, other));
+                let (outcome, detail) = match self.count_as(Some(key), &sql).await? {
+                    Ok((_, foreign)) if foreign > 0 => {
+                        (Outcome::Leak, format!("saw {foreign} rows of other tenants"))
                     }
-                    Err(e) => self.record(&object, false, "reads", false, describe_pg_error(&e)),
-                }
+                    Ok(_) if others == 0 => (
+                        Outcome::NotProven,
+                        format!(
+                            "tenant {} has no row here, so there was nothing to hide",
+                            other.to_ascii_uppercase()
+                        ),
+                    ),
+                    Ok((seen, _)) if seen != own => {
+                        (Outcome::NotProven, format!("saw {seen} of its own {own} rows and none of others"))
+                    }
+                    Ok((seen, _)) => (Outcome::Ok, format!("saw its {seen} rows, none of other tenants")),
+                    Err(e) => (Outcome::NotProven, format!("reading failed: {e}")),
+                };
+                let repro = format!("SELECT * FROM {name} WHERE {} IS DISTINCT FROM {id}::{ty}", self.qcol);
+                self.record_sql(&object, false, &probe, outcome, detail, Some((key, &repro)));
             }
-            self.as_probe(None).await?;
-            let read = self.client.query_one(format!("SELECT count(*) FROM {name}").as_str(), &[]).await;
-            self.as_admin().await?;
-            match read {
-                Ok(row) => {
-                    let seen: i64 = row.get(0);
-                    self.record(
-                        &object,
-                        false,
-                        "no tenant set reads nothing",
-                        seen == 0,
-                        format!("saw {seen} rows"),
-                    );
-                }
-                Err(e) => {
-                    self.record(&object, false, "no tenant set reads nothing", false, describe_pg_error(&e))
-                }
-            }
+            let sql = format!("SELECT count(*), 0::bigint FROM {name}");
+            let rows = self.own_rows(name, 'a') + self.own_rows(name, 'b');
+            let (outcome, detail) = match self.count_as(None, &sql).await? {
+                Ok((seen, _)) if seen > 0 => (Outcome::Leak, format!("saw {seen} rows")),
+                Ok(_) if rows == 0 => (Outcome::NotProven, "no row here to hide".to_string()),
+                Ok(_) => (Outcome::Ok, format!("saw 0 of {rows} rows")),
+                Err(e) => (Outcome::NotProven, format!("reading failed: {e}")),
+            };
+            let repro = format!(
+                "SELECT set_config({}, '', true);\nSELECT * FROM {name}",
+                quote_literal(&self.tenancy.setting)
+            );
+            self.record_sql(
+                &object,
+                false,
+                "no tenant set reads nothing",
+                outcome,
+                detail,
+                Some(('a', &repro)),
+            );
         }
-
         Ok(())
     }
 
-    /// Writes into the other tenant, cross-tenant references, unique values, for one root.
-    pub(super) async fn probe_writes(
-        &mut self,
-        name: &QualifiedName,
-        refused: Option<&String>,
-    ) -> Result<(), CheckError> {
-        let (a, b) = (self.a.clone(), self.b.clone());
-        let ty = self.tenancy.key_type.sql();
-        let table = self.table(name);
-        let object = name.display_plain();
-        if let Some(why) = refused {
-            // A new tenant copied another tenant's unique values and was refused: a unique is
-            // still global (tenant A's insert fails on tenant B's value).
-            self.record(
-                &object,
-                false,
-                "a unique value may repeat in another tenant",
-                false,
-                format!("refused: {why}"),
-            );
-        }
-        let Some(row_a) = self.clones.get(&(name.clone(), 'a')).cloned() else { return Ok(()) };
-        // A inserts a row labelled B.
-        if let Ok(sql) = self.clone_sql(table, &b, 'b', None, None, 7).await {
-            self.as_probe(Some(&a)).await?;
-            let outcome = self.attempt(&sql).await;
-            self.as_admin().await?;
-            let (passed, detail) = refused_by(outcome, &SqlState::INSUFFICIENT_PRIVILEGE);
-            self.record(&object, false, "inserting a row of another tenant is refused", passed, detail);
-        }
-        // A moves its row to B.
-        if let Some(key) = self.where_key(table, &row_a, "") {
-            self.as_probe(Some(&a)).await?;
-            let sql = format!("UPDATE {name} SET {} = {}::{ty} WHERE {key}", self.qcol, quote_literal(&b));
-            let outcome = self.attempt(&sql).await;
-            self.as_admin().await?;
-            let (passed, detail) = match outcome {
-                Ok(0) => (false, "the row to move was not visible (nothing to test)".to_string()),
-                other => refused_by(other, &SqlState::INSUFFICIENT_PRIVILEGE),
-            };
-            self.record(&object, false, "moving a row to another tenant is refused", passed, detail);
-        }
-        self.probe_cross_references(name, &row_a).await?;
-        self.probe_uniques(name, &row_a).await
+    /// Run `sql` as the probe role with `tenant` set.
+    async fn attempt_as(&mut self, tenant: char, sql: &str) -> Result<Result<u64, Refusal>, CheckError> {
+        self.as_probe(Some(tenant)).await?;
+        let outcome = self.attempt(sql).await;
+        self.as_admin(false).await?;
+        Ok(outcome)
     }
 
-    /// A's own row, pointed at a parent of another tenant, for every foreign key: refused.
+    /// Writes into the other tenant (on the table and on each partition directly), then each
+    /// foreign key and each unique, for one root.
+    pub(super) async fn probe_writes(&mut self, name: &QualifiedName) -> Result<(), CheckError> {
+        let mut relations = vec![name.clone()];
+        relations.extend(self.catalog.partition_descendants(name).iter().map(|t| t.name.clone()));
+        relations.retain(|r| self.is_scoped(r));
+        for relation in &relations {
+            let object = relation.display_plain();
+            let Some(row_a) = self.clones.get(&(relation.clone(), 'a')).cloned() else {
+                let why = "no row of tenant A to write with".to_string();
+                self.record(
+                    &object,
+                    false,
+                    "writes into another tenant are refused",
+                    Outcome::NotProven,
+                    why,
+                );
+                continue;
+            };
+            let target = self.table(relation);
+            let spec =
+                RowSpec { target, source: &row_a, tenant: 'b', parents: 'b', cross: None, fresh: Vec::new() };
+            match self.row_insert(&spec).await {
+                Ok(sql) => {
+                    let outcome = self.attempt_as('a', &sql).await?;
+                    let (outcome, detail) = judged(&outcome, RLS_VIOLATION, None);
+                    let probe = "inserting a row of another tenant is refused";
+                    self.record_sql(&object, false, probe, outcome, detail, Some(('a', &sql)));
+                }
+                Err(why) => {
+                    let probe = "inserting a row of another tenant is refused";
+                    self.record(&object, false, probe, Outcome::NotProven, why);
+                }
+            }
+            let sql = format!(
+                "UPDATE {relation} SET {c} = {b} WHERE {c} = {a}",
+                c = self.qcol,
+                b = self.tenant_literal('b'),
+                a = self.tenant_literal('a')
+            );
+            let outcome = match self.attempt_as('a', &sql).await? {
+                Ok(0) => (Outcome::NotProven, "tenant A's row was not visible to move".to_string()),
+                other => judged(&other, RLS_VIOLATION, None),
+            };
+            let probe = "moving a row to another tenant is refused";
+            self.record_sql(&object, false, probe, outcome.0, outcome.1, Some(('a', &sql)));
+        }
+        let Some(row_a) = self.clones.get(&(name.clone(), 'a')).cloned() else { return Ok(()) };
+        self.probe_cross_references(name, &row_a).await?;
+        let table = self.table(name);
+        for unique in table.uniques.iter().filter(|u| !u.is_partition_child) {
+            if self.implied_by_primary_key(table, unique) {
+                continue;
+            }
+            self.probe_unique(table, unique, &row_a).await?;
+        }
+        Ok(())
+    }
+
+    /// A unique whose columns include the whole primary key can never repeat with a fresh key.
+    fn implied_by_primary_key(&self, table: &Table, unique: &UniqueIndex) -> bool {
+        let Some(pk) = &table.primary_key else { return false };
+        let Some(columns) = &unique.key_column_names else { return false };
+        pk.columns.iter().filter(|c| **c != self.tenancy.column).all(|c| columns.contains(c))
+    }
+
+    /// Plain columns of every unique (and the primary key) of `table` outside `keep`.
+    fn unique_columns(&self, table: &Table, keep: &[String]) -> Vec<String> {
+        let mut out: Vec<String> =
+            table.uniques.iter().flat_map(|u| u.key_column_names.clone().unwrap_or_default()).collect();
+        out.retain(|c| !keep.contains(c) && *c != self.tenancy.column);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// For every foreign key to a tenant table: a row of A made for it, pointing at B's parent,
+    /// is refused by that foreign key.
     async fn probe_cross_references(
         &mut self,
         name: &QualifiedName,
         row_a: &Value,
     ) -> Result<(), CheckError> {
-        let (a, ty) = (self.a.clone(), self.tenancy.key_type.sql());
         let table = self.table(name);
         let object = name.display_plain();
-        // A inserts a child pointing at B's parent.
         let mut tree = vec![table];
         tree.extend(self.catalog.partition_descendants(name));
         let mut foreign_keys: Vec<crate::catalog::ForeignKey> = Vec::new();
@@ -198,154 +259,222 @@ impl Prober<'_> {
             }
         }
         for fk in foreign_keys {
-            if fk.referenced_table == *name || !self.clones.contains_key(&(fk.referenced_table.clone(), 'b'))
-            {
+            let probe = format!(
+                "a row pointing at another tenant's {} is refused",
+                fk.referenced_table.display_plain()
+            );
+            if !self.clones.contains_key(&(fk.referenced_table.clone(), 'b')) {
+                let why =
+                    format!("tenant B has no row in {} to point at", fk.referenced_table.display_plain());
+                self.record(&object, false, &probe, Outcome::NotProven, why);
                 continue;
             }
-            // A's own row, updated to point at a parent of another tenant (an INSERT could trip
-            // over a unique before the foreign key is even checked). The parent's key must not
-            // exist in A: a scoped unique lets B repeat A's value, and pointing at that value
-            // would land on A's own parent.
-            let Some(key) = self.where_key(table, row_a, "") else { continue };
-            let pairs: Vec<(&String, &String)> = fk
-                .columns
+            let names: Vec<String> = tree
                 .iter()
-                .zip(fk.referenced_columns.iter())
-                .filter(|(c, _)| **c != self.tenancy.column)
+                .flat_map(|t| t.foreign_keys.iter())
+                .filter(|f| f.columns == fk.columns)
+                .map(|f| f.name.clone())
                 .collect();
-            let parent = &fk.referenced_table;
-            let in_a: Vec<String> =
-                pairs.iter().map(|(_, r)| format!("q.{r} = o.{r}", r = quote_ident(r))).collect();
-            let find = format!(
-                "SELECT to_jsonb(o.*) FROM {parent} o WHERE o.{c} <> {a}::{ty} AND NOT EXISTS \
-                 (SELECT 1 FROM {parent} q WHERE q.{c} = {a}::{ty} AND {}) LIMIT 1",
-                in_a.join(" AND "),
-                c = self.qcol,
-                a = quote_literal(&a),
-            );
-            let Ok(Some(other)) = self.client.query_opt(find.as_str(), &[]).await else {
-                self.report.notes.push(format!(
-                    "{object}: no parent in {} outside tenant A to point at",
-                    parent.display_plain()
-                ));
-                continue;
-            };
-            let other: Value = other.get(0);
-            let sets: Vec<String> = pairs
-                .iter()
-                .map(|(c, r)| {
-                    let ty = table.column(c).map(|c| c.data_type.clone()).unwrap_or_default();
-                    format!("{} = {}::{ty}", quote_ident(c), literal_for(&other[r.as_str()]))
-                })
-                .collect();
-            let cross = format!("UPDATE {name} SET {} WHERE {key}", sets.join(", "));
-            self.as_probe(Some(&a)).await?;
-            let outcome = self.attempt(&cross).await;
-            self.as_admin().await?;
-            let (passed, detail) = refused_by(outcome, &SqlState::FOREIGN_KEY_VIOLATION);
-            self.record(
-                &object,
-                false,
-                &format!(
-                    "a row pointing at another tenant's {} is refused",
-                    fk.referenced_table.display_plain()
-                ),
-                passed,
-                detail,
-            );
-        }
-        Ok(())
-    }
-
-    /// Uniques: a value may repeat in another tenant, never within one.
-    async fn probe_uniques(&mut self, name: &QualifiedName, row_a: &Value) -> Result<(), CheckError> {
-        let a = self.a.clone();
-        let table = self.table(name);
-        let object = name.display_plain();
-        // Uniques: B's clone repeated A's values (it exists, so that worked); a second copy in A
-        // with the same values must be refused.
-        // Tenant-scoped versions of the table's own uniques (not the (tenant, primary key) ones
-        // added for foreign keys: a fresh key never repeats those).
-        let pk_columns: Vec<String> =
-            table.primary_key.as_ref().map(|k| k.columns.clone()).unwrap_or_default();
-        let scoped_uniques: Vec<String> = table
-            .uniques
-            .iter()
-            .filter(|u| !u.is_partition_child)
-            .filter(|u| u.key_columns.first().is_some_and(|c| *c == self.tenancy.column || *c == self.qcol))
-            .filter(|u| {
-                let rest: Vec<String> = u.key_columns.iter().skip(1).cloned().collect();
-                let mut rest_sorted = rest.clone();
-                rest_sorted.sort();
-                let mut pk_sorted = pk_columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>();
-                pk_sorted.sort();
-                rest_sorted != pk_sorted
-            })
-            .map(|u| u.index_name.clone())
-            .collect();
-        if scoped_uniques.is_empty() {
-            return Ok(());
-        }
-        if self.clones.contains_key(&(name.clone(), 'b')) {
-            self.record(
-                &object,
-                false,
-                "a unique value may repeat in another tenant",
-                true,
-                format!("tenants A and B hold the same {}", scoped_uniques.join(", ")),
-            );
-        }
-        // A second copy of A's own row (same unique values, fresh key) in A.
-        let own_row = self.where_key(table, row_a, "src.");
-        if let Ok(sql) = self.clone_sql(table, &a, 'a', None, own_row, 13).await {
-            self.as_probe(Some(&a)).await?;
-            let outcome = self.attempt(&sql).await;
-            self.as_admin().await?;
-            let (passed, detail) = refused_by(outcome, &SqlState::UNIQUE_VIOLATION);
-            self.record(&object, false, "a unique value cannot repeat within a tenant", passed, detail);
-        }
-        Ok(())
-    }
-
-    /// Views: a view that shows the same rows whatever the tenant reads across tenants.
-    pub(super) async fn probe_views(&mut self) -> Result<(), CheckError> {
-        let (a, b) = (self.a.clone(), self.b.clone());
-        // Views: a view that shows the same rows whatever the tenant reads across tenants.
-        for view in self.catalog.views.iter().filter(|v| !v.materialized) {
-            if !view.reads_tables.iter().any(|t| self.is_scoped(t)) {
-                continue;
-            }
-            let object = view.name.display_plain();
-            let mut counts = Vec::new();
-            for tenant in [a.as_str(), b.as_str()] {
-                self.as_probe(Some(tenant)).await?;
-                let read =
-                    self.client.query_one(format!("SELECT count(*) FROM {}", view.name).as_str(), &[]).await;
-                self.as_admin().await?;
-                counts.push(read.map(|r| r.get::<_, i64>(0)));
-            }
-            let all = self
-                .client
-                .query_one(format!("SELECT count(*) FROM {}", view.name).as_str(), &[])
-                .await
-                .map(|r| r.get::<_, i64>(0));
-            match (&counts[0], &counts[1], all) {
-                (Ok(ca), Ok(cb), Ok(all)) => {
-                    let leaks = all > 2 && (*ca == all || *cb == all);
-                    self.record(
+            match self.cross_reference_sql(table, &fk, row_a).await {
+                Ok(sql) => {
+                    let outcome = self.attempt_as('a', &sql).await?;
+                    let (outcome, detail) = judged(&outcome, FK_VIOLATION, Some(&names));
+                    self.record_sql(
                         &object,
-                        true,
-                        "reading through the view shows only the tenant's rows",
-                        !leaks,
-                        format!("tenant A sees {ca} rows, B {cb}, all tenants together {all}"),
+                        false,
+                        &probe,
+                        outcome,
+                        format!("{detail} [{}]", fk.name),
+                        Some(('a', &sql)),
                     );
                 }
-                (Err(e), _, _) | (_, Err(e), _) => {
-                    self.record(&object, true, "reading through the view", false, describe_pg_error(e));
-                }
-                (_, _, Err(e)) => self.report.notes.push(format!("{object}: {}", describe_pg_error(&e))),
+                Err(why) => self.record(&object, false, &probe, Outcome::NotProven, why),
             }
         }
+        Ok(())
+    }
+
+    /// The write that points a row of A at B's parent through `fk`. A's own row, with only the
+    /// foreign key's columns changed: every other value stays as it is, so no unique (scoped to
+    /// A, which has no row pointing at B's parent) and no CHECK on other columns can refuse it
+    /// first. When the primary key holds the foreign key's columns (it is global: B's own row
+    /// may hold the new value), a new row instead, its other key columns fresh.
+    async fn cross_reference_sql(
+        &mut self,
+        table: &Table,
+        fk: &crate::catalog::ForeignKey,
+        row_a: &Value,
+    ) -> Result<String, String> {
+        let in_pk = table
+            .primary_key
+            .as_ref()
+            .is_some_and(|pk| pk.columns.iter().any(|c| *c != self.tenancy.column && fk.columns.contains(c)));
+        if in_pk {
+            let fresh = self.unique_columns(table, &fk.columns);
+            let spec = RowSpec {
+                target: table,
+                source: row_a,
+                tenant: 'a',
+                parents: 'a',
+                cross: Some(&fk.name),
+                fresh,
+            };
+            return self.row_insert(&spec).await;
+        }
+        let parent = &self.clones[&(fk.referenced_table.clone(), 'b')];
+        let sets: Vec<String> = fk
+            .columns
+            .iter()
+            .zip(fk.referenced_columns.iter())
+            .filter(|(c, _)| **c != self.tenancy.column)
+            .map(|(c, r)| {
+                let ty = table.column(c).map(|c| c.data_type.clone()).unwrap_or_else(|| "text".into());
+                format!("{} = {}::{ty}", quote_ident(c), super::literal_for(&parent[r.as_str()]))
+            })
+            .collect();
+        Ok(format!(
+            "UPDATE {} SET {} WHERE {}",
+            table.name,
+            sets.join(", "),
+            self.where_row(table, row_a, "")
+        ))
+    }
+
+    /// Names a violation of `unique` may carry: its own, or its partitions' indexes'.
+    fn unique_names(&self, table: &Table, unique: &UniqueIndex) -> Vec<String> {
+        let mut names = vec![unique.index_name.clone()];
+        for part in self.catalog.partition_descendants(&table.name) {
+            names.extend(
+                part.uniques
+                    .iter()
+                    .filter(|u| {
+                        u.is_partition_child
+                            && u.key_columns == unique.key_columns
+                            && u.predicate == unique.predicate
+                    })
+                    .map(|u| u.index_name.clone()),
+            );
+        }
+        names
+    }
+
+    /// A row of A that `unique` covers (its predicate holds, its key values are not NULL):
+    /// A's clone when it qualifies, else a copy of a row that does.
+    async fn row_for_unique(
+        &mut self,
+        table: &Table,
+        unique: &UniqueIndex,
+        row_a: &Value,
+    ) -> Result<Value, String> {
+        let mut conditions: Vec<String> = unique.predicate.iter().cloned().collect();
+        if !unique.nulls_not_distinct {
+            conditions.extend(
+                unique
+                    .key_columns
+                    .iter()
+                    .filter(|c| **c != self.qcol && **c != self.tenancy.column)
+                    .map(|c| format!("({c}) IS NOT NULL")),
+            );
+        }
+        let mut own = conditions.clone();
+        own.push(self.where_row(table, row_a, ""));
+        if let Some(found) = self.fetch_row(table, &own).await? {
+            return Ok(found);
+        }
+        let Some(source) = self.fetch_row(table, &conditions).await? else {
+            return Err(format!(
+                "no row has values {} covers (predicate true, keys not NULL)",
+                unique.index_name
+            ));
+        };
+        let spec = RowSpec {
+            target: table,
+            source: &source,
+            tenant: 'a',
+            parents: 'a',
+            cross: None,
+            fresh: Vec::new(),
+        };
+        self.as_admin(true).await.map_err(|e| e.to_string())?;
+        let made = self.make_row(&spec).await;
+        self.as_admin(false).await.map_err(|e| e.to_string())?;
+        made.map_err(|r| format!("making a row {} covers: {}", unique.index_name, r.message))
+    }
+
+    /// `unique`: a copy of A's row (fresh key, other uniques' columns fresh) is refused within
+    /// A by this unique, and accepted in tenant C, which has no row of its own (or refused by a
+    /// foreign key, never by the unique).
+    async fn probe_unique(
+        &mut self,
+        table: &Table,
+        unique: &UniqueIndex,
+        row_a: &Value,
+    ) -> Result<(), CheckError> {
+        let object = table.name.display_plain();
+        let (within, across) =
+            ("a unique value cannot repeat within a tenant", "a unique value may repeat in another tenant");
+        let mark = self.script.len();
+        self.client.batch_execute("SAVEPOINT unique_probe").await?;
+        let first = match self.row_for_unique(table, unique, row_a).await {
+            Ok(row) => row,
+            Err(why) => {
+                self.client
+                    .batch_execute("ROLLBACK TO SAVEPOINT unique_probe; RELEASE SAVEPOINT unique_probe")
+                    .await?;
+                self.script.truncate(mark);
+                self.record(&object, false, within, Outcome::NotProven, why.clone());
+                self.record(&object, false, across, Outcome::NotProven, why);
+                return Ok(());
+            }
+        };
+        let names = self.unique_names(table, unique);
+        let keep = unique.key_column_names.clone().unwrap_or_default();
+        let fresh = self.unique_columns(table, &keep);
+        for (tenant, probe) in [('a', within), ('c', across)] {
+            let spec = RowSpec {
+                target: table,
+                source: &first,
+                tenant,
+                parents: 'a',
+                cross: None,
+                fresh: fresh.clone(),
+            };
+            let sql = match self.row_insert(&spec).await {
+                Ok(sql) => sql,
+                Err(why) => {
+                    self.record(&object, false, probe, Outcome::NotProven, why);
+                    continue;
+                }
+            };
+            let outcome = self.attempt_as(tenant, &sql).await?;
+            let (outcome, detail) = if tenant == 'a' {
+                judged(&outcome, UNIQUE_VIOLATION, Some(&names))
+            } else {
+                match &outcome {
+                    Ok(_) => (Outcome::Ok, "accepted".to_string()),
+                    Err(r) if r.code == FK_VIOLATION => (
+                        Outcome::Ok,
+                        format!("the unique let it through (a foreign key then refused it: {})", r.message),
+                    ),
+                    Err(r)
+                        if r.code == UNIQUE_VIOLATION
+                            && r.constraint.as_ref().is_some_and(|c| names.contains(c)) =>
+                    {
+                        (Outcome::Leak, format!("refused: {}", r.message))
+                    }
+                    Err(r) => (
+                        Outcome::NotProven,
+                        format!("refused for another reason than the one tested: {}", r.message),
+                    ),
+                }
+            };
+            let detail = format!("{detail} [{}]", unique.index_name);
+            self.record_sql(&object, false, probe, outcome, detail, Some((tenant, &sql)));
+        }
+        self.client
+            .batch_execute("ROLLBACK TO SAVEPOINT unique_probe; RELEASE SAVEPOINT unique_probe")
+            .await?;
+        self.script.truncate(mark);
         Ok(())
     }
 }

@@ -33,35 +33,72 @@ async fn isolation(args: &VerifyArgs) -> Result<(), Failure> {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     } else {
-        outln!(
-            "isolation probe on {} ({} tables, {} views): {}",
-            catalog.server.database,
-            report.tables.len(),
-            report.views.len(),
-            if report.ok { "no leak" } else { "LEAKS FOUND" }
-        );
-        for object in report.tables.iter().chain(report.views.iter()) {
-            let failed: Vec<&crate::checks::isolation::Probe> =
-                object.probes.iter().filter(|p| !p.passed).collect();
-            let mark = if failed.is_empty() { "ok  " } else { "LEAK" };
-            outln!("  {mark} {} ({} probes)", object.object, object.probes.len());
-            for probe in failed {
-                outln!("       ✗ {}: {}", probe.name, probe.detail);
-            }
-        }
-        for note in &report.notes {
-            outln!("  note: {note}");
-        }
-        outln!("(everything ran in one transaction that was rolled back: nothing was left behind)");
+        print_isolation(&catalog.server.database, &report);
     }
     if report.ok {
         Ok(())
-    } else {
+    } else if !report.leaks.is_empty() {
         Err(Failure::new(
             exit::VERIFY_FAILED,
             crate::event::describe::count(report.leaks.len() as u64, "leak", "leaks"),
         ))
+    } else {
+        Err(Failure::new(
+            exit::VERIFY_FAILED,
+            format!(
+                "no leak found, but isolation is not proven for {} of {} tables and {} of {} views",
+                report.tables_total - report.tables_proven,
+                report.tables_total,
+                report.views_total - report.views_proven,
+                report.views_total
+            ),
+        ))
     }
+}
+
+fn print_isolation(database: &str, report: &crate::checks::isolation::IsolationReport) {
+    use crate::checks::isolation::Outcome;
+    let verdict = if !report.leaks.is_empty() {
+        "LEAKS FOUND"
+    } else if report.ok {
+        "no leak"
+    } else {
+        "no leak found, NOT PROVEN"
+    };
+    outln!(
+        "isolation probe on {database} ({} tables, {} views): {verdict}; proven for {} of {} tables, {} of {} views",
+        report.tables_total,
+        report.views_total,
+        report.tables_proven,
+        report.tables_total,
+        report.views_proven,
+        report.views_total
+    );
+    for object in report.tables.iter().chain(report.views.iter()) {
+        let leaked = object.probes.iter().any(|p| p.outcome == Outcome::Leak);
+        let mark = if leaked {
+            "LEAK"
+        } else if object.proven {
+            "ok  "
+        } else {
+            "??  "
+        };
+        outln!("  {mark} {} ({} probes)", object.object, object.probes.len());
+        for probe in object.probes.iter().filter(|p| p.outcome != Outcome::Ok) {
+            let sign = if probe.outcome == Outcome::Leak { "✗" } else { "? not proven:" };
+            outln!("       {sign} {}: {}", probe.name, probe.detail);
+            if let Some(sql) = &probe.sql {
+                outln!("         to see it, run as a superuser:");
+                for line in sql.lines() {
+                    outln!("           {line}");
+                }
+            }
+        }
+    }
+    for note in &report.notes {
+        outln!("  note: {note}");
+    }
+    outln!("(everything ran in one transaction that was rolled back: nothing was left behind)");
 }
 
 pub async fn run(args: VerifyArgs) -> Result<(), Failure> {

@@ -1,0 +1,364 @@
+//! Rows made for the probe. Every value is read as text by the tool's own (RLS-bypassing)
+//! role and written back as a typed literal, so a statement run as the probe role never reads
+//! a row under RLS, and a reproduction script carries the exact values.
+
+use serde_json::Value;
+
+use super::{ADMIN, Outcome, Prober, Refusal, UNIQUE_VIOLATION, literal_for};
+use crate::catalog::{ForeignKey, Table, TableKind};
+use crate::checks::CheckError;
+use crate::sql::{QualifiedName, ident_list, quote_ident, quote_literal};
+
+/// Keys of a row's JSON that locate it (not columns).
+pub(super) const CTID: &str = "tenantize:ctid";
+pub(super) const TABLEOID: &str = "tenantize:tableoid";
+
+/// What a new row is made of.
+pub(super) struct RowSpec<'s> {
+    /// The relation inserted into (a root, or a partition probed directly).
+    pub target: &'s Table,
+    /// The copied row: text values per column.
+    pub source: &'s Value,
+    pub tenant: char,
+    /// Foreign keys point at this tenant's parents…
+    pub parents: char,
+    /// …except this one, which points at the other tenant's.
+    pub cross: Option<&'s str>,
+    /// Columns given fresh values besides the primary key's (other uniques' columns).
+    pub fresh: Vec<String>,
+}
+
+/// The identifiers (unquoted words) of a SQL text.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `jsonb_build_object('col', prefix."col"::text, …)`, in chunks (a function takes at most
+/// 100 arguments).
+fn text_object(table: &Table, prefix: &str) -> String {
+    let parts: Vec<String> = table
+        .columns
+        .chunks(40)
+        .map(|chunk| {
+            let pairs: Vec<String> = chunk
+                .iter()
+                .map(|c| format!("{}, {prefix}{}::text", quote_literal(&c.name), quote_ident(&c.name)))
+                .collect();
+            format!("jsonb_build_object({})", pairs.join(", "))
+        })
+        .collect();
+    format!(
+        "{} || jsonb_build_object({}, {prefix}ctid::text, {}, {prefix}tableoid::oid::text)",
+        if parts.is_empty() { "'{}'::jsonb".to_string() } else { parts.join(" || ") },
+        quote_literal(CTID),
+        quote_literal(TABLEOID)
+    )
+}
+
+impl Prober<'_> {
+    /// Foreign keys of `table` (and of its partitions) to tenant-scoped tables, per column.
+    fn fk_columns(&self, table: &Table) -> Vec<(String, ForeignKey, usize)> {
+        let mut tree = vec![table];
+        tree.extend(self.catalog.partition_descendants(&table.name));
+        let mut out: Vec<(String, ForeignKey, usize)> = Vec::new();
+        for fk in
+            tree.iter().flat_map(|t| t.foreign_keys.iter()).filter(|f| self.is_scoped(&f.referenced_table))
+        {
+            for (i, c) in fk.columns.iter().enumerate() {
+                if !out.iter().any(|(o, _, _)| o == c) {
+                    out.push((c.clone(), fk.clone(), i));
+                }
+            }
+        }
+        out
+    }
+
+    /// Columns a new value must not be invented for: partition keys (routing) and columns a
+    /// CHECK constraint reads (a fresh value could break it and hide the rule under test).
+    fn pinned_columns(&self, table: &Table) -> Vec<String> {
+        let root = self.catalog.partition_root(&table.name);
+        let mut texts: Vec<String> = Vec::new();
+        let mut tree: Vec<&Table> = self.catalog.table(root).into_iter().collect();
+        tree.extend(self.catalog.partition_descendants(root));
+        for t in tree {
+            texts.extend(t.partition_key.clone());
+            texts.extend(t.check_constraints.iter().map(|c| c.definition.clone()));
+        }
+        texts.iter().flat_map(|t| words(t)).collect()
+    }
+
+    /// A fresh value for `column` as a typed literal, computed as the admin over the whole
+    /// partition tree (under RLS a `max()` would see one tenant's rows only), or None when
+    /// the type has no obvious fresh value.
+    async fn fresh_value(&mut self, table: &Table, column: &str) -> Result<Option<String>, String> {
+        let Some(col) = table.column(column) else { return Ok(None) };
+        self.counter += 1;
+        let q = quote_ident(column);
+        let root = self.catalog.partition_root(&table.name);
+        let ty = col.data_type.as_str();
+        let sql = match ty {
+            "smallint" | "integer" | "bigint" | "numeric" => {
+                format!("SELECT (coalesce(max({q}), 0) + {})::text FROM {root}", 1000 + self.counter)
+            }
+            "uuid" => "SELECT gen_random_uuid()::text".into(),
+            "text" | "character varying" | "citext" => {
+                format!("SELECT 'p{}' || left(md5(random()::text), 10)", self.counter)
+            }
+            _ => return Ok(None),
+        };
+        let value: String = self
+            .client
+            .query_one(sql.as_str(), &[])
+            .await
+            .map_err(|e| crate::db::describe_pg_error(&e))?
+            .get(0);
+        Ok(Some(format!("{}::{ty}", quote_literal(&value))))
+    }
+
+    /// One existing row of `from` matching `conditions` (unqualified columns), as text values.
+    pub(super) async fn fetch_row(
+        &self,
+        from: &Table,
+        conditions: &[String],
+    ) -> Result<Option<Value>, String> {
+        let mut all = vec!["true".to_string()];
+        all.extend(conditions.iter().map(|c| format!("({c})")));
+        let sql = format!(
+            "SELECT {} FROM {} src WHERE {} LIMIT 1",
+            text_object(from, "src."),
+            from.name,
+            all.join(" AND ")
+        );
+        match self.client.query_opt(sql.as_str(), &[]).await {
+            Ok(row) => Ok(row.map(|r| r.get(0))),
+            Err(e) => Err(crate::db::describe_pg_error(&e)),
+        }
+    }
+
+    /// `prefix.pk = value AND …` for `row`, or its ctid without a primary key.
+    pub(super) fn where_row(&self, table: &Table, row: &Value, prefix: &str) -> String {
+        match &table.primary_key {
+            Some(pk) => pk
+                .columns
+                .iter()
+                .map(|c| {
+                    let ty = table.column(c).map(|c| c.data_type.as_str()).unwrap_or("text");
+                    format!("{prefix}{} = {}::{ty}", quote_ident(c), literal_for(&row[c]))
+                })
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            None => format!(
+                "{prefix}tableoid = {}::oid AND {prefix}ctid = {}::tid",
+                literal_for(&row[TABLEOID]),
+                literal_for(&row[CTID])
+            ),
+        }
+    }
+
+    /// The INSERT for `spec`, with literal values only.
+    pub(super) async fn row_insert(&mut self, spec: &RowSpec<'_>) -> Result<String, String> {
+        let table = spec.target;
+        let pinned = self.pinned_columns(table);
+        let fk_columns = self.fk_columns(table);
+        let is_fk = |c: &str| fk_columns.iter().any(|(f, _, _)| f.as_str() == c);
+        let root_name = self.catalog.partition_root(&table.name);
+        let partition_keys: Vec<String> = self
+            .catalog
+            .table(root_name)
+            .into_iter()
+            .chain(self.catalog.partition_descendants(root_name))
+            .filter_map(|t| t.partition_key.as_ref())
+            .flat_map(|k| words(k))
+            .collect();
+        let pk: Vec<String> = table.primary_key.as_ref().map(|p| p.columns.clone()).unwrap_or_default();
+        // Fresh key values first: a self-reference may point at the row itself.
+        let mut fresh: Vec<(String, String)> = Vec::new();
+        for c in pk.iter().chain(spec.fresh.iter()) {
+            let keyed = pk.contains(c);
+            if *c == self.tenancy.column
+                || is_fk(c)
+                || (pinned.contains(c) && !keyed)
+                || fresh.iter().any(|(f, _)| f == c)
+            {
+                continue;
+            }
+            if keyed && partition_keys.contains(c) {
+                continue;
+            }
+            if let Some(v) = self.fresh_value(table, c).await? {
+                fresh.push((c.clone(), v));
+            }
+        }
+        let other = if spec.parents == 'a' { 'b' } else { 'a' };
+        let root = self.catalog.partition_root(&table.name).clone();
+        let (mut columns, mut values, mut overriding) = (Vec::new(), Vec::new(), false);
+        for col in &table.columns {
+            let own_fresh = fresh.iter().find(|(f, _)| *f == col.name).map(|(_, v)| v.clone());
+            if col.generated.is_some() || (col.identity.as_deref() == Some("a") && own_fresh.is_none()) {
+                continue;
+            }
+            let value = if col.name == self.tenancy.column {
+                self.tenant_literal(spec.tenant)
+            } else if let Some((_, fk, i)) = fk_columns.iter().find(|(f, _, _)| *f == col.name) {
+                let from = if spec.cross == Some(fk.name.as_str()) { other } else { spec.parents };
+                let referenced = &fk.referenced_columns[*i];
+                match self.clones.get(&(fk.referenced_table.clone(), from)) {
+                    Some(parent) => format!("{}::{}", literal_for(&parent[referenced]), col.data_type),
+                    None if !col.not_null => "NULL".into(),
+                    None if *self.catalog.partition_root(&fk.referenced_table) == root
+                        && fresh.iter().any(|(f, _)| f == referenced) =>
+                    {
+                        // A self-reference with no row of this tenant yet: the row itself.
+                        fresh.iter().find(|(f, _)| f == referenced).map(|(_, v)| v.clone()).expect("found")
+                    }
+                    None => {
+                        return Err(format!(
+                            "needs a row of {} in this tenant first ({} is NOT NULL)",
+                            fk.referenced_table.display_plain(),
+                            col.name
+                        ));
+                    }
+                }
+            } else if let Some(v) = own_fresh {
+                overriding |= col.identity.as_deref() == Some("a");
+                v
+            } else {
+                match &spec.source[col.name.as_str()] {
+                    Value::Null => "NULL".into(),
+                    v => format!("{}::{}", literal_for(v), col.data_type),
+                }
+            };
+            columns.push(col.name.clone());
+            values.push(value);
+        }
+        Ok(format!(
+            "INSERT INTO {} ({}){} VALUES ({})",
+            table.name,
+            ident_list(&columns),
+            if overriding { " OVERRIDING SYSTEM VALUE" } else { "" },
+            values.join(", ")
+        ))
+    }
+
+    /// Insert `sql` as the current role in a savepoint; the new row as text values.
+    pub(super) async fn insert_returning(&mut self, table: &Table, sql: &str) -> Result<Value, Refusal> {
+        self.savepoints += 1;
+        let sp = format!("row_{}", self.savepoints);
+        let fail = |e: tokio_postgres::Error| Refusal::from_error(&e);
+        self.client
+            .batch_execute(&format!("SAVEPOINT {sp}; SET CONSTRAINTS ALL IMMEDIATE"))
+            .await
+            .map_err(fail)?;
+        let returning = format!("{sql} RETURNING {}", text_object(table, ""));
+        match self.client.query_one(returning.as_str(), &[]).await {
+            Ok(row) => {
+                self.client.batch_execute(&format!("RELEASE SAVEPOINT {sp}")).await.map_err(fail)?;
+                Ok(row.get(0))
+            }
+            Err(e) => {
+                self.client.batch_execute(&format!("ROLLBACK TO SAVEPOINT {sp}")).await.map_err(fail)?;
+                Err(Refusal::from_error(&e))
+            }
+        }
+    }
+
+    /// Make a row as the admin (with the application's search_path, for its triggers) and
+    /// keep its statement for the reproduction scripts.
+    pub(super) async fn make_row(&mut self, spec: &RowSpec<'_>) -> Result<Value, Refusal> {
+        let sql = self.row_insert(spec).await.map_err(Refusal::other)?;
+        let made = self.insert_returning(spec.target, &sql).await;
+        if made.is_ok() {
+            let root = self.catalog.partition_root(&spec.target.name).clone();
+            self.script.push((root, sql.clone()));
+        }
+        self.last_sql = Some(sql);
+        made
+    }
+
+    /// One row per table for `tenant` (per leaf partition for partitioned tables), parents
+    /// first.
+    pub(super) async fn clone_rows(
+        &mut self,
+        roots: &[QualifiedName],
+        tenant: char,
+    ) -> Result<(), CheckError> {
+        for name in roots {
+            let root = self.table(name);
+            let leaves: Vec<&Table> = if root.kind == TableKind::Partitioned {
+                self.catalog
+                    .partition_descendants(name)
+                    .into_iter()
+                    .filter(|t| t.kind == TableKind::Ordinary)
+                    .collect()
+            } else {
+                vec![root]
+            };
+            for leaf in leaves {
+                self.as_admin(true).await?;
+                let made = match self.fetch_row(leaf, &[]).await {
+                    Ok(Some(source)) => {
+                        let spec = RowSpec {
+                            target: root,
+                            source: &source,
+                            tenant,
+                            parents: tenant,
+                            cross: None,
+                            fresh: Vec::new(),
+                        };
+                        self.make_row(&spec).await
+                    }
+                    Ok(None) => Err(Refusal::other("the table has no row to copy")),
+                    Err(e) => Err(Refusal::other(e)),
+                };
+                self.as_admin(false).await?;
+                match made {
+                    Ok(row) => {
+                        let mut at = leaf.name.clone();
+                        self.clones.insert((at.clone(), tenant), row.clone());
+                        while let Some(parent) = self.table(&at).partition_of.clone() {
+                            self.clones.entry((parent.clone(), tenant)).or_insert_with(|| row.clone());
+                            at = parent;
+                        }
+                    }
+                    Err(why) => self.clone_refused(root, leaf, tenant, why),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A clone refused by a unique that is not tenant-scoped is a leak (a new tenant may not
+    /// hold a value another tenant holds); any other refusal leaves the table not proven.
+    fn clone_refused(&mut self, root: &Table, leaf: &Table, tenant: char, why: Refusal) {
+        let global = why.code == UNIQUE_VIOLATION
+            && why.constraint.as_ref().is_some_and(|name| {
+                [root, leaf].iter().flat_map(|t| t.uniques.iter()).any(|u| {
+                    u.index_name == *name
+                        && !u.key_columns.iter().any(|c| *c == self.tenancy.column || *c == self.qcol)
+                })
+            });
+        let who = tenant.to_ascii_uppercase();
+        if global && tenant == 'b' {
+            let statement = self.last_sql.clone();
+            self.record_sql(
+                &root.name.display_plain(),
+                false,
+                "a unique value may repeat in another tenant",
+                Outcome::Leak,
+                format!("refused: {} (copying an existing row into a new tenant)", why.message),
+                statement.as_deref().map(|s| (ADMIN, s)),
+            );
+        } else {
+            self.record(
+                &leaf.name.display_plain(),
+                false,
+                &format!("a row of tenant {who} can be made"),
+                Outcome::NotProven,
+                why.message,
+            );
+        }
+    }
+}
