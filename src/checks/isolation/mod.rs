@@ -47,6 +47,9 @@ pub struct Tenancy {
     pub setting: String,
     /// Tenant-scoped tables, partitions included.
     pub tables: Vec<QualifiedName>,
+    /// Materialized views the plan acknowledges (`--acknowledge materialized-view:NAME`): RLS
+    /// cannot cover them and the operator accepted that; they are named, not probed.
+    pub acknowledged_views: Vec<QualifiedName>,
 }
 
 impl Tenancy {
@@ -58,6 +61,13 @@ impl Tenancy {
             column: plan.tenant.column.clone(),
             setting: plan.tenant.setting.clone(),
             tables: plan.scoped_tables().map(|t| t.name.clone()).collect(),
+            acknowledged_views: plan
+                .options
+                .acknowledge
+                .iter()
+                .filter_map(|a| a.strip_prefix("materialized-view:"))
+                .map(|name| QualifiedName::parse_plain(name, "public"))
+                .collect(),
         }
     }
 
@@ -84,6 +94,7 @@ impl Tenancy {
             key_type,
             column: column.to_string(),
             setting: setting.to_string(),
+            acknowledged_views: Vec::new(),
         }
     }
 }
@@ -426,7 +437,18 @@ async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<Is
         schemas: Vec::new(),
         last_sql: None,
     };
-    let views = p.reading_views().await?;
+    let mut views = p.reading_views().await?;
+    views.retain(|(view, materialized)| {
+        let accepted = *materialized && tenancy.acknowledged_views.contains(view);
+        if accepted {
+            p.report.notes.push(format!(
+                "{}: a materialized view holds every tenant's rows (RLS cannot cover it); the plan \
+                 acknowledges it, so it is not probed: the application's roles must not read it",
+                view.display_plain()
+            ));
+        }
+        !accepted
+    });
     p.setup(&views).await?;
     let roots = ordered_roots(catalog, tenancy);
     p.clone_rows(&roots, 'b').await?;

@@ -166,8 +166,16 @@ mod tests {
             .alter("public", "users", |t| t.trigger_writing("users_self", "public", "users"))
             .build();
         let plan = plan_of(&catalog);
-        assert!(has_finding(&plan, Severity::Warning, "trigger-writes-tenant-table", "issues_log on public.issues"));
-        assert!(!plan.findings.iter().any(|f| f.object.starts_with("users_self")), "writing its own table is fine");
+        assert!(has_finding(
+            &plan,
+            Severity::Warning,
+            "trigger-writes-tenant-table",
+            "issues_log on public.issues"
+        ));
+        assert!(
+            !plan.findings.iter().any(|f| f.object.starts_with("users_self")),
+            "writing its own table is fine"
+        );
     }
 
     #[test]
