@@ -25,6 +25,9 @@ struct Fixture {
     extra: &'static [&'static str],
     /// Extensions the file creates: they must be installed on the machine (never skipped).
     extensions: &'static [&'static str],
+    /// The database's search_path as the application's deployment sets it (`ALTER DATABASE …
+    /// SET search_path`): the application's triggers and functions name tables without schema.
+    search_path: Option<&'static str>,
     /// What the operator chose for an acknowledged materialized view: the application's
     /// role may not read it (SELECT revoked), so the application-role check leaves it out.
     revoked: &'static [&'static str],
@@ -38,6 +41,7 @@ const ADVENTUREWORKS: Fixture = Fixture {
     extra: &["--acknowledge", "materialized-view:person.vstateprovincecountryregion"],
     extensions: &["uuid-ossp"],
     revoked: &["person.vstateprovincecountryregion"],
+    search_path: None,
 };
 
 const PGSTAC: Fixture = Fixture {
@@ -57,6 +61,8 @@ const PGSTAC: Fixture = Fixture {
     ],
     extensions: &["postgis"],
     revoked: &[],
+    // pgstac's functions and triggers rely on it (pypgstac sets it for its roles).
+    search_path: Some("pgstac, public"),
 };
 
 const HARNESS: Fixture = Fixture {
@@ -65,6 +71,7 @@ const HARNESS: Fixture = Fixture {
     extra: &["--exclude", "migrations", "--exclude", "gc_review_after_defaults"],
     extensions: &["uuid-ossp"],
     revoked: &[],
+    search_path: None,
 };
 
 const DANBOORU: Fixture = Fixture {
@@ -73,6 +80,7 @@ const DANBOORU: Fixture = Fixture {
     extra: &["--exclude", "schema_migrations", "--exclude", "ar_internal_metadata"],
     extensions: &["btree_gin", "fuzzystrmatch", "pg_trgm", "pgcrypto", "pgstattuple"],
     revoked: &[],
+    search_path: None,
 };
 
 const KILLBILL: Fixture = Fixture {
@@ -83,6 +91,7 @@ const KILLBILL: Fixture = Fixture {
     extra: &["--tenant-table", "tenantize_tenants", "--exclude", "tenants"],
     extensions: &[],
     revoked: &[],
+    search_path: None,
 };
 
 /// The tenant setting's value for the application role: a tenant that owns no rows.
@@ -184,6 +193,9 @@ async fn load(fixture: &Fixture, prefix: &str) -> TestDb {
     }
     let path = fixtures_dir().join("real").join(fixture.file);
     cluster().run_sql_file(&db.name, &path).unwrap_or_else(|e| panic!("load {}: {e}", fixture.file));
+    if let Some(path) = fixture.search_path {
+        db.exec(&format!("ALTER DATABASE {} SET search_path = {path}", db.name)).await;
+    }
     db
 }
 

@@ -364,13 +364,17 @@ impl<'a> Prober<'a> {
         self.client.batch_execute(&self.probe_context(tenant)).await.map_err(db_error)
     }
 
-    /// Back to the tool's own role; `app_path` keeps the application's search_path (for
-    /// cloning rows, whose triggers expect it), else the tool's empty one.
-    async fn as_admin(&self, app_path: bool) -> Result<(), CheckError> {
-        let path = if app_path { self.app_path.as_str() } else { "''" };
+    /// Back to the tool's own role. `cloning`: for making the probe's own rows, with the
+    /// application's search_path (defaults and generated columns may name functions without
+    /// schema) and no user trigger firing (a trigger that writes another table would write it
+    /// for the default tenant; the rows are the probe's setup, not what it tests). Otherwise the
+    /// tool's empty search_path and triggers as usual.
+    async fn as_admin(&self, cloning: bool) -> Result<(), CheckError> {
+        let (path, role) = if cloning { (self.app_path.as_str(), "replica") } else { ("''", "origin") };
         self.client
             .batch_execute(&format!(
-                "RESET ROLE; SELECT set_config({}, '', true); SELECT set_config('search_path', {path}, true);",
+                "RESET ROLE; SELECT set_config({}, '', true); SELECT set_config('search_path', {path}, true); \
+                 SELECT set_config('session_replication_role', '{role}', true);",
                 quote_literal(&self.tenancy.setting)
             ))
             .await

@@ -275,6 +275,10 @@ impl Prober<'_> {
                 .filter(|f| f.columns == fk.columns)
                 .map(|f| f.name.clone())
                 .collect();
+            if let Some(why) = self.same_key_in_a(&fk).await? {
+                self.record(&object, false, &probe, Outcome::NotProven, why);
+                continue;
+            }
             match self.cross_reference_sql(table, &fk, row_a).await {
                 Ok(sql) => {
                     let outcome = self.attempt_as('a', &sql).await?;
@@ -292,6 +296,35 @@ impl Prober<'_> {
             }
         }
         Ok(())
+    }
+
+    /// When A has a parent with the very key B's parent has (a generated key, or one copied as
+    /// is because the probe cannot change it), a row of A pointing at that key points at A's
+    /// own parent: the probe cannot tell the tenants apart through `fk`, so it proves nothing.
+    async fn same_key_in_a(&self, fk: &crate::catalog::ForeignKey) -> Result<Option<String>, CheckError> {
+        let parent = &self.clones[&(fk.referenced_table.clone(), 'b')];
+        let mut conditions = vec![format!("{} = {}", self.qcol, self.tenant_literal('a'))];
+        let table = self.catalog.table(&fk.referenced_table);
+        for r in fk.referenced_columns.iter().filter(|r| **r != self.tenancy.column) {
+            let ty =
+                table.and_then(|t| t.column(r)).map(|c| c.data_type.clone()).unwrap_or_else(|| "text".into());
+            let value = super::literal_for(&parent[r.as_str()]);
+            conditions.push(format!("{} IS NOT DISTINCT FROM {value}::{ty}", quote_ident(r)));
+        }
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {})",
+            fk.referenced_table,
+            conditions.join(" AND ")
+        );
+        let found: bool = self.client.query_one(sql.as_str(), &[]).await.map_err(super::db_error)?.get(0);
+        Ok(found.then(|| {
+            format!(
+                "tenant A has a row in {} with the key B's row has ({}: generated or kept as is), so \
+                 pointing at it points at A's own",
+                fk.referenced_table.display_plain(),
+                fk.referenced_columns.join(", ")
+            )
+        }))
     }
 
     /// The write that points a row of A at B's parent through `fk`. A's own row, with only the
