@@ -114,7 +114,15 @@ pub fn table_shape(table: &Table, ignore: &FingerprintIgnore) -> TableShape {
         partition_of,
         inherits_from: table.inherits_from.iter().map(|t| t.to_string()).collect(),
         columns,
-        primary_key: table.primary_key.as_ref().map(|p| p.definition.clone()),
+        // A key the plan scoped reads as the key it was (stage 7 put the tenant column in front).
+        primary_key: table.primary_key.as_ref().map(|p| {
+            let key = ignore.strip_tenant(&p.columns);
+            if key.len() < p.columns.len() {
+                format!("PRIMARY KEY ({})", crate::sql::ident_list(key))
+            } else {
+                p.definition.clone()
+            }
+        }),
         uniques,
         foreign_keys,
         indexes,

@@ -173,6 +173,9 @@ pub struct KeyConstraint {
     pub name: String,
     pub columns: Vec<String>,
     pub definition: String,
+    /// Its index is the table's CLUSTER index (`pg_index.indisclustered`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clustered: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

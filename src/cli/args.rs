@@ -227,6 +227,27 @@ pub struct PlanOptionArgs {
     /// the finding prints them, e.g. materialized-view:public.user_stats).
     #[arg(long, value_name = "CODE:OBJECT")]
     pub acknowledge: Vec<String>,
+    /// Which primary keys become (tenant column, key): natural ones (no sequence, identity or
+    /// computed default), all, or none.
+    #[arg(long, value_enum, default_value = "natural")]
+    pub scope_primary_keys: PrimaryKeyScopeArg,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrimaryKeyScopeArg {
+    Natural,
+    All,
+    None,
+}
+
+impl From<PrimaryKeyScopeArg> for crate::plan::PrimaryKeyScope {
+    fn from(arg: PrimaryKeyScopeArg) -> Self {
+        match arg {
+            PrimaryKeyScopeArg::Natural => crate::plan::PrimaryKeyScope::Natural,
+            PrimaryKeyScopeArg::All => crate::plan::PrimaryKeyScope::All,
+            PrimaryKeyScopeArg::None => crate::plan::PrimaryKeyScope::None,
+        }
+    }
 }
 
 /// Where a tenant table named without a schema goes: `public` when it is converted (where an
@@ -258,6 +279,7 @@ impl PlanOptionArgs {
             backfill: self.backfill.map(BackfillMode::from),
             batch_rows: self.batch_rows,
             acknowledge: self.acknowledge.clone(),
+            scope_primary_keys: self.scope_primary_keys.into(),
         }
     }
 }

@@ -269,6 +269,27 @@ impl KeyType {
     }
 }
 
+/// Which primary keys stage 7 makes tenant-scoped (`PRIMARY KEY (tenant_id, …)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PrimaryKeyScope {
+    /// Natural keys only: no column of the key has an identity, a generated value or a
+    /// default that computes one (a sequence, a random UUID). Surrogate keys stay global,
+    /// where a value can never repeat anyway.
+    #[default]
+    Natural,
+    /// Every primary key (distribution by tenant needs the tenant column in each).
+    All,
+    /// None.
+    None,
+}
+
+impl PrimaryKeyScope {
+    pub fn is_default(&self) -> bool {
+        *self == PrimaryKeyScope::default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackfillMode {
@@ -297,6 +318,8 @@ pub struct PlanOptions {
     /// as `CODE:OBJECT` (`--acknowledge materialized-view:public.user_stats`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acknowledge: Vec<String>,
+    #[serde(default, skip_serializing_if = "PrimaryKeyScope::is_default")]
+    pub scope_primary_keys: PrimaryKeyScope,
 }
 
 impl PlanOptions {
@@ -320,6 +343,7 @@ impl Default for PlanOptions {
             backfill: None,
             batch_rows: 5000,
             acknowledge: Vec::new(),
+            scope_primary_keys: PrimaryKeyScope::Natural,
         }
     }
 }

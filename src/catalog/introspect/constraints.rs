@@ -29,6 +29,8 @@ pub(super) async fn read_constraints(
                 pg_get_constraintdef(con.oid) AS definition, con.convalidated AS validated,
                 con.condeferrable AS deferrable, con.condeferred AS deferred,
                 con.conparentid <> 0 AS inherited,
+                coalesce((SELECT i.indisclustered FROM pg_catalog.pg_index i WHERE i.indexrelid = con.conindid), false)
+                    AS clustered,
                 coalesce((SELECT json_agg(a.attname ORDER BY u.ord) FROM unnest(con.conkey) WITH ORDINALITY u(attnum, ord)
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = u.attnum), '[]') AS columns,
                 CASE WHEN con.contype = 'f' THEN json_build_array(fn.nspname, fc.relname) END AS referenced_table,
@@ -84,7 +86,10 @@ pub(super) async fn read_constraints(
         }
         let Some(table) = tables.get_mut(relid) else { continue };
         match kind.as_str() {
-            "p" => table.primary_key = Some(KeyConstraint { name, columns, definition }),
+            "p" => {
+                let clustered = get(what, row, "clustered")?;
+                table.primary_key = Some(KeyConstraint { name, columns, definition, clustered })
+            }
             "u" => {
                 let info = UniqueConstraintInfo {
                     definition,

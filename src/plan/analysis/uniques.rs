@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use super::names::NameBook;
 use super::{Findings, Scope, sorted};
-use crate::catalog::{TableKind, UniqueIndex};
+use crate::catalog::{TableKind, UniqueConstraintInfo, UniqueIndex};
 use crate::plan::ddl::rewrite_index_definition;
-use crate::plan::model::Severity;
-use crate::sql::QualifiedName;
+use crate::plan::model::{PrimaryKeyScope, Severity};
+use crate::sql::{QualifiedName, ident_list, quote_ident};
 
 /// How a unique constraint or index becomes tenant-scoped in stage 7.
 #[derive(Debug, Clone)]
@@ -22,6 +22,11 @@ pub(in crate::plan) struct ScopedUnique {
     pub retired_name: String,
     /// Build concurrently (ordinary tables) or in place under a SHARE lock (partitioned).
     pub partitioned: bool,
+    /// The unique is the table's primary key: swapped in as `PRIMARY KEY USING INDEX`, and
+    /// its rollback drops the scoped key instead of keeping it aside.
+    pub primary_key: bool,
+    /// The original key's index is the table's CLUSTER index: the swaps keep that.
+    pub clustered: bool,
     /// The scoped copy's `CREATE UNIQUE INDEX` (no `;`) that the build step runs. `None` for
     /// a partitioned table's constraint (the swap rebuilds it in place) and for a definition
     /// that could not be read (reported).
@@ -156,10 +161,97 @@ fn decide_for_table(
             restore_name,
             retired_name,
             partitioned,
+            primary_key: false,
+            clustered: false,
             build_definition: None,
         });
     }
+    planned.extend(primary_key(scope, name, global_references, book, findings));
     planned
+}
+
+/// The table's primary key as a unique to scope, when `--scope-primary-keys` asks for it: a
+/// natural key (no column with an identity, a generated value or a computed default), or
+/// any with `all`. Kept global when a foreign key that stays global references it, on a
+/// partitioned table, and with INCLUDE columns.
+fn primary_key(
+    scope: &Scope,
+    name: &QualifiedName,
+    global_references: &[GlobalReference],
+    book: &mut NameBook,
+    findings: &mut Findings,
+) -> Option<ScopedUnique> {
+    let table = scope.table(name);
+    let pk = table.primary_key.as_ref()?;
+    let surrogate = pk.columns.iter().filter_map(|c| table.column(c)).any(|c| {
+        c.identity.is_some() || c.generated.is_some() || c.default.as_ref().is_some_and(|d| d.contains('('))
+    });
+    let wanted = match scope.options.scope_primary_keys {
+        PrimaryKeyScope::None => false,
+        PrimaryKeyScope::Natural => !surrogate,
+        PrimaryKeyScope::All => true,
+    };
+    if !wanted || table.is_partition() {
+        return None;
+    }
+    let object = format!("{} on {}", pk.name, name.display_plain());
+    let kept = |why: &str, findings: &mut Findings| {
+        findings.add(Severity::Warning, "primary-key-kept-global", object.clone(), why.to_string());
+    };
+    if table.kind == TableKind::Partitioned {
+        kept(
+            "primary key of a partitioned table: swapping it needs a rebuild in place; kept global",
+            findings,
+        );
+        return None;
+    }
+    if pk.definition.contains(" INCLUDE ") {
+        kept("primary key with INCLUDE columns; kept global", findings);
+        return None;
+    }
+    if let Some((from, _, _)) = global_references
+        .iter()
+        .find(|(_, target, cols)| target == name && sorted(cols) == sorted(&pk.columns))
+    {
+        let why = format!(
+            "a foreign key of {} that is not made tenant-scoped references it; kept global",
+            from.display_plain()
+        );
+        kept(&why, findings);
+        return None;
+    }
+    let col = &scope.tenant.column;
+    let original = UniqueIndex {
+        index_name: pk.name.clone(),
+        constraint: Some(UniqueConstraintInfo {
+            definition: pk.definition.clone(),
+            deferrable: false,
+            initially_deferred: false,
+            inherited: false,
+        }),
+        index_definition: format!(
+            "CREATE UNIQUE INDEX {} ON {name} USING btree ({})",
+            quote_ident(&pk.name),
+            ident_list(&pk.columns)
+        ),
+        key_columns: pk.columns.iter().map(|c| quote_ident(c)).collect(),
+        key_column_names: Some(pk.columns.clone()),
+        predicate: None,
+        access_method: "btree".into(),
+        nulls_not_distinct: false,
+        valid: true,
+        is_partition_child: false,
+    };
+    Some(ScopedUnique {
+        temp_name: book.fresh(&name.schema, &format!("{}_{}", pk.name, col)),
+        restore_name: book.fresh(&name.schema, &format!("{}_global", pk.name)),
+        retired_name: book.fresh(&name.schema, &format!("{}_retired", pk.name)),
+        original,
+        partitioned: false,
+        primary_key: true,
+        clustered: pk.clustered,
+        build_definition: None,
+    })
 }
 
 /// The scoped copies' definitions: the original's text with the tenant column spliced in
@@ -224,6 +316,43 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn natural_primary_keys_become_tenant_scoped_and_surrogate_ones_stay_unless_all() {
+        use crate::plan::{PlanOptions, PrimaryKeyScope};
+        let catalog = saas(PG15)
+            .table("public", "countries", |t| t.pk_named("countries_pkey", &["code"]).col_nn("code", "text"))
+            .table("public", "serials", |t| {
+                t.pk(&["id"]).default("id", "nextval('serials_id_seq'::regclass)")
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        let build = forward_sql(step(&plan, "7.unique-build:public.countries"));
+        assert!(build.contains("ON public.countries USING btree (tenant_id, code)"), "{build}");
+        let swap = step(&plan, "7.unique-swap:public.countries");
+        assert!(
+            forward_sql(swap)
+                .contains("ADD CONSTRAINT countries_pkey PRIMARY KEY USING INDEX countries_pkey_tenant_id;")
+        );
+        let back = rollback_sql(swap);
+        assert!(back.contains("CREATE UNIQUE INDEX CONCURRENTLY countries_pkey_global ON public.countries USING btree (code)"), "{back}");
+        assert!(
+            back.contains("ADD CONSTRAINT countries_pkey PRIMARY KEY USING INDEX countries_pkey_global;"),
+            "{back}"
+        );
+        assert!(
+            swap.guards().iter().any(|g| g.sql.contains("GROUP BY (code)")),
+            "repeated keys are counted first"
+        );
+        assert!(plan.step("7.unique-swap:public.serials").is_none(), "a surrogate key stays global");
+        let all = PlanOptions { scope_primary_keys: PrimaryKeyScope::All, ..Default::default() };
+        assert!(
+            forward_sql(step(&plan_with(&catalog, &all), "7.unique-swap:public.serials"))
+                .contains("PRIMARY KEY USING INDEX")
+        );
+        let none = PlanOptions { scope_primary_keys: PrimaryKeyScope::None, ..Default::default() };
+        assert!(plan_with(&catalog, &none).step("7.unique-swap:public.countries").is_none());
     }
 
     #[test]

@@ -98,6 +98,14 @@ impl TableBuilder {
         self
     }
 
+    /// `column`'s default expression (`nextval(...)` makes a key a surrogate one).
+    pub(crate) fn default(mut self, column: &str, default: &str) -> Self {
+        if let Some(c) = self.table.columns.iter_mut().find(|c| c.name == column) {
+            c.default = Some(default.into());
+        }
+        self
+    }
+
     /// A member of `extension` (as PostGIS's spatial_ref_sys is).
     pub(crate) fn extension(mut self, extension: &str) -> Self {
         self.table.extension = Some(extension.into());
@@ -110,7 +118,7 @@ impl TableBuilder {
     }
 
     /// Primary key under PostgreSQL's default name; columns not declared yet become
-    /// `bigint NOT NULL`.
+    /// `bigint NOT NULL`, and an `id` among them a sequence's (a surrogate key, as most are).
     pub(crate) fn pk(self, columns: &[&str]) -> Self {
         let name = pg_object_name(&self.table.name.name.clone(), "", "pkey");
         self.pk_named(&name, columns)
@@ -118,12 +126,18 @@ impl TableBuilder {
 
     pub(crate) fn pk_named(mut self, name: &str, columns: &[&str]) -> Self {
         for c in columns {
+            let declared = self.table.column(c).is_some();
             self.add_column(c, "bigint", true);
+            if !declared && *c == "id" {
+                let sequence = format!("nextval('{}_id_seq'::regclass)", self.table.name);
+                self = self.default("id", &sequence);
+            }
         }
         self.table.primary_key = Some(KeyConstraint {
             name: name.into(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
             definition: format!("PRIMARY KEY ({})", ident_list(columns)),
+            clustered: false,
         });
         self
     }

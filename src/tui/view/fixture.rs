@@ -36,10 +36,15 @@ fn column(t: &mut Table, name: &str, data_type: &str, not_null: bool) {
 }
 
 fn primary_key(t: &mut Table, columns: &[&str]) {
+    // Surrogate keys, as the sample's are: a sequence fills each.
+    for c in t.columns.iter_mut().filter(|c| columns.contains(&c.name.as_str())) {
+        c.default = Some(format!("nextval('{}_{}_seq'::regclass)", t.name, c.name));
+    }
     t.primary_key = Some(KeyConstraint {
         name: format!("{}_pkey", t.name.name),
         columns: columns.iter().map(|c| c.to_string()).collect(),
         definition: format!("PRIMARY KEY ({})", ident_list(columns)),
+        clustered: false,
     });
 }
 

@@ -16,6 +16,7 @@ use crate::plan::statement::PartState;
 use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
 mod partitioned;
+mod primary_key;
 use partitioned::{swap_partitioned_constraint, swap_partitioned_index};
 
 const PARTITIONED_BUILD_EXEMPTION: &str =
@@ -79,7 +80,8 @@ const SWAPPED_IN: &str = "swapped in (roll back the swap first)";
 /// constraint swap leaves it as a constraint under its temporary name.
 fn build_concurrently_part(s: &Scope, table: &QualifiedName, u: &ScopedUnique, sql: &str) -> Part {
     let temp = table.sibling(u.temp_name.clone());
-    let constraint = u.original.constraint.is_some();
+    // A primary key's rollback drops the scoped copy with the key: never kept aside.
+    let constraint = u.original.constraint.is_some() && !u.primary_key;
     let mut states = vec![swapped_in(s, table, u)];
     if constraint {
         states.push(state(KEPT, holds(probe::constraint_exists(table, &u.temp_name, 'u'))));
@@ -104,7 +106,11 @@ fn build_concurrently_part(s: &Scope, table: &QualifiedName, u: &ScopedUnique, s
         states,
         done,
         undone: names(&["absent"]),
-        rollback_from: constraint.then(|| KEPT.to_string()),
+        rollback_from: if u.primary_key {
+            Some("absent".to_string())
+        } else {
+            constraint.then(|| KEPT.to_string())
+        },
         transitions,
         guards: Vec::new(),
     }
@@ -145,6 +151,7 @@ fn swap_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Opti
     let mut checks = Vec::new();
     for u in uniques {
         let part = match (&u.original.constraint, u.partitioned) {
+            (Some(_), false) if u.primary_key => primary_key::swap_primary_key(table, u, col),
             (Some(constraint), false) => swap_constraint(table, u, constraint, col),
             (None, false) => swap_index(table, u, col),
             (Some(constraint), true) => Some(swap_partitioned_constraint(table, u, constraint, col)),
