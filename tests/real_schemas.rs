@@ -25,6 +25,10 @@ struct Fixture {
     extra: &'static [&'static str],
     /// Extensions the file creates: they must be installed on the machine (never skipped).
     extensions: &'static [&'static str],
+    /// What `verify --isolation` can say on this schema: proven (exit 0), or, where the probe
+    /// cannot build the rows a proof needs, no leak found but not proven (exit 3 with that
+    /// message), for the reason given.
+    isolation: Isolation,
     /// The database's search_path as the application's deployment sets it (`ALTER DATABASE …
     /// SET search_path`): the application's triggers and functions name tables without schema.
     search_path: Option<&'static str>,
@@ -42,6 +46,11 @@ const ADVENTUREWORKS: Fixture = Fixture {
     extensions: &["uuid-ossp"],
     revoked: &["person.vstateprovincecountryregion"],
     search_path: None,
+    isolation: Isolation::NoLeakNotProven(
+        "the probe copies countryregion's natural text key as is for both of its tenants (no fresh \
+         value fits the column), so a reference to it cannot tell them apart; the two job-candidate \
+         views read XML resumes the generated rows do not have, so they show no row to hide",
+    ),
 };
 
 const PGSTAC: Fixture = Fixture {
@@ -63,6 +72,11 @@ const PGSTAC: Fixture = Fixture {
     revoked: &[],
     // pgstac's functions and triggers rely on it (pypgstac sets it for its roles).
     search_path: Some("pgstac, public"),
+    isolation: Isolation::NoLeakNotProven(
+        "collections' id is generated from its content, so the probe's two tenants hold the same \
+         key and a reference cannot tell them apart; items is list-partitioned by that key, so a \
+         cloned item lands where the probe does not read it",
+    ),
 };
 
 const HARNESS: Fixture = Fixture {
@@ -72,6 +86,7 @@ const HARNESS: Fixture = Fixture {
     extensions: &["uuid-ossp"],
     revoked: &[],
     search_path: None,
+    isolation: Isolation::Proven,
 };
 
 const DANBOORU: Fixture = Fixture {
@@ -81,6 +96,7 @@ const DANBOORU: Fixture = Fixture {
     extensions: &["btree_gin", "fuzzystrmatch", "pg_trgm", "pgcrypto", "pgstattuple"],
     revoked: &[],
     search_path: None,
+    isolation: Isolation::Proven,
 };
 
 const KILLBILL: Fixture = Fixture {
@@ -92,7 +108,14 @@ const KILLBILL: Fixture = Fixture {
     extensions: &[],
     revoked: &[],
     search_path: None,
+    isolation: Isolation::Proven,
 };
+
+#[derive(Clone, Copy)]
+enum Isolation {
+    Proven,
+    NoLeakNotProven(&'static str),
+}
 
 /// The tenant setting's value for the application role: a tenant that owns no rows.
 const EMPTY_TENANT: &str = "00000000-0000-0000-0000-0000000000ee";
@@ -413,7 +436,23 @@ async fn round_trip(fixture: &Fixture, prefix: &str, backfill: &str) {
     let applied = phases.run("apply", &db.tenantize(&["apply", plan, "--yes"]), None);
     if applied {
         phases.run("verify", &db.tenantize(&["verify", plan]), Some("(applied through stage 8): ok"));
-        phases.run("verify --isolation", &db.tenantize(&["verify", "--isolation", plan]), None);
+        let probe = db.tenantize(&["verify", "--isolation", plan]);
+        match fixture.isolation {
+            Isolation::Proven => {
+                phases.run("verify --isolation", &probe, None);
+            }
+            Isolation::NoLeakNotProven(why) => {
+                let said = probe.code == 3
+                    && probe.stderr.contains("no leak found, but isolation is not proven")
+                    && !probe.stdout.contains("LEAK ");
+                let detail = format!(
+                    "exit {}: {} (expected: no leak, not proven: {why})",
+                    probe.code,
+                    first_error_line(&probe)
+                );
+                phases.record("verify --isolation", said, detail);
+            }
+        }
         let mut rows_after = all_rows(&db).await;
         rows_after.retain(|table, _| rows_before.contains_key(table));
         let changes = describe_row_changes(&rows_before, &rows_after);
