@@ -52,7 +52,7 @@ async fn an_edited_plan_is_refused_until_sealed() {
     let plan_path = planned(&db, &dir, &[]).await;
     let text = std::fs::read_to_string(&plan_path).unwrap();
     // A reviewer renames an index.
-    let edited = text.replace("issues_tenant_id_project_id_idx", "issues_by_tenant_and_project");
+    let edited = text.replace("issues_tenant_id_assignee_id_idx", "issues_by_tenant_and_assignee");
     assert_ne!(text, edited);
     std::fs::write(&plan_path, &edited).unwrap();
     db.tenantize(&["apply", &plan_path, "--yes"]).expect_code(5).expect_output("plan seal");

@@ -306,10 +306,11 @@ impl Prober<'_> {
         let mut conditions = vec![format!("{} = {}", self.qcol, self.tenant_literal('a'))];
         let table = self.catalog.table(&fk.referenced_table);
         for r in fk.referenced_columns.iter().filter(|r| **r != self.tenancy.column) {
+            // A NULL key references nothing: the probe's own judgement applies.
+            let Some(value) = parent.get(r.as_str()).filter(|v| !v.is_null()) else { return Ok(None) };
             let ty =
                 table.and_then(|t| t.column(r)).map(|c| c.data_type.clone()).unwrap_or_else(|| "text".into());
-            let value = super::literal_for(&parent[r.as_str()]);
-            conditions.push(format!("{} IS NOT DISTINCT FROM {value}::{ty}", quote_ident(r)));
+            conditions.push(format!("{} = {}::{ty}", quote_ident(r), super::literal_for(value)));
         }
         let sql = format!(
             "SELECT EXISTS (SELECT 1 FROM {} WHERE {})",
