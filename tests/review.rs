@@ -64,7 +64,7 @@ async fn an_edited_plan_is_refused_until_sealed() {
     db.tenantize(&["plan", "seal", &plan_path]).expect_ok().expect_output("nothing to seal");
     db.tenantize(&["apply", &plan_path, "--yes"]).expect_ok();
     assert_eq!(
-        db.query_i64("SELECT count(*) FROM pg_class WHERE relname = 'issues_by_tenant_and_project'").await,
+        db.query_i64("SELECT count(*) FROM pg_class WHERE relname = 'issues_by_tenant_and_assignee'").await,
         1
     );
     db.tenantize(&["verify", &plan_path]).expect_ok();
