@@ -8,6 +8,13 @@ pub struct Args {
     /// Which conversions to run (a, b, c); the ratios need all three.
     pub runs: String,
     pub skip_planning: bool,
+    /// Run `p` (what the application pays afterwards): pgbench's scale, the sample's size,
+    /// rounds per workload, seconds per pgbench run, clients.
+    pub app_scale: u64,
+    pub app_rows: u64,
+    pub app_rounds: u64,
+    pub app_seconds: u64,
+    pub app_clients: u64,
 }
 
 pub fn args() -> Args {
@@ -16,8 +23,13 @@ pub fn args() -> Args {
         writes_per_second: 200,
         planning_tables: 2000,
         json: "target/bench.json".into(),
-        runs: "abc".into(),
+        runs: "abcp".into(),
         skip_planning: false,
+        app_scale: 10,
+        app_rows: 100_000,
+        app_rounds: 3,
+        app_seconds: 5,
+        app_clients: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -29,13 +41,19 @@ pub fn args() -> Args {
             "--json" => args.json = value(),
             "--runs" => args.runs = value(),
             "--skip-planning" => args.skip_planning = true,
+            "--app-scale" => args.app_scale = value().parse().expect("--app-scale N"),
+            "--app-rows" => args.app_rows = value().parse().expect("--app-rows N"),
+            "--app-rounds" => args.app_rounds = value().parse().expect("--app-rounds N"),
+            "--app-seconds" => args.app_seconds = value().parse().expect("--app-seconds N"),
+            "--app-clients" => args.app_clients = value().parse().expect("--app-clients N"),
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
             "--help" | "-h" => {
                 println!(
                     "cargo bench --bench tenantize -- [--rows N (2000000)] [--writes-per-second N (200)] \
                      [--planning-tables N (2000)] [--json FILE (target/bench.json)] \
-                     [--runs abc] [--skip-planning]"
+                     [--runs abcp] [--skip-planning] [--app-scale N (10)] [--app-rows N (100000)] \
+                     [--app-rounds N (3)] [--app-seconds N (5)] [--app-clients N (2)]"
                 );
                 std::process::exit(0);
             }

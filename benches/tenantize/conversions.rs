@@ -51,8 +51,18 @@ pub async fn tenantize_apply(
     backfill: BackfillMode,
     phases: &Phases,
 ) -> (Option<f64>, String) {
+    convert(spec, &["public.issue_statuses"], backfill, phases).await
+}
+
+/// Plan and apply with these shared tables; the backfill rate of issue_comments when batched.
+pub async fn convert(
+    spec: &ConnSpec,
+    exclude: &[&str],
+    backfill: BackfillMode,
+    phases: &Phases,
+) -> (Option<f64>, String) {
     let options = PlanOptions {
-        exclude: vec!["public.issue_statuses".into()],
+        exclude: exclude.iter().map(|t| t.to_string()).collect(),
         backfill: Some(backfill),
         ..PlanOptions::default()
     };

@@ -64,6 +64,7 @@ pub fn changed(
 }
 
 pub struct Copy {
+    pub name: String,
     pub spec: ConnSpec,
 }
 
@@ -78,5 +79,5 @@ pub async fn copy(cluster: &Cluster, template: &str, name: &str) -> Copy {
     client.batch_execute("CHECKPOINT").await.expect("CHECKPOINT");
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
-    Copy { spec }
+    Copy { name: database, spec }
 }

@@ -9,9 +9,11 @@
 //!   (b) tenantize apply with defaults,
 //!   (c) tenantize apply --backfill batched.
 //! It also times one single-statement UPDATE of the largest table, and introspects and plans a
-//! generated schema of 2,000 tables. It prints a table and writes JSON. A benchmark, not a test:
+//! generated schema of 2,000 tables. Run `p` measures what the application pays afterwards
+//! (app_cost.rs): pgbench's workloads and the sample's queries on a copy before and after. It prints a table and writes JSON. A benchmark, not a test:
 //! it asserts nothing; it reports ratios measured in the same run.
 
+mod app_cost;
 mod args;
 mod conversions;
 mod data;
@@ -110,6 +112,8 @@ async fn main() {
             slowest_writes: slowest,
         });
     }
+    let app_cost =
+        if args.runs.contains('p') { Some(app_cost::app_cost(&cluster, &args).await) } else { None };
     eprintln!("single-statement UPDATE of issue_comments…");
     let single = copy(&cluster, &template, "bench_single").await;
     let (single_s, single_rows) = single_update(&single.spec).await;
@@ -175,7 +179,11 @@ async fn main() {
         args.planning_tables,
         tenantize::catalog::INTROSPECTION_QUERY_COUNT
     );
+    if let Some(cost) = &app_cost {
+        app_cost::print(cost);
+    }
     let json = serde_json::json!({
+        "application_cost": app_cost,
         "rows": args.rows,
         "writes_per_second": args.writes_per_second,
         "machine": { "cores": cores, "cpu": machine },

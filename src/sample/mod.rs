@@ -1,5 +1,7 @@
 //! The sample single-tenant application: schema and deterministic data at any size.
 
+pub mod queries;
+
 use tokio_postgres::Client;
 
 pub const SCHEMA_SQL: &str = include_str!("schema.sql");
