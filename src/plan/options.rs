@@ -135,7 +135,7 @@ mod tests {
         offset(&all_forward_sql(&plan), "ADD COLUMN tenant_id bigint DEFAULT '1'::bigint;");
         offset(
             &all_forward_sql(&plan),
-            "nullif((SELECT current_setting('myapp.current_tenant', true)), '')::bigint",
+            "(SELECT nullif(current_setting('myapp.current_tenant', true), '')::bigint)",
         );
     }
 }

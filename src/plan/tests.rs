@@ -149,7 +149,7 @@ fn a_quoted_tenant_column_is_quoted_everywhere() {
     offset(&all, "ON public.users (\"TenantId\", id);\n");
     offset(&all, "USING btree (\"TenantId\", lower(email))");
     offset(&all, "FOREIGN KEY (\"TenantId\", owner_id) REFERENCES public.users (\"TenantId\", id)");
-    offset(&all, "USING (\"TenantId\" = nullif((SELECT current_setting('app.tenant_id', true)), '')::uuid)");
+    offset(&all, "USING (\"TenantId\" = (SELECT nullif(current_setting('app.tenant_id', true), '')::uuid))");
     assert!(!all.contains(" TenantId"), "an unquoted TenantId would fold to tenantid");
 }
 

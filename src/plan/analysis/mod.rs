@@ -118,9 +118,13 @@ impl<'a> Scope<'a> {
     }
 
     /// Rows whose tenant is the one the session's setting names; none while it is unset.
+    /// The whole typed value is one scalar subquery, so PostgreSQL computes it once per
+    /// query (an InitPlan) and compares each row with a ready key: `current_setting()` with
+    /// the cast outside the subquery runs per row wherever the policy filters instead of
+    /// leading an index (a join's hashed side: 0.19 → 0.11 ms on the sample, see README).
     pub fn policy_expression(&self) -> String {
         format!(
-            "{} = nullif((SELECT current_setting({}, true)), '')::{}",
+            "{} = (SELECT nullif(current_setting({}, true), '')::{})",
             self.col(),
             quote_literal(&self.tenant.setting),
             self.tenant.key_type.sql()

@@ -13,7 +13,7 @@ pub(crate) const PG14: i32 = 140011;
 pub(crate) const GENERATED_AT: &str = "2024-05-01T12:00:00Z";
 pub(crate) const DEFAULT_TENANT: &str = "'00000000-0000-0000-0000-000000000001'::uuid";
 pub(crate) const POLICY_EXPRESSION: &str =
-    "tenant_id = nullif((SELECT current_setting('app.tenant_id', true)), '')::uuid";
+    "tenant_id = (SELECT nullif(current_setting('app.tenant_id', true), '')::uuid)";
 
 /// users <- projects <- issues <- issue_comments (declared children first, so that FK order
 /// and not declaration or name order decides). issues references itself, and references users
