@@ -74,8 +74,8 @@ fn quoted_identifiers_are_quoted_in_the_generated_sql() {
     offset(
         &all,
         &format!(
-            "CREATE INDEX CONCURRENTLY {} ON {items} (tenant_id, {});\n",
-            q("Order Items_tenant_id_Customer Id_idx"),
+            "CREATE INDEX CONCURRENTLY {} ON {items} ({}, tenant_id);\n",
+            q("Order Items_Customer Id_tenant_id_idx"),
             q("Customer Id")
         ),
     );

@@ -62,10 +62,11 @@ pub(in crate::plan) fn analyse<'a>(catalog: &'a Catalog, options: &'a PlanOption
     preconditions::check(&scope, &mut findings);
     let mut book = names::NameBook::reserving_existing(catalog);
     let names = names::decide(&scope, &mut book, &mut findings);
-    let mut indexes = indexes::decide(&scope, &mut book);
+    let mut indexes = indexes::decide(&scope, &mut book, &mut findings);
     let mut uniques = uniques::decide(&scope, &mut book, &mut findings);
     uniques::decide_builds(&scope, &mut uniques, &mut findings);
     indexes::drop_redundant(&scope, &uniques, &mut indexes, &mut findings);
+    indexes::order_for_planning(&scope, &uniques, &mut indexes, &mut book);
     indexes::add_leading_indexes(&scope, &uniques, &mut indexes, &mut book);
     coverage::report(&scope, &mut findings);
     indexes::name_partition_indexes(&scope, &mut indexes, &mut book);
