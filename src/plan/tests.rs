@@ -38,7 +38,7 @@ fn quoted_identifiers_are_quoted_in_the_generated_sql() {
         .table("Sales", "Customers", |t| t.pk(&["Id"]).col("Name", "text"))
         .table("Sales", "Order Items", |t| {
             t.pk(&["Id"])
-                .col_nn("Customer Id", "bigint")
+                .col("Customer Id", "bigint")
                 .col("Code", "text")
                 .fk_to(&["Customer Id"], sales("Customers"), &["Id"], 'n')
                 .unique(&["Code"])

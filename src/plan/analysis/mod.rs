@@ -9,6 +9,7 @@ mod foreign_keys;
 mod indexes;
 mod names;
 mod preconditions;
+mod tenant_keys;
 mod uniques;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -48,6 +49,8 @@ pub(in crate::plan) struct Analysis<'a> {
     pub uniques: BTreeMap<QualifiedName, Vec<ScopedUnique>>,
     /// Stage 7: foreign keys between scoped tables, per child, children in root order.
     pub foreign_keys: Vec<ForeignKeyGroup<'a>>,
+    /// Roots without a tenant foreign key of their own: a stage-7 key implies it.
+    pub implied_tenant_keys: BTreeMap<QualifiedName, String>,
     pub findings: Vec<Finding>,
     /// Names of the indexes, constraints and policies the plan creates.
     pub owned: BTreeSet<String>,
@@ -72,7 +75,17 @@ pub(in crate::plan) fn analyse<'a>(catalog: &'a Catalog, options: &'a PlanOption
     indexes::name_partition_indexes(&scope, &mut indexes, &mut book);
     indexes::report_count(&scope, &indexes, &mut findings);
     let foreign_keys = foreign_keys::decide(&scope, &indexes, &uniques, &mut book, &mut findings);
-    Analysis { scope, names, indexes, uniques, foreign_keys, findings: findings.0, owned: book.into_owned() }
+    let implied_tenant_keys = tenant_keys::implied(&scope, &foreign_keys, &mut findings);
+    Analysis {
+        scope,
+        names,
+        indexes,
+        uniques,
+        foreign_keys,
+        implied_tenant_keys,
+        findings: findings.0,
+        owned: book.into_owned(),
+    }
 }
 
 /// Findings in the order they are noticed.

@@ -21,7 +21,12 @@ fn step(a: &Analysis, root: &QualifiedName) -> Step {
     let (column, mut note) = add_column(s, root);
     let mut checks = vec![column_exists_check(&s.tenant, root)];
     let partitioned = s.table(root).kind == TableKind::Partitioned;
-    let keys = if partitioned {
+    let keys = if let Some(why) = a.implied_tenant_keys.get(root) {
+        note.push_str(&format!(
+            " No foreign key to the tenant table of its own: stage 7's NOT NULL key {why} implies it."
+        ));
+        Keys { statement: None, exist: "true".into() }
+    } else if partitioned {
         note.push_str(
             " PostgreSQL cannot add a NOT VALID foreign key to a partitioned table, so each \
              partition gets its own; stage 5 validates them and attaches a parent key.",

@@ -34,10 +34,12 @@ fn step(a: &Analysis, root: &QualifiedName) -> Step {
             parts.push(validated_part(s, leaf, name));
         }
         parts.push(parent_key_part(s, root, names));
-    } else {
+    } else if !a.implied_tenant_keys.contains_key(root) {
         parts.push(validated_part(s, root, &names.tenant_fk));
     }
-    checks.push(fk_validated(root, &names.tenant_fk));
+    if !a.implied_tenant_keys.contains_key(root) {
+        checks.push(fk_validated(root, &names.tenant_fk));
+    }
     Step {
         id: format!("5.{}:{}", Stage::NotNull.name(), root),
         stage: Stage::NotNull,
