@@ -78,7 +78,7 @@ fn column_step(s: &Scope, root: &QualifiedName) -> Step {
         1 => String::new(),
         n => format!(" and its {} partitions", n - 1),
     };
-    let sum: Vec<String> = reads.iter().map(|r| format!("({r})::int")).collect();
+    let sum: Vec<String> = reads.iter().map(|r| format!("({r})::int::int8")).collect();
     Step {
         id: format!("{}.{}:{root}", Stage::Cutover.number(), Stage::Cutover.name()),
         stage: Stage::Cutover,

@@ -39,7 +39,7 @@ pub(in crate::plan) fn setting_check(s: &Scope, role: &str, what: &str, value: &
     check(
         format!("{what} for role {role} in this database"),
         1,
-        format!("SELECT ({})::int", role_setting_is(role, &s.tenant.setting, Some(value))),
+        format!("SELECT ({})::int::int8", role_setting_is(role, &s.tenant.setting, Some(value))),
     )
 }
 
