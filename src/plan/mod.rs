@@ -33,7 +33,9 @@ use analysis::Analysis;
 pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Result<Plan, PlanError> {
     options::validate(options)?;
     options::validate_legacy_roles(catalog, options)?;
-    let analysis = analysis::analyse(catalog, options);
+    let mut analysis = analysis::analyse(catalog, options);
+    let legacy_findings = stages::legacy_role::findings(&analysis);
+    analysis.findings.extend(legacy_findings);
     let a = &analysis;
     let steps = [
         stages::tenant_table::steps(a),

@@ -7,7 +7,7 @@ use crate::catalog::LegacyRole;
 use crate::plan::analysis::{Analysis, Scope};
 use crate::plan::ddl::{check, stmt};
 use crate::plan::machine::{names, state, transition};
-use crate::plan::model::{LockMode, Part, Stage, Statement, Step};
+use crate::plan::model::{Finding, LockMode, Part, Severity, Stage, Statement, Step};
 use crate::plan::probe::{holds, role_setting_is};
 use crate::sql::{quote_ident, quote_literal};
 
@@ -18,6 +18,29 @@ pub(in crate::plan) const NO_TENANT: &str = "";
 pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
     let s = &a.scope;
     s.catalog.legacy_roles.iter().map(|role| step(s, role)).collect()
+}
+
+/// A legacy role the policies do not apply to: its default tenant changes nothing for it.
+pub(in crate::plan) fn findings(a: &Analysis) -> Vec<Finding> {
+    let s = &a.scope;
+    s.catalog
+        .legacy_roles
+        .iter()
+        .filter(|r| r.superuser || r.bypass_rls)
+        .map(|r| Finding {
+            severity: Severity::Warning,
+            code: "legacy-role-bypasses-rls".into(),
+            object: r.name.clone(),
+            message: format!(
+                "{} is {}: row-level security does not apply to it, so it sees every tenant \
+                 whatever its {}; the application should connect as a role that is neither \
+                 superuser nor BYPASSRLS (and not the tables' owner)",
+                r.name,
+                if r.superuser { "a superuser" } else { "BYPASSRLS" },
+                s.tenant.setting
+            ),
+        })
+        .collect()
 }
 
 /// `ALTER ROLE … IN DATABASE … SET setting = value` (`None`: `RESET setting`). Takes no
