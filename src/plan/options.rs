@@ -80,11 +80,10 @@ pub(super) fn validate_legacy_roles(catalog: &Catalog, options: &PlanOptions) ->
     Ok(())
 }
 
-/// What the application runs at the start of every transaction once the cutover is done.
+/// What the application runs in every transaction once the cutover is done, in one line.
 pub fn set_local_snippet(setting: &str) -> String {
     format!(
-        "BEGIN;\nSET LOCAL {setting} = '<tenant id>';   -- or SELECT set_config({}, $1, true)\n\
-         -- … the transaction's queries …\nCOMMIT;",
+        "BEGIN; SET LOCAL {setting} = '<tenant id>'; … COMMIT;  (or SELECT set_config({}, $1, true) after BEGIN)",
         crate::sql::quote_literal(setting)
     )
 }
