@@ -183,7 +183,9 @@ struct Version {
 
 fn versions(plan: &Plan, lock_timeout_ms: u64) -> Vec<Version> {
     let mut out = Vec::new();
-    for step in &plan.steps {
+    // What `apply` runs: the cutover is the application team's later decision, not part of the
+    // migrations a deployment runs in one go (`tenantize cutover` runs it).
+    for step in plan.steps.iter().filter(|s| !s.stage.needs_asking()) {
         let up: Vec<Unit> = step
             .forward_transitions()
             .into_iter()

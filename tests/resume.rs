@@ -53,8 +53,15 @@ async fn status_apply_and_rollback_without_the_plan_file_finish_the_run_in_progr
     assert!(status.stdout.contains("3.add-column:public.issues"), "{}", status.text());
     assert!(status.stdout.contains("pending     5.not-null"), "later steps are pending: {}", status.text());
 
-    db.tenantize(&["apply", "--yes"]).expect_ok().expect_output(&using);
+    db.tenantize(&["apply", "--yes"])
+        .expect_ok()
+        .expect_output(&using)
+        .expect_output("cutover pending: run `tenantize cutover PLAN`");
     let total = db.query_i64("SELECT count(*) FROM tenantize.steps").await;
+    let cutover = db.query_i64("SELECT count(*) FROM tenantize.steps WHERE stage = 10").await;
+    assert_eq!(done_steps(&db).await, total - cutover, "every step but the cutover is applied");
+    // The cutover from the journal's copy too.
+    db.tenantize(&["cutover", "--yes"]).expect_ok().expect_output(&using);
     assert_eq!(done_steps(&db).await, total, "every step is applied");
 
     db.tenantize(&["rollback", "--all", "--yes"]).expect_ok().expect_output(&using);

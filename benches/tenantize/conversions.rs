@@ -72,7 +72,8 @@ pub async fn convert(
     let request = engine::ApplyRequest {
         plan,
         spec: spec.clone(),
-        stop_after: StopAfter::All,
+        // What `tenantize apply` runs: every stage but the cutover.
+        stop_after: StopAfter::Conversion,
         dry_run: false,
         settings: RunSettings { application_name: "tenantize bench".into(), ..RunSettings::default() },
     };

@@ -1,6 +1,6 @@
 //! Plans from the live catalog: build one, or tell whether a saved one still matches.
 
-use crate::catalog::introspect;
+use crate::catalog::{Catalog, introspect, read_legacy_roles};
 use crate::db::ConnSpec;
 use crate::engine;
 use crate::plan::{self, Plan, PlanOptions};
@@ -16,12 +16,22 @@ fn now_rfc3339() -> String {
 pub async fn build_plan(spec: &ConnSpec, options: &PlanOptions) -> Result<Plan, Failure> {
     let client = spec.connect("tenantize plan").await?;
     missing_schemas(&client, &options.schemas).await?;
-    let catalog =
-        introspect(&client, &options.schemas, std::slice::from_ref(&options.tenant_table.schema)).await?;
+    let catalog = read_catalog(&client, options).await?;
     let mut plan =
         plan::build(&catalog, options, &now_rfc3339()).map_err(|e| Failure::usage(e.to_string()))?;
     super::identity::stamp(&mut plan, &super::identity::read(&client).await?);
     Ok(plan)
+}
+
+/// The catalog a plan with `options` is built from: the schemas, and the `--legacy-role`s.
+pub async fn read_catalog(
+    client: &tokio_postgres::Client,
+    options: &PlanOptions,
+) -> Result<Catalog, Failure> {
+    let mut catalog =
+        introspect(client, &options.schemas, std::slice::from_ref(&options.tenant_table.schema)).await?;
+    catalog.legacy_roles = read_legacy_roles(client, &options.legacy_roles, &options.tenant_setting).await?;
+    Ok(catalog)
 }
 
 /// Refuse (exit 5) a `--schema` the database does not have, naming it: otherwise the plan
@@ -67,8 +77,7 @@ pub fn step_changes(old: &Plan, new: &Plan) -> (Vec<String>, Vec<String>, Vec<St
 /// again would give the same steps.
 pub async fn check_against_live(spec: &ConnSpec, saved: &Plan) -> Result<LiveCheck, Failure> {
     let client = spec.connect("tenantize plan --check").await?;
-    let catalog =
-        introspect(&client, &saved.options.schemas, std::slice::from_ref(&saved.tenant.table.schema)).await?;
+    let catalog = read_catalog(&client, &saved.options).await?;
     let mut differences = engine::drift(saved, &catalog, None).lines();
     let status = engine::status(spec, saved).await?;
     let nothing_applied = status.steps.iter().all(|s| !s.state.has_effects());

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Catalog, introspect};
+use crate::catalog::Catalog;
 use crate::db::ConnSpec;
 use crate::db::journal::{JournalStep, StepState};
 use crate::engine;
@@ -79,8 +79,7 @@ pub async fn prepare(
         plan_check.push((Severity::Error, reason.clone()));
         read_only_reason.get_or_insert(reason);
     }
-    let catalog =
-        introspect(&client, &plan.options.schemas, std::slice::from_ref(&plan.tenant.table.schema)).await?;
+    let catalog = super::live::read_catalog(&client, &plan.options).await?;
     let status = engine::status(spec, &plan).await?;
     plan_check.extend(journal_findings(&plan, &catalog, &status));
     let owns_all_tables = plan

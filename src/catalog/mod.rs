@@ -10,7 +10,9 @@ pub use fingerprint::{
     FingerprintIgnore, TableShape, catalog_fingerprint, shape_diff, shape_fingerprint, table_fingerprint,
     table_shape, view_fingerprint,
 };
-pub use introspect::{INTROSPECTION_QUERY_COUNT, IntrospectError, introspect, read_column};
+pub use introspect::{
+    INTROSPECTION_QUERY_COUNT, IntrospectError, introspect, read_column, read_legacy_roles,
+};
 
 use crate::sql::QualifiedName;
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,22 @@ pub struct Catalog {
     pub journal_exists: bool,
     /// Foreign keys from tables outside the introspected schemas into them.
     pub external_foreign_keys: Vec<ExternalForeignKey>,
+    /// The roles asked about with `--legacy-role` that exist ([`read_legacy_roles`]; empty
+    /// unless asked).
+    #[serde(default)]
+    pub legacy_roles: Vec<LegacyRole>,
+}
+
+/// A role the application connects as without setting the tenant, and what this database's
+/// `pg_db_role_setting` says about its tenant setting.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LegacyRole {
+    pub name: String,
+    /// The value of the tenant setting for this role in this database, when it has one.
+    pub setting: Option<String>,
+    pub superuser: bool,
+    pub bypass_rls: bool,
+    pub can_login: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -83,6 +83,8 @@ pub struct VerifyReport {
     pub tenant_table_exists: bool,
     pub default_tenant_exists: bool,
     pub tables: Vec<TableCounts>,
+    /// Stage 10, per the journal: pending is a state, not a problem.
+    pub cutover: crate::plan::CutoverState,
     pub problems: Vec<String>,
     pub ok: bool,
 }
@@ -126,6 +128,7 @@ pub async fn verify(spec: &ConnSpec, plan: &Plan) -> Result<VerifyReport, CheckE
     let through = applied_through(plan, &entries);
     let mut report = count_all(&client, plan, &catalog, true).await?;
     report.applied_through = through;
+    report.cutover = plan.cutover_state(|id| entries.get(id).is_some_and(|e| e.state == StepState::Done));
     judge(plan, &mut report, through);
     let unfinished = unfinished_steps(plan, &entries);
     if !unfinished.is_empty() {
@@ -235,6 +238,7 @@ pub async fn count_all(
         tenant_table_exists,
         default_tenant_exists,
         tables,
+        cutover: Default::default(),
         problems: Vec::new(),
         ok: true,
     })

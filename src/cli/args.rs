@@ -30,6 +30,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run the plan's steps that are not done yet (resumes interrupted ones).
     Apply(ApplyArgs),
+    /// Finish the cutover (stage 10), once the application sets the tenant per transaction:
+    /// tenant columns default to the session's tenant, legacy roles lose the default tenant.
+    Cutover(CutoverArgs),
     /// Undo applied steps in reverse order.
     Rollback(RollbackArgs),
     /// Show the journal: each step's state, timings and errors.
@@ -231,6 +234,11 @@ pub struct PlanOptionArgs {
     /// computed default), all, or none.
     #[arg(long, value_enum, default_value = "natural")]
     pub scope_primary_keys: PrimaryKeyScopeArg,
+    /// A role the application connects as today without setting the tenant (repeatable):
+    /// stage 8 gives it the default tenant in this database, the cutover (stage 10) takes it
+    /// away.
+    #[arg(long = "legacy-role", value_name = "ROLE")]
+    pub legacy_roles: Vec<String>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -280,6 +288,7 @@ impl PlanOptionArgs {
             batch_rows: self.batch_rows,
             acknowledge: self.acknowledge.clone(),
             scope_primary_keys: self.scope_primary_keys.into(),
+            legacy_roles: self.legacy_roles.clone(),
         }
     }
 }
@@ -378,7 +387,8 @@ pub struct ApplyArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// Stop after this stage (1-8 or its name).
+    /// Stop after this stage (its number or name). Without it, apply stops before the
+    /// cutover (stage 10: `tenantize cutover`, or `--through cutover`).
     #[arg(long, value_name = "STAGE", value_parser = parse_stage)]
     pub through: Option<Stage>,
     /// Check everything (checksums, drift, privileges, lock) and list what would run.
@@ -386,6 +396,32 @@ pub struct ApplyArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CutoverArgs {
+    /// The plan file; without it, the plan of the run in progress, as the journal keeps it.
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Check everything, name the legacy roles' sessions, and list what would run.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl CutoverArgs {
+    /// The same as `apply --through cutover`.
+    pub fn into_apply(self) -> ApplyArgs {
+        ApplyArgs {
+            file: self.file,
+            conn: self.conn,
+            through: Some(Stage::Cutover),
+            dry_run: self.dry_run,
+            run: self.run,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -19,6 +19,7 @@ pub async fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Plan(args) => plan::run(args).await,
         Command::Apply(args) => runs::apply(args).await,
+        Command::Cutover(args) => runs::apply(args.into_apply()).await,
         Command::Rollback(args) => runs::rollback(args).await,
         Command::Status(args) => status::run(args).await,
         Command::Verify(args) => verify::run(args).await,

@@ -16,6 +16,7 @@ use crate::checksum::sha256_hex;
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "journal", include_str!("../../migrations/0001_journal.sql")),
     (2, "plan_text", include_str!("../../migrations/0002_plan_text.sql")),
+    (3, "stage_numbers", include_str!("../../migrations/0003_stage_numbers.sql")),
 ];
 
 /// Which way a step runs.

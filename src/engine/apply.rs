@@ -17,8 +17,11 @@ use crate::plan::{Plan, Severity, Stage, Step};
 /// Where an `apply` stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopAfter {
-    /// Run every step.
+    /// Run every step, the cutover's too.
     All,
+    /// Run every stage but those a plain `apply` stops before (the cutover: see
+    /// `Stage::needs_asking`).
+    Conversion,
     /// Run the steps of this stage and the ones before it.
     Stage(Stage),
     /// Run the steps up to and including this one.
@@ -29,6 +32,7 @@ impl StopAfter {
     fn includes(&self, plan: &Plan, step: &Step) -> bool {
         match self {
             StopAfter::All => true,
+            StopAfter::Conversion => !step.stage.needs_asking(),
             StopAfter::Stage(stage) => step.stage <= *stage,
             StopAfter::Step(id) => match (plan.position(id), plan.position(&step.id)) {
                 (Some(last), Some(here)) => here <= last,
@@ -143,6 +147,12 @@ async fn apply_locked(
         plan.findings.iter().filter(|f| f.severity >= Severity::Warning).cloned().collect();
     if !warnings.is_empty() {
         emit(events, Event::Findings { findings: warnings });
+    }
+    if pending.iter().any(|s| s.stage == Stage::Cutover) {
+        let sessions = super::cutover::legacy_sessions(&session.ddl, plan).await?;
+        if !sessions.is_empty() {
+            emit(events, Event::Findings { findings: sessions });
+        }
     }
     if request.dry_run {
         return Ok(outcome);

@@ -3,6 +3,7 @@
 
 mod apply;
 mod backfill;
+mod cutover;
 mod exec;
 mod failpoint;
 mod machine;

@@ -23,7 +23,7 @@ mod tests;
 
 pub use backfill_sql::{BackfillSql, backfill_sql};
 pub use model::*;
-pub use options::PlanError;
+pub use options::{PlanError, set_local_snippet};
 
 use crate::catalog::{
     Catalog, FingerprintIgnore, catalog_fingerprint, table_fingerprint, table_shape, view_fingerprint,
@@ -32,7 +32,10 @@ use analysis::Analysis;
 
 pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Result<Plan, PlanError> {
     options::validate(options)?;
-    let analysis = analysis::analyse(catalog, options);
+    options::validate_legacy_roles(catalog, options)?;
+    let mut analysis = analysis::analyse(catalog, options);
+    let legacy_findings = stages::legacy_role::findings(&analysis);
+    analysis.findings.extend(legacy_findings);
     let a = &analysis;
     let steps = [
         stages::tenant_table::steps(a),
@@ -44,8 +47,11 @@ pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Re
         stages::uniques::build_steps(a),
         stages::foreign_keys::steps(a),
         stages::uniques::swap_steps(a),
+        stages::legacy_role::steps(a),
         stages::rls::steps(a),
         stages::views::steps(a),
+        // Last, so that adding it renumbers no earlier step.
+        stages::cutover::steps(a),
     ]
     .concat();
     Ok(assemble(catalog, options, analysis, steps, generated_at))

@@ -7,7 +7,8 @@ use std::fmt;
 pub use super::statement::*;
 use crate::sql::QualifiedName;
 
-/// The eight stages, in the order they run.
+/// The stages, in the order they run. Numbers need not be contiguous: 9 is kept for a stage
+/// that comes later (distribution); the cutover is 10. Never index by number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
 pub enum Stage {
@@ -19,10 +20,13 @@ pub enum Stage {
     Indexes = 6,
     Unique = 7,
     Rls = 8,
+    /// Finishing the cutover: the tenant column's default reads the setting and legacy roles
+    /// lose their default tenant. `apply` stops before it unless asked (`tenantize cutover`).
+    Cutover = 10,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 9] = [
         Stage::TenantTable,
         Stage::DefaultTenant,
         Stage::AddColumn,
@@ -31,7 +35,11 @@ impl Stage {
         Stage::Indexes,
         Stage::Unique,
         Stage::Rls,
+        Stage::Cutover,
     ];
+
+    /// The last stage: what `apply --through` names to run everything.
+    pub const LAST: Stage = Stage::Cutover;
 
     pub fn number(self) -> u8 {
         self as u8
@@ -48,6 +56,7 @@ impl Stage {
             Stage::Indexes => "indexes",
             Stage::Unique => "unique",
             Stage::Rls => "rls",
+            Stage::Cutover => "cutover",
         }
     }
 
@@ -61,10 +70,33 @@ impl Stage {
             Stage::Indexes => "Composite indexes",
             Stage::Unique => "Tenant-scoped uniques and foreign keys",
             Stage::Rls => "Row-level security",
+            Stage::Cutover => "Cutover: the tenant comes from the application",
         }
     }
 
-    /// Parse a stage number (1-8) or name.
+    /// Whether a plain `apply` stops before this stage: the cutover runs only when asked for
+    /// (`tenantize cutover`, `apply --through cutover`), once the application sets the tenant.
+    pub fn needs_asking(self) -> bool {
+        self == Stage::Cutover
+    }
+
+    /// The stage numbers in words, for messages (`1-8, 10`).
+    pub fn numbers() -> String {
+        let mut ranges: Vec<(u8, u8)> = Vec::new();
+        for n in Stage::ALL.map(Stage::number) {
+            match ranges.last_mut() {
+                Some((_, end)) if *end + 1 == n => *end = n,
+                _ => ranges.push((n, n)),
+            }
+        }
+        ranges
+            .iter()
+            .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Parse a stage number (see [`Stage::numbers`]) or name.
     pub fn parse(text: &str) -> Option<Stage> {
         let text = text.trim();
         if let Ok(n) = text.parse::<u8>() {
@@ -79,9 +111,9 @@ impl TryFrom<u8> for Stage {
 
     fn try_from(n: u8) -> Result<Self, Self::Error> {
         Stage::ALL
-            .get((n as usize).wrapping_sub(1))
-            .copied()
-            .ok_or_else(|| format!("stage {n} does not exist (stages are 1-8)"))
+            .into_iter()
+            .find(|s| s.number() == n)
+            .ok_or_else(|| format!("stage {n} does not exist (stages are {})", Stage::numbers()))
     }
 }
 
@@ -320,6 +352,10 @@ pub struct PlanOptions {
     pub acknowledge: Vec<String>,
     #[serde(default, skip_serializing_if = "PrimaryKeyScope::is_default")]
     pub scope_primary_keys: PrimaryKeyScope,
+    /// Roles the application connects as today, without setting the tenant: stage 8 gives
+    /// each the default tenant for this database, the cutover (stage 10) takes it away.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legacy_roles: Vec<String>,
 }
 
 impl PlanOptions {
@@ -344,6 +380,7 @@ impl Default for PlanOptions {
             batch_rows: 5000,
             acknowledge: Vec::new(),
             scope_primary_keys: PrimaryKeyScope::Natural,
+            legacy_roles: Vec::new(),
         }
     }
 }
@@ -463,6 +500,47 @@ impl Plan {
     pub fn errors(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.severity == Severity::Error)
     }
+
+    /// Where the cutover (stage 10) stands, given which steps are done.
+    pub fn cutover_state(&self, done: impl Fn(&str) -> bool) -> CutoverState {
+        let steps: Vec<&Step> = self.steps_in(Stage::Cutover).collect();
+        let finished = steps.iter().filter(|s| done(&s.id)).count();
+        match (steps.len(), finished) {
+            (0, _) => CutoverState::NotPlanned,
+            (n, f) if f == n => CutoverState::Done,
+            (_, 0) => CutoverState::Pending,
+            _ => CutoverState::Partial,
+        }
+    }
+}
+
+/// Where the cutover stands: pending is not a failure (the application may not set the
+/// tenant yet), only a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CutoverState {
+    /// The plan has no cutover steps (nothing is scoped).
+    #[default]
+    NotPlanned,
+    Pending,
+    /// Some of its steps are done (interrupted, or rolled back in part).
+    Partial,
+    Done,
+}
+
+impl CutoverState {
+    pub fn describe(self) -> &'static str {
+        match self {
+            CutoverState::NotPlanned => "not planned",
+            CutoverState::Pending => {
+                "pending: the tenant column defaults to the default tenant and legacy roles keep it"
+            }
+            CutoverState::Partial => {
+                "partly done: run `tenantize cutover` to finish it or `rollback --to 8` to undo it"
+            }
+            CutoverState::Done => "done: a session that sets no tenant reads no row and cannot insert",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -474,7 +552,11 @@ mod tests {
         assert_eq!(Stage::parse("3"), Some(Stage::AddColumn));
         assert_eq!(Stage::parse("not-null"), Some(Stage::NotNull));
         assert_eq!(Stage::parse("RLS"), Some(Stage::Rls));
-        assert_eq!(Stage::parse("9"), None);
+        assert_eq!(Stage::parse("9"), None, "reserved for a later stage");
+        assert_eq!(Stage::parse("10"), Some(Stage::Cutover));
+        assert_eq!(Stage::parse("cutover"), Some(Stage::Cutover));
+        assert_eq!(Stage::numbers(), "1-8, 10");
+        assert!(Stage::try_from(9).unwrap_err().contains("1-8, 10"));
         assert_eq!(Stage::parse("0"), None);
         assert_eq!(Stage::parse("nope"), None);
         for stage in Stage::ALL {

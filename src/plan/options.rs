@@ -65,6 +65,29 @@ pub(super) fn validate(options: &PlanOptions) -> Result<(), PlanError> {
     Ok(())
 }
 
+/// Every `--legacy-role` names a role the catalog found (`catalog::read_legacy_roles`), once.
+pub(super) fn validate_legacy_roles(catalog: &Catalog, options: &PlanOptions) -> Result<(), PlanError> {
+    for (i, name) in options.legacy_roles.iter().enumerate() {
+        if options.legacy_roles[..i].contains(name) {
+            return Err(PlanError::InvalidOption(format!("--legacy-role {name:?} is given twice")));
+        }
+        if !catalog.legacy_roles.iter().any(|r| r.name == *name) {
+            return Err(PlanError::InvalidOption(format!(
+                "--legacy-role {name:?}: no such role on this server; nothing was changed"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What the application runs in every transaction once the cutover is done, in one line.
+pub fn set_local_snippet(setting: &str) -> String {
+    format!(
+        "BEGIN; SET LOCAL {setting} = '<tenant id>'; … COMMIT;  (or SELECT set_config({}, $1, true) after BEGIN)",
+        crate::sql::quote_literal(setting)
+    )
+}
+
 /// The tenant the plan creates: the options, with the backfill mode resolved for `catalog`'s
 /// server (fast where adding a defaulted column is metadata only).
 pub(super) fn tenant_spec(catalog: &Catalog, options: &PlanOptions) -> TenantSpec {

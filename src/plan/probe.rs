@@ -157,6 +157,47 @@ pub fn row_exists(table: &QualifiedName, condition: &str) -> String {
     format!("EXISTS (SELECT 1 FROM {table} WHERE {condition})")
 }
 
+/// The value of `setting` for `role` in the connected database (`pg_db_role_setting`, what
+/// `ALTER ROLE … IN DATABASE … SET` wrote), NULL when it has none. A scalar, not a boolean:
+/// compare it with `IS NOT DISTINCT FROM`.
+pub fn role_setting(role: &str, setting: &str) -> String {
+    format!(
+        "(SELECT substr(c, strpos(c, '=') + 1) FROM pg_catalog.pg_db_role_setting s, \
+         unnest(s.setconfig) AS c WHERE s.setrole = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = {}) \
+         AND s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
+         AND split_part(c, '=', 1) = {} LIMIT 1)",
+        quote_literal(role),
+        quote_literal(&setting.to_ascii_lowercase())
+    )
+}
+
+/// The role's `setting` in this database is `value` (`None`: it has none).
+pub fn role_setting_is(role: &str, setting: &str, value: Option<&str>) -> String {
+    let value = value.map(quote_literal).unwrap_or_else(|| "NULL".into());
+    format!("{} IS NOT DISTINCT FROM {value}", role_setting(role, setting))
+}
+
+/// The column's default as `pg_get_expr` prints it (NULL without one).
+fn column_default(table: &QualifiedName, column: &str) -> String {
+    format!(
+        "(SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) FROM pg_catalog.pg_attrdef d \
+         WHERE d.adrelid = {} AND d.adnum = {})",
+        regclass(table),
+        attnum(table, column)
+    )
+}
+
+/// The column's default is exactly `printed`, as `pg_get_expr` prints it.
+pub fn column_default_is(table: &QualifiedName, column: &str, printed: &str) -> String {
+    format!("{} = {}", column_default(table, column), quote_literal(printed))
+}
+
+/// The column's default reads `setting` (`current_setting('…', true)` in it).
+pub fn column_default_reads(table: &QualifiedName, column: &str, setting: &str) -> String {
+    let call = format!("current_setting({}::text, true)", quote_literal(setting));
+    format!("strpos({}, {}) > 0", column_default(table, column), quote_literal(&call))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

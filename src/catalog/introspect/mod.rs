@@ -138,7 +138,49 @@ pub async fn introspect(
         creatable_schemas,
         journal_exists,
         external_foreign_keys,
+        legacy_roles: Vec::new(),
     })
+}
+
+/// The roles among `names` that exist, each with its `setting` for this database (one query,
+/// sent only when there are names: `--legacy-role`).
+pub async fn read_legacy_roles(
+    client: &Client,
+    names: &[String],
+    setting: &str,
+) -> Result<Vec<LegacyRole>, IntrospectError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let result = Rows::query(
+        client,
+        "legacy roles",
+        "SELECT r.rolname::text AS name, r.rolsuper AS superuser, r.rolbypassrls AS bypass_rls,
+                r.rolcanlogin AS can_login,
+                (SELECT substr(c, strpos(c, '=') + 1)
+                   FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) AS c
+                  WHERE s.setrole = r.oid
+                    AND s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d
+                                          WHERE d.datname = pg_catalog.current_database())
+                    AND split_part(c, '=', 1) = $2
+                  LIMIT 1) AS setting
+           FROM unnest($1::text[]) WITH ORDINALITY AS u(name, n)
+           JOIN pg_catalog.pg_roles r ON r.rolname = u.name
+          ORDER BY u.n",
+        &[&names, &setting],
+    )
+    .await?;
+    let mut roles = Vec::new();
+    for row in &result.rows {
+        roles.push(LegacyRole {
+            name: get(result.what, row, "name")?,
+            setting: get(result.what, row, "setting")?,
+            superuser: get(result.what, row, "superuser")?,
+            bypass_rls: get(result.what, row, "bypass_rls")?,
+            can_login: get(result.what, row, "can_login")?,
+        });
+    }
+    Ok(roles)
 }
 
 async fn server_and_role(client: &Client) -> Result<(ServerInfo, RoleInfo, bool), IntrospectError> {

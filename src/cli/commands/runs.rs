@@ -9,7 +9,7 @@ use crate::cli::args::{ApplyArgs, RollbackArgs, RunArgs};
 use crate::cli::printer::{Printer, print_events};
 use crate::engine::{self, Control, EngineError};
 use crate::event;
-use crate::plan::Plan;
+use crate::plan::{Plan, Stage};
 use crate::runlog::{self, RunLogWriter};
 use tokio_util::sync::CancellationToken;
 
@@ -101,14 +101,25 @@ pub async fn apply(args: ApplyArgs) -> Result<(), Failure> {
         errln!("{notice}");
     }
     identity::check(&spec, &plan.plan, "tenantize apply").await?;
+    let cutover = args.through.is_some_and(|s| s >= Stage::Cutover);
     if !args.dry_run {
-        confirm(&format!("Apply {} to {}?", plan.name(), spec.redacted()), args.run.yes)?;
+        let question = if cutover {
+            format!(
+                "Cut over {} on {}? Sessions that set no tenant then fail closed (read nothing, \
+                 cannot insert)",
+                plan.name(),
+                spec.redacted()
+            )
+        } else {
+            format!("Apply {} to {}?", plan.name(), spec.redacted())
+        };
+        confirm(&question, args.run.yes)?;
     }
     let file = plan.file;
     let request = engine::ApplyRequest {
         plan: plan.plan,
         spec,
-        stop_after: args.through.map(engine::StopAfter::Stage).unwrap_or(engine::StopAfter::All),
+        stop_after: args.through.map(engine::StopAfter::Stage).unwrap_or(engine::StopAfter::Conversion),
         dry_run: args.dry_run,
         settings: args.run.settings("apply"),
     };
@@ -121,6 +132,28 @@ pub async fn apply(args: ApplyArgs) -> Result<(), Failure> {
             outln!("would run {id}: {} ({})", step.title, step.strongest_lock().label());
         }
     }
+    if !cutover && !args.dry_run && args.through.is_none_or(|s| s >= Stage::Rls) {
+        cutover_pending(&request, file.as_deref()).await?;
+    }
+    Ok(())
+}
+
+/// After an `apply` that stopped before the cutover: say what is left, if it is.
+async fn cutover_pending(request: &engine::ApplyRequest, file: Option<&Path>) -> Result<(), Failure> {
+    let plan = &request.plan;
+    if plan.steps_in(Stage::Cutover).next().is_none() {
+        return Ok(());
+    }
+    let status = engine::status(&request.spec, plan).await?;
+    let done = |id: &str| status.steps.iter().any(|s| s.step_id == id && s.state == engine::StepState::Done);
+    if plan.steps_in(Stage::Cutover).all(|s| done(&s.id)) {
+        return Ok(());
+    }
+    let name = file.map(|f| f.display().to_string()).unwrap_or_else(|| "PLAN".to_string());
+    outln!(
+        "cutover pending: run `tenantize cutover {name}` once the application sets the tenant per transaction"
+    );
+    outln!("  in every transaction: {}", crate::plan::set_local_snippet(&plan.tenant.setting));
     Ok(())
 }
 

@@ -13,8 +13,13 @@ pub async fn run(args: StatusArgs) -> Result<(), Failure> {
     let plan = plan.plan;
     crate::app::identity::check(&spec, &plan, "tenantize status").await?;
     let status = engine::status(&spec, &plan).await?;
+    let cutover = plan.cutover_state(|id| {
+        status.steps.iter().any(|s| s.step_id == id && s.state == crate::db::journal::StepState::Done)
+    });
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&json(&status)).expect("status serializes"));
+        let mut value = json(&status);
+        value["cutover"] = serde_json::to_value(cutover).expect("a state serializes");
+        outln!("{}", serde_json::to_string_pretty(&value).expect("status serializes"));
         return Ok(());
     }
     outln!("plan {:.12} on database {}", status.plan_hash, status.database);
@@ -43,6 +48,9 @@ pub async fn run(args: StatusArgs) -> Result<(), Failure> {
             }
             None => outln!("  {:<11} {}", "pending", step.id),
         }
+    }
+    if cutover != crate::plan::CutoverState::NotPlanned {
+        outln!("cutover (stage 10): {}", cutover.describe());
     }
     Ok(())
 }

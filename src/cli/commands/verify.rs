@@ -119,6 +119,9 @@ pub async fn run(args: VerifyArgs) -> Result<(), Failure> {
             report.applied_through,
             if report.ok { "ok" } else { "FAILED" }
         );
+        if report.cutover != crate::plan::CutoverState::NotPlanned {
+            outln!("  cutover (stage 10): {}", report.cutover.describe());
+        }
         outln!("  {:<40} {:>10} {:>8} {:>8} {:>8}  rls", "table", "rows", "no tenant", "unknown", "cross");
         for t in &report.tables {
             let rls = match (t.rls_enabled, t.rls_forced, t.has_policy) {

@@ -62,10 +62,9 @@ pub(super) fn report(scope: &Scope, findings: &mut Findings) {
         tenant.column.clone(),
         format!(
             "the tenant column keeps the default tenant as its default so the current \
-             application keeps working; once it sets {} per transaction, switch each table \
-             with ALTER TABLE ... ALTER COLUMN {} SET DEFAULT nullif(current_setting({}, true), '')::{}",
+             application keeps working; once it sets {} per transaction, the cutover (stage 10, \
+             `tenantize cutover`) switches each table to DEFAULT nullif(current_setting({}, true), '')::{}",
             tenant.setting,
-            scope.col(),
             quote_literal(&tenant.setting),
             tenant.key_type.sql()
         ),

@@ -145,6 +145,17 @@ impl<'a> Scope<'a> {
         )
     }
 
+    /// The tenant the session's setting names, typed; NULL while it is unset or empty. What
+    /// the cutover makes the tenant column's default (kept apart from the policy's
+    /// expression, which may take another form).
+    pub fn setting_expression(&self) -> String {
+        format!(
+            "nullif(current_setting({}, true), '')::{}",
+            quote_literal(&self.tenant.setting),
+            self.tenant.key_type.sql()
+        )
+    }
+
     /// Rows of `name` and, for a partitioned table, of all its leaves (estimates).
     pub fn table_rows(&self, name: &QualifiedName) -> i64 {
         let own = self.catalog.table(name).map(|t| t.row_estimate.max(0)).unwrap_or(0);

@@ -428,6 +428,7 @@ impl CatalogBuilder {
                 creatable_schemas: vec!["public".into()],
                 journal_exists: false,
                 external_foreign_keys: Vec::new(),
+                legacy_roles: Vec::new(),
             },
             other_relations: Vec::new(),
         }

@@ -6,7 +6,7 @@ use super::*;
 fn the_cursor_moves_within_the_tree_and_stages_open_and_close() {
     let mut model = fixture::model();
     model.screen = Screen::Plan;
-    assert_eq!(model.rows().len(), 8, "every stage closed");
+    assert_eq!(model.rows().len(), 9, "every stage closed");
     for _ in 0..3 {
         act(&mut model, Action::Down);
     }
@@ -15,7 +15,7 @@ fn the_cursor_moves_within_the_tree_and_stages_open_and_close() {
     assert_eq!(model.cursor, 2);
     assert_eq!(model.selected_row(), Row::Stage(Stage::AddColumn));
     act(&mut model, Action::PageDown);
-    assert_eq!(model.cursor, 7, "clamped to the last row");
+    assert_eq!(model.cursor, 8, "clamped to the last row");
     act(&mut model, Action::PageUp);
     act(&mut model, Action::Up);
     assert_eq!(model.cursor, 0, "clamped to the first row");
@@ -24,7 +24,7 @@ fn the_cursor_moves_within_the_tree_and_stages_open_and_close() {
     model.cursor = 2;
     act(&mut model, Action::Open);
     assert!(model.expanded.contains(&Stage::AddColumn));
-    assert_eq!(model.rows().len(), 8 + ids_in(&model, Stage::AddColumn).len());
+    assert_eq!(model.rows().len(), 9 + ids_in(&model, Stage::AddColumn).len());
     assert_eq!(model.selected_row(), Row::Stage(Stage::AddColumn));
     // A closed-or-open stage row selects its first step not done.
     let first = index(&model, "3.add-column:public.events");

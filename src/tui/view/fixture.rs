@@ -191,6 +191,7 @@ pub fn catalog() -> Catalog {
         creatable_schemas: vec!["public".into()],
         journal_exists: false,
         external_foreign_keys: Vec::new(),
+        legacy_roles: Vec::new(),
     }
 }
 

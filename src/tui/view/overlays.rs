@@ -233,6 +233,21 @@ fn confirm_apply(
             ));
         }
     }
+    let cutover = step_ids.iter().filter_map(|id| model.plan.step(id)).any(|s| s.stage.needs_asking());
+    if cutover {
+        tail.extend(wrap_styled(
+            vec![Span::styled(
+                format!(
+                    "This includes the cutover (stage 10): a session that does not SET LOCAL {} then \
+                     reads no row and cannot insert.",
+                    model.plan.tenant.setting
+                ),
+                palette.warn(),
+            )],
+            inner,
+            0,
+        ));
+    }
     tail.extend(plan_written_first(model, inner, palette));
     tail.push(Line::raw(""));
     tail.push(key_line(&[("y", "to apply"), ("n", "to cancel")], palette));

@@ -284,6 +284,9 @@ pub fn finding_items(model: &Model) -> Vec<(Severity, String)> {
     for (severity, text) in &model.plan_check {
         items.push((*severity, 1, text.clone()));
     }
+    if let Some((severity, text)) = cutover_item(model) {
+        items.push((severity, 1, text));
+    }
     for finding in &model.plan.findings {
         items.push((
             finding.severity,
@@ -293,6 +296,47 @@ pub fn finding_items(model: &Model) -> Vec<(Severity, String)> {
     }
     items.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     items.into_iter().map(|(s, _, text)| (s, text)).collect()
+}
+
+/// Where the cutover (stage 10) stands once stage 8 is done, and what the application must
+/// change for it.
+fn cutover_item(model: &Model) -> Option<(Severity, String)> {
+    use crate::plan::{CutoverState, Stage, set_local_snippet};
+    use crate::tui::state::UiStepState;
+    let done = |stage: Stage| {
+        let mut steps = model.steps.iter().filter(|s| s.stage == stage).peekable();
+        steps.peek().is_some() && steps.all(|s| s.state == UiStepState::Done)
+    };
+    if !done(Stage::Rls) {
+        return None;
+    }
+    let state =
+        model.plan.cutover_state(|id| model.steps.iter().any(|s| s.id == id && s.state == UiStepState::Done));
+    let setting = &model.plan.tenant.setting;
+    let legacy = match model.plan.options.legacy_roles.as_slice() {
+        [] => String::new(),
+        roles => format!(" Until then the legacy roles ({}) keep the default tenant.", roles.join(", ")),
+    };
+    match state {
+        CutoverState::NotPlanned => None,
+        CutoverState::Pending | CutoverState::Partial => Some((
+            if state == CutoverState::Partial { Severity::Warning } else { Severity::Info },
+            format!(
+                "cutover {}: the application must set {setting} in every transaction: {} Then apply \
+                 stage 10 (select it, A) or run `tenantize cutover PLAN`; a session that sets no \
+                 tenant then reads no row and cannot insert.{legacy}",
+                if state == CutoverState::Partial { "partly done" } else { "pending" },
+                set_local_snippet(setting)
+            ),
+        )),
+        CutoverState::Done => Some((
+            Severity::Info,
+            format!(
+                "cutover done: tenant columns default to {setting}; a session that sets no tenant \
+                 reads no row and cannot insert (r/R undo it)"
+            ),
+        )),
+    }
 }
 
 fn findings(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
@@ -357,4 +401,34 @@ fn findings(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
     }
     lines.truncate(height);
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::finding_items;
+    use crate::plan::Stage;
+    use crate::tui::state::UiStepState;
+    use crate::tui::view::fixture;
+
+    fn cutover_lines(model: &crate::tui::state::Model) -> Vec<String> {
+        finding_items(model).into_iter().map(|(_, t)| t).filter(|t| t.starts_with("cutover ")).collect()
+    }
+
+    #[test]
+    fn after_stage_8_the_overview_says_where_the_cutover_stands_and_what_the_application_must_do() {
+        let mut model = fixture::model();
+        assert!(cutover_lines(&model).is_empty(), "nothing to say before stage 8 is done");
+        for step in model.steps.iter_mut().filter(|s| s.stage <= Stage::Rls) {
+            step.state = UiStepState::Done;
+        }
+        let pending = cutover_lines(&model);
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert!(pending[0].starts_with("cutover pending"), "{}", pending[0]);
+        assert!(pending[0].contains("SET LOCAL app.tenant_id = '<tenant id>'"), "{}", pending[0]);
+        assert!(pending[0].contains("tenantize cutover"), "{}", pending[0]);
+        for step in model.steps.iter_mut().filter(|s| s.stage == Stage::Cutover) {
+            step.state = UiStepState::Done;
+        }
+        assert!(cutover_lines(&model)[0].starts_with("cutover done"));
+    }
 }

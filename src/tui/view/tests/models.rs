@@ -107,6 +107,7 @@ pub(super) fn counts(model: &Model) -> VerifyReport {
         tenant_table_exists: true,
         default_tenant_exists: true,
         tables,
+        cutover: Default::default(),
         problems: vec!["public.projects: 3 rows reference a parent of another tenant".into()],
         ok: false,
     }
