@@ -179,7 +179,7 @@ pub async fn count_all(
         false
     };
     let visibility =
-        under_rls::visibility(client, plan, &catalog.role, tenant_table_exists).await.map_err(query_error)?;
+        under_rls::visibility(client, plan, catalog, tenant_table_exists).await.map_err(query_error)?;
     let owned = plan.owned_name_set();
     let mut tables = Vec::new();
     let mut by_name: BTreeMap<QualifiedName, usize> = BTreeMap::new();
@@ -301,7 +301,7 @@ async fn count_rows_per_tenant(
     counts: &mut TableCounts,
 ) -> Result<(), CheckError> {
     let name = table.name.display_plain();
-    under_rls::no_hidden_rows(plan, table).map_err(|why| {
+    under_rls::no_hidden_rows(plan, table, visibility).map_err(|why| {
         query_error(format!(
             "counting {name}: this role cannot bypass row-level security, so rows without a known tenant \
              would be invisible to it, and {why}; count as a role with BYPASSRLS"
