@@ -20,8 +20,8 @@ pub(super) fn overtaken_by<'a>(plan: &'a Plan, step: &Step) -> Option<&'a Step> 
     let at = plan.position(&step.id)?;
     plan.steps[at + 1..]
         .iter()
-        .filter(|s| s.stage == step.stage && s.tables == step.tables && !s.checks.is_empty())
-        .last()
+        .rev()
+        .find(|s| s.stage == step.stage && s.tables == step.tables && !s.checks.is_empty())
 }
 
 /// A check and the SQL condition under which it is judged to hold after the plan.
