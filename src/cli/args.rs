@@ -85,8 +85,8 @@ pub struct RehearseArgs {
 pub struct ExportArgs {
     /// The plan file.
     pub plan: PathBuf,
-    /// The migration tool the files are written for: sql (psql -f), sqlx, golang-migrate or
-    /// flyway.
+    /// The migration tool the files are written for: sql (psql -f), sqlx, golang-migrate,
+    /// flyway, dbmate, alembic or sqitch; or pgtap (a test file of the tenant invariants).
     #[arg(long, value_enum)]
     pub format: FormatArg,
     /// The directory the files are written to (created if missing).
@@ -179,6 +179,10 @@ pub enum FormatArg {
     Sqlx,
     GolangMigrate,
     Flyway,
+    Dbmate,
+    Alembic,
+    Sqitch,
+    Pgtap,
 }
 
 impl From<FormatArg> for crate::export::Format {
@@ -188,6 +192,10 @@ impl From<FormatArg> for crate::export::Format {
             FormatArg::Sqlx => crate::export::Format::Sqlx,
             FormatArg::GolangMigrate => crate::export::Format::GolangMigrate,
             FormatArg::Flyway => crate::export::Format::Flyway,
+            FormatArg::Dbmate => crate::export::Format::Dbmate,
+            FormatArg::Alembic => crate::export::Format::Alembic,
+            FormatArg::Sqitch => crate::export::Format::Sqitch,
+            FormatArg::Pgtap => crate::export::Format::Pgtap,
         }
     }
 }

@@ -1,5 +1,4 @@
-//! Export a plan as up/down migration files for other tools: plain SQL (psql), sqlx,
-//! golang-migrate and Flyway.
+//! The units of an export: what one migration file (or one tool's revision) holds.
 //!
 //! Every file holds one unit: a transaction's worth of SQL, or a single statement that cannot
 //! run in a transaction (CONCURRENTLY, a batched backfill), marked as the tool requires. A step
@@ -8,10 +7,8 @@
 //! reverse version order replays each step's rollback in order. Where a step has more units in
 //! one direction than the other, the spare files are explicit no-ops.
 
-use std::path::Path;
-
 use crate::plan::{BackfillKey, LockMode, Plan, Statement, StatementKind, Step, Transition};
-use crate::sql::{comment, dollar_quote, quote_ident, quote_literal};
+use crate::sql::{dollar_quote, quote_ident, quote_literal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -19,6 +16,10 @@ pub enum Format {
     Sqlx,
     GolangMigrate,
     Flyway,
+    Dbmate,
+    Alembic,
+    Sqitch,
+    Pgtap,
 }
 
 impl Format {
@@ -28,6 +29,10 @@ impl Format {
             "sqlx" => Some(Format::Sqlx),
             "golang-migrate" => Some(Format::GolangMigrate),
             "flyway" => Some(Format::Flyway),
+            "dbmate" => Some(Format::Dbmate),
+            "alembic" => Some(Format::Alembic),
+            "sqitch" => Some(Format::Sqitch),
+            "pgtap" => Some(Format::Pgtap),
             _ => None,
         }
     }
@@ -41,14 +46,14 @@ pub struct ExportedFile {
 
 /// One file's worth of SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Unit {
-    sql: String,
-    transactional: bool,
+pub(super) struct Unit {
+    pub(super) sql: String,
+    pub(super) transactional: bool,
     /// Long work under a weak lock (VALIDATE, CONCURRENTLY, batches): a long lock timeout and
     /// no statement timeout, as the engine runs it.
-    long: bool,
-    lock: LockMode,
-    note: String,
+    pub(super) long: bool,
+    pub(super) lock: LockMode,
+    pub(super) note: String,
 }
 
 /// `lock_timeout` written into exported transactional files by default: longer than a run's
@@ -61,7 +66,7 @@ const LONG_LOCK_TIMEOUT_MS: u64 = 600_000;
 const DDL_STATEMENT_TIMEOUT_MS: u64 = 60_000;
 
 impl Unit {
-    fn timeouts(&self, lock_timeout_ms: u64) -> (u64, u64) {
+    pub(super) fn timeouts(&self, lock_timeout_ms: u64) -> (u64, u64) {
         if self.long { (LONG_LOCK_TIMEOUT_MS, 0) } else { (lock_timeout_ms, DDL_STATEMENT_TIMEOUT_MS) }
     }
 }
@@ -158,7 +163,7 @@ fn units(statements: &[Statement], atomic: bool, step: &Step, lock_timeout_ms: u
     statements.iter().map(|s| unit_of(s, step, lock_timeout_ms)).collect()
 }
 
-fn slug(text: &str) -> String {
+pub(super) fn slug(text: &str) -> String {
     let mut out = String::new();
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {
@@ -171,17 +176,19 @@ fn slug(text: &str) -> String {
     trimmed.trim_end_matches('_').to_string()
 }
 
-const NO_OP: &str = "SELECT 1; -- nothing to do in this direction for this part of the step";
+pub(super) const NO_OP: &str = "SELECT 1; -- nothing to do in this direction for this part of the step";
 
 /// A version: one unit up, one unit down (either may be a no-op).
-struct Version {
-    name: String,
-    step_id: String,
-    up: Option<Unit>,
-    down: Option<Unit>,
+pub(super) struct Version {
+    pub(super) name: String,
+    pub(super) step_id: String,
+    pub(super) up: Option<Unit>,
+    pub(super) down: Option<Unit>,
+    /// The step's last version: where its checks can be judged.
+    pub(super) last: bool,
 }
 
-fn versions(plan: &Plan, lock_timeout_ms: u64) -> Vec<Version> {
+pub(super) fn versions(plan: &Plan, lock_timeout_ms: u64) -> Vec<Version> {
     let mut out = Vec::new();
     // What `apply` runs: the cutover is the application team's later decision, not part of the
     // migrations a deployment runs in one go (`tenantize cutover` runs it).
@@ -204,100 +211,11 @@ fn versions(plan: &Plan, lock_timeout_ms: u64) -> Vec<Version> {
                 step_id: step.id.clone(),
                 up: up.get(k).cloned(),
                 down: (count - 1 - k < down.len()).then(|| down[count - 1 - k].clone()),
+                last: k + 1 == count,
             });
         }
     }
     out
-}
-
-fn body(unit: Option<&Unit>, format: Format, lock_timeout_ms: u64, header: &str) -> (String, bool) {
-    let Some(unit) = unit else {
-        return (format!("{header}\n{NO_OP}\n"), true);
-    };
-    let mut text = format!("{header}\n{}\n", comment(&unit.note));
-    let (lock_ms, statement_ms) = unit.timeouts(lock_timeout_ms);
-    if !unit.transactional {
-        match format {
-            // psql sends each statement on its own, so session timeouts can frame it.
-            Format::Sql => text.push_str(&format!(
-                "SET lock_timeout = '{lock_ms}ms';\nSET statement_timeout = '{statement_ms}ms';\n{}\nRESET lock_timeout;\nRESET statement_timeout;\n",
-                unit.sql
-            )),
-            // The other tools run a file as one query string: a second statement would put
-            // this one in an implicit transaction, which CONCURRENTLY refuses. The runner's own
-            // session settings apply.
-            _ => {
-                if format == Format::Sqlx {
-                    text = format!("-- no-transaction\n{text}");
-                }
-                text.push_str(&unit.sql);
-                text.push('\n');
-            }
-        }
-        return (text, false);
-    }
-    let set_local =
-        format!("SET LOCAL lock_timeout = '{lock_ms}ms';\nSET LOCAL statement_timeout = '{statement_ms}ms';");
-    match format {
-        // psql and golang-migrate run the file as written: it brings its own transaction.
-        Format::Sql | Format::GolangMigrate => {
-            text.push_str(&format!("BEGIN;\n{set_local}\n{}\nCOMMIT;\n", unit.sql));
-        }
-        // sqlx and Flyway wrap each file in a transaction themselves.
-        Format::Sqlx | Format::Flyway => {
-            text.push_str(&format!("{set_local}\n{}\n", unit.sql));
-        }
-    }
-    (text, true)
-}
-
-/// The files of `plan` in `format`.
-pub fn export(plan: &Plan, format: Format, lock_timeout_ms: u64) -> Vec<ExportedFile> {
-    let mut files = Vec::new();
-    let all = versions(plan, lock_timeout_ms);
-    for (i, version) in all.iter().enumerate() {
-        let n = i + 1;
-        // Step ids hold table names: a comment must never carry one's line break.
-        let header = comment(&format!(
-            "tenantize plan {:.12}, step {} (part {} of the export)",
-            plan.plan_hash, version.step_id, n
-        ));
-        let (up, up_tx) = body(version.up.as_ref(), format, lock_timeout_ms, &header);
-        let (down, down_tx) =
-            body(version.down.as_ref(), format, lock_timeout_ms, &format!("{header}, rollback"));
-        let name = &version.name;
-        match format {
-            Format::Sql | Format::Sqlx | Format::GolangMigrate => {
-                files.push(ExportedFile { name: format!("{n:04}_{name}.up.sql"), content: up });
-                files.push(ExportedFile { name: format!("{n:04}_{name}.down.sql"), content: down });
-            }
-            Format::Flyway => {
-                files.push(ExportedFile { name: format!("V{n}__{name}.sql"), content: up });
-                files.push(ExportedFile { name: format!("U{n}__{name}.sql"), content: down });
-                if !up_tx {
-                    files.push(ExportedFile {
-                        name: format!("V{n}__{name}.sql.conf"),
-                        content: "executeInTransaction=false\n".into(),
-                    });
-                }
-                if !down_tx {
-                    files.push(ExportedFile {
-                        name: format!("U{n}__{name}.sql.conf"),
-                        content: "executeInTransaction=false\n".into(),
-                    });
-                }
-            }
-        }
-    }
-    files
-}
-
-pub fn write(dir: &Path, files: &[ExportedFile]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for file in files {
-        std::fs::write(dir.join(&file.name), &file.content)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
