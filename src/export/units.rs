@@ -22,22 +22,6 @@ pub enum Format {
     Pgtap,
 }
 
-impl Format {
-    pub fn parse(text: &str) -> Option<Format> {
-        match text {
-            "sql" => Some(Format::Sql),
-            "sqlx" => Some(Format::Sqlx),
-            "golang-migrate" => Some(Format::GolangMigrate),
-            "flyway" => Some(Format::Flyway),
-            "dbmate" => Some(Format::Dbmate),
-            "alembic" => Some(Format::Alembic),
-            "sqitch" => Some(Format::Sqitch),
-            "pgtap" => Some(Format::Pgtap),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportedFile {
     pub name: String,
