@@ -112,6 +112,10 @@ pub(super) async fn read_views(
           WHERE v.relkind IN ('v', 'm')
             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'tenantize')
             AND n.nspname !~ '^pg_(toast|temp)'
+            -- An extension's views (Citus puts citus_tables in public) are the extension's.
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                             WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = v.oid
+                               AND d.deptype = 'e')
           ORDER BY n.nspname, v.relname"
     );
     let result = Rows::query(client, "views", &sql, &[]).await?;
