@@ -461,11 +461,17 @@ impl<'a> Executor<'a> {
             return Err(ExecError::Cancelled);
         }
         client.batch_execute(&set).await?;
+        if !statement.settings.is_empty() {
+            client.batch_execute(&statement.settings_sql(false)).await?;
+        }
         let unit = super::failpoint::before_commit(step_id);
         let result = self.run_sql(step_id, index, statement, attempt, blockers, watch).await;
         // Back to the session's own settings (a RESET would restore the role's defaults,
-        // which may be anything).
+        // which may be anything; for the statement's own settings it is what we want).
         let _ = client.batch_execute(&self.session_baseline()).await;
+        if !statement.settings.is_empty() {
+            let _ = client.batch_execute(&statement.reset_settings_sql()).await;
+        }
         if result.is_ok() {
             // The statement is done but its journal entry is not: a kill here must resume.
             super::failpoint::after_commit(unit);

@@ -256,6 +256,9 @@ async fn run(
                 let mut rows = 0;
                 for (k, statement) in transition.statements.iter().enumerate() {
                     client.batch_execute(&exec.set_local(statement.profile)).await?;
+                    if !statement.settings.is_empty() {
+                        client.batch_execute(&statement.settings_sql(true)).await?;
+                    }
                     rows +=
                         exec.run_sql(&step.id, first + k, statement, attempt, blockers, Watch::Locks).await?;
                 }

@@ -19,6 +19,7 @@ pub(super) fn stmt(lock: LockMode, on: &[&QualifiedName], sql: String) -> Statem
         profile: TimeoutProfile::Ddl,
         kind: StatementKind::Transaction,
         index: None,
+        settings: Vec::new(),
         sql,
     }
 }

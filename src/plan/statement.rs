@@ -118,7 +118,29 @@ pub struct Statement {
     /// The index a `concurrent-index` statement builds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<QualifiedName>,
+    /// Settings the statement runs under, as `name = value` (`citus.enable_unsafe_triggers =
+    /// on`): `SET LOCAL` in its transaction, or `SET` before and `RESET` after a command that
+    /// cannot run in one (which must be sent alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
     pub sql: String,
+}
+
+impl Statement {
+    /// The `SET` (or `SET LOCAL`) commands for [`Statement::settings`], in one string.
+    pub fn settings_sql(&self, local: bool) -> String {
+        let set = if local { "SET LOCAL" } else { "SET" };
+        self.settings.iter().map(|s| format!("{set} {s};")).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The `RESET` commands that undo [`Statement::settings_sql`] outside a transaction.
+    pub fn reset_settings_sql(&self) -> String {
+        self.settings
+            .iter()
+            .map(|s| format!("RESET {};", s.split('=').next().unwrap_or_default().trim()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 fn is_ddl_profile(profile: &TimeoutProfile) -> bool {
