@@ -1,6 +1,6 @@
 //! Plans from the live catalog: build one, or tell whether a saved one still matches.
 
-use crate::catalog::{Catalog, introspect, read_legacy_roles};
+use crate::catalog::{Catalog, introspect, read_citus, read_legacy_roles};
 use crate::db::ConnSpec;
 use crate::engine;
 use crate::plan::{self, Plan, PlanOptions};
@@ -23,7 +23,8 @@ pub async fn build_plan(spec: &ConnSpec, options: &PlanOptions) -> Result<Plan, 
     Ok(plan)
 }
 
-/// The catalog a plan with `options` is built from: the schemas, and the `--legacy-role`s.
+/// The catalog a plan with `options` is built from: the schemas, the `--legacy-role`s and,
+/// for `--distribute citus`, what the server says about Citus.
 pub async fn read_catalog(
     client: &tokio_postgres::Client,
     options: &PlanOptions,
@@ -31,6 +32,9 @@ pub async fn read_catalog(
     let mut catalog =
         introspect(client, &options.schemas, std::slice::from_ref(&options.tenant_table.schema)).await?;
     catalog.legacy_roles = read_legacy_roles(client, &options.legacy_roles, &options.tenant_setting).await?;
+    if options.distribute.is_some() {
+        catalog.citus = Some(read_citus(client).await?);
+    }
     Ok(catalog)
 }
 

@@ -11,7 +11,7 @@ pub use fingerprint::{
     table_shape, view_fingerprint,
 };
 pub use introspect::{
-    INTROSPECTION_QUERY_COUNT, IntrospectError, introspect, read_column, read_legacy_roles,
+    INTROSPECTION_QUERY_COUNT, IntrospectError, introspect, read_citus, read_column, read_legacy_roles,
 };
 
 use crate::sql::QualifiedName;
@@ -39,6 +39,41 @@ pub struct Catalog {
     /// unless asked).
     #[serde(default)]
     pub legacy_roles: Vec<LegacyRole>,
+    /// What the server says about Citus ([`read_citus`]; read only for `--distribute citus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub citus: Option<CitusInfo>,
+}
+
+/// The Citus facts stage 9 depends on, read on the coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct CitusInfo {
+    /// `shared_preload_libraries` names citus.
+    pub preloaded: bool,
+    pub wal_level: String,
+    /// `output_plugin_libraries` (PostgreSQL 15.19+; `None` on servers without the setting).
+    pub output_plugin_libraries: Option<String>,
+    /// The extension can be created here (`pg_available_extensions`).
+    pub available: bool,
+    /// `CREATE EXTENSION citus` was run in this database: its version.
+    pub extension_version: Option<String>,
+    /// `citus_set_coordinator_host` was run (the coordinator is in `pg_dist_node`).
+    pub coordinator_known: bool,
+    pub workers: Vec<CitusWorker>,
+    /// `citus.shard_replication_factor`: online distribution needs 1.
+    pub shard_replication_factor: i32,
+    /// This database's own `citus.propagate_set_commands` (`ALTER DATABASE … SET`), if any.
+    pub database_propagate_set_commands: Option<String>,
+    /// Tables already known to Citus, with `pg_dist_partition.partmethod`.
+    pub citus_tables: Vec<(QualifiedName, String)>,
+}
+
+/// An active primary worker, and whether this database has the extension there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CitusWorker {
+    pub name: String,
+    pub port: i32,
+    /// `None`: the worker answered; otherwise why the extension could not be found there.
+    pub problem: Option<String>,
 }
 
 /// A role the application connects as without setting the tenant, and what this database's
@@ -122,6 +157,13 @@ pub struct Table {
     /// extension's, so it is shared, never converted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<String>,
+    /// `pg_class.relreplident`: d (the primary key), n (nothing), f (full), i (an index).
+    #[serde(default = "default_replica_identity")]
+    pub replica_identity: String,
+}
+
+fn default_replica_identity() -> String {
+    "d".into()
 }
 
 impl Trigger {
@@ -161,6 +203,7 @@ impl Table {
             row_estimate: 0,
             total_bytes: 0,
             extension: None,
+            replica_identity: default_replica_identity(),
         }
     }
 

@@ -109,6 +109,9 @@ async fn journal_entries(
 fn applied_through(plan: &Plan, entries: &BTreeMap<String, journal::JournalStep>) -> u8 {
     let mut through = 0;
     for stage in Stage::ALL {
+        if stage == Stage::Distribute && plan.steps_in(stage).next().is_none() {
+            continue;
+        }
         let all_done =
             plan.steps_in(stage).all(|s| entries.get(&s.id).is_some_and(|e| e.state == StepState::Done));
         if !all_done {

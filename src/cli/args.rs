@@ -240,13 +240,32 @@ pub struct PlanOptionArgs {
     pub acknowledge: Vec<String>,
     /// Which primary keys become (tenant column, key): natural ones (no sequence, identity or
     /// computed default), all, or none.
-    #[arg(long, value_enum, default_value = "natural")]
-    pub scope_primary_keys: PrimaryKeyScopeArg,
+    /// [default: natural; all with --distribute]
+    #[arg(long, value_enum)]
+    pub scope_primary_keys: Option<PrimaryKeyScopeArg>,
     /// A role the application connects as today without setting the tenant (repeatable):
     /// stage 8 gives it the default tenant in this database, the cutover (stage 10) takes it
     /// away.
     #[arg(long = "legacy-role", value_name = "ROLE")]
     pub legacy_roles: Vec<String>,
+    /// Add stage 9: distribute every tenant table by the tenant column on this Citus
+    /// coordinator's workers (colocated; the tenant table and the shared tables they
+    /// reference become reference tables).
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub distribute: Option<DistributeArg>,
+    /// Shards per distributed table (default: the server's citus.shard_count).
+    #[arg(long, requires = "distribute")]
+    pub shard_count: Option<u32>,
+    /// Let stage 9 distribute a table that cannot be distributed online (one without a
+    /// replica identity) with the blocking create_distributed_table, which blocks its writes
+    /// while it copies; the plan shows the lock.
+    #[arg(long, requires = "distribute")]
+    pub allow_blocking_distribution: bool,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DistributeArg {
+    Citus,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -295,8 +314,16 @@ impl PlanOptionArgs {
             backfill: self.backfill.map(BackfillMode::from),
             batch_rows: self.batch_rows,
             acknowledge: self.acknowledge.clone(),
-            scope_primary_keys: self.scope_primary_keys.into(),
+            scope_primary_keys: match (self.scope_primary_keys, self.distribute) {
+                (Some(scope), _) => scope.into(),
+                (None, Some(_)) => crate::plan::PrimaryKeyScope::All,
+                (None, None) => crate::plan::PrimaryKeyScope::Natural,
+            },
             legacy_roles: self.legacy_roles.clone(),
+            distribute: self.distribute.map(|DistributeArg::Citus| crate::plan::Distribution {
+                shard_count: self.shard_count,
+                allow_blocking: self.allow_blocking_distribution,
+            }),
         }
     }
 }

@@ -62,6 +62,11 @@ fn normalized(mut step: Step) -> Step {
     step
 }
 
+/// 16 hex digits of SHA-256: a stable short name for something the plan keeps aside.
+pub fn short_hash(text: &str) -> String {
+    sha256_hex(text.as_bytes())[..16].to_string()
+}
+
 pub fn step_hash(step: &Step) -> String {
     let json = serde_json::to_string(&normalized(step.clone())).expect("a step serializes");
     sha256_hex(json.as_bytes())

@@ -50,6 +50,7 @@ pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Re
         stages::legacy_role::steps(a),
         stages::rls::steps(a),
         stages::views::steps(a),
+        stages::distribute::steps(a),
         // Last, so that adding it renumbers no earlier step.
         stages::cutover::steps(a),
     ]

@@ -7,8 +7,8 @@ use std::fmt;
 pub use super::statement::*;
 use crate::sql::QualifiedName;
 
-/// The stages, in the order they run. Numbers need not be contiguous: 9 is kept for a stage
-/// that comes later (distribution); the cutover is 10. Never index by number.
+/// The stages, in the order they run. Numbers need not be contiguous (a plan without
+/// `--distribute` has no stage 9); never index by number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
 pub enum Stage {
@@ -20,13 +20,16 @@ pub enum Stage {
     Indexes = 6,
     Unique = 7,
     Rls = 8,
+    /// Distribution by tenant on Citus (`plan --distribute citus`): reference tables, then
+    /// every tenant table hash-distributed by the tenant column, colocated.
+    Distribute = 9,
     /// Finishing the cutover: the tenant column's default reads the setting and legacy roles
     /// lose their default tenant. `apply` stops before it unless asked (`tenantize cutover`).
     Cutover = 10,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 10] = [
         Stage::TenantTable,
         Stage::DefaultTenant,
         Stage::AddColumn,
@@ -35,6 +38,7 @@ impl Stage {
         Stage::Indexes,
         Stage::Unique,
         Stage::Rls,
+        Stage::Distribute,
         Stage::Cutover,
     ];
 
@@ -56,6 +60,7 @@ impl Stage {
             Stage::Indexes => "indexes",
             Stage::Unique => "unique",
             Stage::Rls => "rls",
+            Stage::Distribute => "distribute",
             Stage::Cutover => "cutover",
         }
     }
@@ -70,6 +75,7 @@ impl Stage {
             Stage::Indexes => "Composite indexes",
             Stage::Unique => "Tenant-scoped uniques and foreign keys",
             Stage::Rls => "Row-level security",
+            Stage::Distribute => "Distribution by tenant (Citus)",
             Stage::Cutover => "Cutover: the tenant comes from the application",
         }
     }
@@ -356,6 +362,21 @@ pub struct PlanOptions {
     /// each the default tenant for this database, the cutover (stage 10) takes it away.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub legacy_roles: Vec<String>,
+    /// Stage 9: distribute the converted tables on Citus (`--distribute citus`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribute: Option<Distribution>,
+}
+
+/// How stage 9 distributes (`--distribute citus [--shard-count N] [--allow-blocking-distribution]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Shards per distributed table; `None` keeps the server's `citus.shard_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_count: Option<u32>,
+    /// Tables that cannot be distributed without blocking writes (no replica identity, user
+    /// triggers Citus must re-create) may use the blocking `create_distributed_table`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_blocking: bool,
 }
 
 impl PlanOptions {
@@ -381,6 +402,7 @@ impl Default for PlanOptions {
             acknowledge: Vec::new(),
             scope_primary_keys: PrimaryKeyScope::Natural,
             legacy_roles: Vec::new(),
+            distribute: None,
         }
     }
 }
@@ -552,11 +574,12 @@ mod tests {
         assert_eq!(Stage::parse("3"), Some(Stage::AddColumn));
         assert_eq!(Stage::parse("not-null"), Some(Stage::NotNull));
         assert_eq!(Stage::parse("RLS"), Some(Stage::Rls));
-        assert_eq!(Stage::parse("9"), None, "reserved for a later stage");
+        assert_eq!(Stage::parse("9"), Some(Stage::Distribute));
+        assert_eq!(Stage::parse("distribute"), Some(Stage::Distribute));
         assert_eq!(Stage::parse("10"), Some(Stage::Cutover));
         assert_eq!(Stage::parse("cutover"), Some(Stage::Cutover));
-        assert_eq!(Stage::numbers(), "1-8, 10");
-        assert!(Stage::try_from(9).unwrap_err().contains("1-8, 10"));
+        assert_eq!(Stage::numbers(), "1-10");
+        assert!(Stage::try_from(11).unwrap_err().contains("1-10"));
         assert_eq!(Stage::parse("0"), None);
         assert_eq!(Stage::parse("nope"), None);
         for stage in Stage::ALL {

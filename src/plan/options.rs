@@ -1,7 +1,7 @@
 //! What about `PlanOptions` is more than plain data: which options are valid, and what they
 //! mean for the tenant on a given server.
 
-use super::model::{BackfillMode, KeyType, PlanOptions, TenantSpec};
+use super::model::{BackfillMode, KeyType, PlanOptions, PrimaryKeyScope, TenantSpec};
 use crate::catalog::Catalog;
 
 /// PostgreSQL 11 made adding a column with a constant default metadata only.
@@ -61,6 +61,16 @@ pub(super) fn validate(options: &PlanOptions) -> Result<(), PlanError> {
     }
     if options.batch_rows == 0 {
         return bad("--batch-rows must be at least 1".into());
+    }
+    if let Some(distribution) = &options.distribute {
+        if options.scope_primary_keys != PrimaryKeyScope::All {
+            return bad("--distribute citus needs the tenant column in every primary key: \
+                 --scope-primary-keys all (implied when not given)"
+                .into());
+        }
+        if distribution.shard_count.is_some_and(|n| !(1..=64_000).contains(&n)) {
+            return bad("--shard-count must be 1 to 64000".into());
+        }
     }
     Ok(())
 }

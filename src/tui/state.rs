@@ -370,6 +370,10 @@ impl Model {
     pub fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
         for stage in Stage::ALL {
+            // Stage 9 exists only in plans that distribute.
+            if stage == Stage::Distribute && !self.steps.iter().any(|s| s.stage == stage) {
+                continue;
+            }
             rows.push(Row::Stage(stage));
             if self.expanded.contains(&stage) {
                 rows.extend(

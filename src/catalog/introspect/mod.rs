@@ -11,8 +11,11 @@ use serde_json::Value;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::{Client, Row};
 
+mod citus;
 mod constraints;
 mod objects;
+
+pub use citus::read_citus;
 
 use constraints::{read_constraints, read_indexes};
 use objects::{
@@ -139,6 +142,7 @@ pub async fn introspect(
         journal_exists,
         external_foreign_keys,
         legacy_roles: Vec::new(),
+        citus: None,
     })
 }
 
@@ -234,6 +238,7 @@ async fn read_tables(client: &Client, schemas: &Vec<String>) -> Result<Tables, I
                 pg_get_userbyid(c.relowner)::text AS owner, pg_has_role(c.relowner, 'USAGE') AS owned,
                 c.relpersistence = 'u' AS unlogged, c.relrowsecurity AS rls_enabled,
                 c.relforcerowsecurity AS rls_forced, c.reltuples::int8 AS row_estimate,
+                c.relreplident::text AS replica_identity,
                 pg_total_relation_size(c.oid)::int8 AS total_bytes, c.relispartition AS is_partition,
                 (SELECT e.extname::text FROM pg_catalog.pg_depend d
                    JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
@@ -284,6 +289,7 @@ async fn read_tables(client: &Client, schemas: &Vec<String>) -> Result<Tables, I
             triggers: Vec::new(),
             rls_enabled: get(what, row, "rls_enabled")?,
             rls_forced: get(what, row, "rls_forced")?,
+            replica_identity: get(what, row, "replica_identity")?,
             policies: Vec::new(),
             row_estimate: get(what, row, "row_estimate")?,
             total_bytes: get(what, row, "total_bytes")?,

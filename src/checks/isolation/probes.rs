@@ -36,7 +36,7 @@ impl Prober<'_> {
     pub(super) fn setup_sql(&self) -> String {
         let ty = self.tenancy.key_type.sql();
         let mut setup = format!(
-            "SET LOCAL row_security = on; CREATE ROLE {PROBE_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;\n\
+            "SET LOCAL row_security = on;\nCREATE ROLE {PROBE_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;\n\
              INSERT INTO {t} ({k}, name) VALUES ({}::{ty}, 'isolation probe A'), ({}::{ty}, 'isolation probe B'), \
              ({}::{ty}, 'isolation probe C');\n",
             quote_literal(&self.a),
@@ -64,10 +64,14 @@ impl Prober<'_> {
         schemas.sort();
         schemas.dedup();
         self.schemas = schemas;
-        self.client
-            .batch_execute(&self.setup_sql())
-            .await
-            .map_err(|e| query_error(format!("setting up the isolation probe: {}", describe_pg_error(&e))))
+        // One command at a time: Citus cannot run some commands of a multi-command string
+        // (it refuses the grants as nested distributed execution).
+        for command in self.setup_sql().lines() {
+            self.client.batch_execute(command).await.map_err(|e| {
+                query_error(format!("setting up the isolation probe: {}", describe_pg_error(&e)))
+            })?;
+        }
+        Ok(())
     }
 
     /// The leaf partitions of `name` (itself for an ordinary table).

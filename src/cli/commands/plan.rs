@@ -112,6 +112,9 @@ pub fn summarize(plan: &Plan) -> String {
     );
     for stage in Stage::ALL {
         let steps: Vec<_> = plan.steps_in(stage).collect();
+        if stage == Stage::Distribute && steps.is_empty() {
+            continue;
+        }
         let strongest = steps.iter().map(|s| s.strongest_lock()).max();
         out.push_str(&format!(
             "  {} {:<15} {:>4} steps  strongest lock: {}\n",

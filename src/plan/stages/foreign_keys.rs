@@ -103,7 +103,7 @@ fn key_part(child: &QualifiedName, scoped: &ScopedForeignKey, col: &str, partiti
 /// `FOREIGN KEY (tenant, cols) REFERENCES parent (tenant, cols)` with the original's actions
 /// and deferrability. SET NULL / SET DEFAULT name their columns so the tenant column is spared;
 /// MATCH FULL is dropped (see the findings).
-fn composite_definition(fk: &ForeignKey, tenant_column: &str) -> String {
+pub(in crate::plan) fn composite_definition(fk: &ForeignKey, tenant_column: &str) -> String {
     let lead = |rest: &[String]| -> Vec<String> {
         let mut columns = vec![tenant_column.to_string()];
         columns.extend(rest.iter().cloned());

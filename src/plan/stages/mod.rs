@@ -4,6 +4,7 @@ pub(super) mod add_column;
 pub(super) mod backfill;
 pub(super) mod cutover;
 pub(super) mod default_tenant;
+pub(super) mod distribute;
 pub(super) mod foreign_keys;
 mod index_part;
 pub(super) mod indexes;

@@ -429,6 +429,7 @@ impl CatalogBuilder {
                 journal_exists: false,
                 external_foreign_keys: Vec::new(),
                 legacy_roles: Vec::new(),
+                citus: None,
             },
             other_relations: Vec::new(),
         }

@@ -192,6 +192,7 @@ pub fn catalog() -> Catalog {
         journal_exists: false,
         external_foreign_keys: Vec::new(),
         legacy_roles: Vec::new(),
+        citus: None,
     }
 }
 

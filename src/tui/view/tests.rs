@@ -92,7 +92,7 @@ fn plan_screen_with_a_stage_open_and_a_step_selected() {
         assert!(text.contains("ACCESS EXCLUSIVE"));
         assert!(text.contains("Rollback"));
         assert!(text.contains("✓ public.users has tenant_id"), "{text}");
-        for stage in Stage::ALL {
+        for stage in Stage::ALL.into_iter().filter(|s| *s != Stage::Distribute) {
             assert!(
                 text.contains(&format!(" {} {}", stage.number(), stage.name())),
                 "{stage} missing: {text}"
