@@ -175,8 +175,12 @@ pub(super) struct Version {
 pub(super) fn versions(plan: &Plan, lock_timeout_ms: u64) -> Vec<Version> {
     let mut out = Vec::new();
     // What `apply` runs: the cutover is the application team's later decision, not part of the
-    // migrations a deployment runs in one go (`tenantize cutover` runs it).
-    for step in plan.steps.iter().filter(|s| !s.stage.needs_asking()) {
+    // migrations a deployment runs in one go (`tenantize cutover` runs it). Stage 9 is not
+    // exported either: distribution is run by `tenantize apply`, whose catalog-driven states
+    // resume Citus's multi-transaction operations; a migration file cannot.
+    for step in
+        plan.steps.iter().filter(|s| !s.stage.needs_asking() && s.stage != crate::plan::Stage::Distribute)
+    {
         let up: Vec<Unit> = step
             .forward_transitions()
             .into_iter()

@@ -69,8 +69,12 @@ fn assemble(
 ) -> Plan {
     let Analysis { scope, findings, owned, .. } = analysis;
     let tenant = scope.tenant;
-    let ignore =
-        FingerprintIgnore { tenant_column: &tenant.column, tenant_table: &tenant.table, owned_names: &owned };
+    let ignore = FingerprintIgnore {
+        tenant_column: &tenant.column,
+        tenant_table: &tenant.table,
+        owned_names: &owned,
+        foreign_keys: options.distribute.is_none(),
+    };
     let tables = catalog
         .tables
         .iter()

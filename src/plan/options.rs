@@ -90,8 +90,15 @@ pub(super) fn validate_legacy_roles(catalog: &Catalog, options: &PlanOptions) ->
     Ok(())
 }
 
-/// What the application runs in every transaction once the cutover is done, in one line.
-pub fn set_local_snippet(setting: &str) -> String {
+/// What the application runs in every transaction once the cutover is done, in one line. On
+/// Citus (`distributed`) only SET LOCAL reaches the workers: set_config() is not propagated.
+pub fn set_local_snippet(setting: &str, distributed: bool) -> String {
+    if distributed {
+        return format!(
+            "BEGIN; SET LOCAL {setting} = '<tenant id>'; … COMMIT;  (on Citus only SET LOCAL reaches \
+             the workers, not set_config(); filter on the tenant column to route to one shard)"
+        );
+    }
     format!(
         "BEGIN; SET LOCAL {setting} = '<tenant id>'; … COMMIT;  (or SELECT set_config({}, $1, true) after BEGIN)",
         crate::sql::quote_literal(setting)

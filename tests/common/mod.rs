@@ -12,6 +12,8 @@ use tenantize::db::ConnSpec;
 use tenantize::sandbox::{Cluster, ClusterOptions, client_tool};
 use tokio_postgres::Client;
 
+pub mod citus;
+
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static TEMPLATES: LazyLock<tokio::sync::Mutex<BTreeSet<String>>> = LazyLock::new(Default::default);
 
@@ -29,7 +31,13 @@ pub fn cluster_with_settings(settings: &[&str]) -> &'static Cluster {
     CLUSTER.get_or_init(|| start(&options))
 }
 
-fn start(options: &ClusterOptions) -> Cluster {
+/// For a test binary whose cluster needs options of its own (TCP, settings): call before
+/// anything else touches the cluster.
+pub fn cluster_with_options(options: &ClusterOptions) -> &'static Cluster {
+    CLUSTER.get_or_init(|| start(options))
+}
+
+pub(crate) fn start(options: &ClusterOptions) -> Cluster {
     match Cluster::start(options) {
         Ok(cluster) => cluster,
         Err(e) => panic!("the test PostgreSQL cluster could not be started: {e}"),
@@ -118,7 +126,7 @@ pub async fn fresh_db(prefix: &str) -> TestDb {
     db_handle(name)
 }
 
-fn db_handle(name: String) -> TestDb {
+pub(crate) fn db_handle(name: String) -> TestDb {
     let cluster = cluster();
     TestDb { url: cluster.url(&name), spec: cluster.conn_spec(&name), name }
 }

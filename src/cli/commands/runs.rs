@@ -153,7 +153,10 @@ async fn cutover_pending(request: &engine::ApplyRequest, file: Option<&Path>) ->
     outln!(
         "cutover pending: run `tenantize cutover {name}` once the application sets the tenant per transaction"
     );
-    outln!("  in every transaction: {}", crate::plan::set_local_snippet(&plan.tenant.setting));
+    outln!(
+        "  in every transaction: {}",
+        crate::plan::set_local_snippet(&plan.tenant.setting, plan.options.distribute.is_some())
+    );
     Ok(())
 }
 

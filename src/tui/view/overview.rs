@@ -326,7 +326,7 @@ fn cutover_item(model: &Model) -> Option<(Severity, String)> {
                  stage 10 (select it, A) or run `tenantize cutover PLAN`; a session that sets no \
                  tenant then reads no row and cannot insert.{legacy}",
                 if state == CutoverState::Partial { "partly done" } else { "pending" },
-                set_local_snippet(setting)
+                set_local_snippet(setting, model.plan.options.distribute.is_some())
             ),
         )),
         CutoverState::Done => Some((

@@ -1,0 +1,112 @@
+//! A real Citus cluster for the tests that distribute: this test binary's cluster is the
+//! coordinator, and two more throwaway clusters are its workers, all on 127.0.0.1 with the
+//! settings `shared/notes/citus-facts.md` lists. Each test gets a database of the same name on
+//! all three, with the extension, the coordinator registered and both workers added.
+//! Needs Citus installed into the server (`shared/vendor/citus/build.sh`, which `.ci/run`
+//! runs); without it the clusters fail to start and the tests fail, naming it.
+
+use std::sync::OnceLock;
+
+use tenantize::sandbox::{Cluster, ClusterOptions, find_server_binaries};
+
+use super::{TestDb, cluster, cluster_with_options, db_handle, start};
+
+static WORKERS: OnceLock<Vec<Cluster>> = OnceLock::new();
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Held by each test that distributes, for its whole run. Citus names the replication slots
+/// of an online copy after the node, the table's owner and an operation number that each
+/// database counts from 1, and slots belong to the whole worker cluster: two databases
+/// distributing at once on the same workers collide (`replication slot
+/// "citus_shard_split_slot_2_10_1" already exists`). A real cluster has one database.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+/// `postgresql.conf` lines every node needs.
+fn citus_settings() -> Vec<String> {
+    let mut settings =
+        vec!["shared_preload_libraries = 'citus'".to_string(), "wal_level = logical".to_string()];
+    // PostgreSQL 15.19+ only lets listed libraries be logical decoding output plugins, and
+    // refuses to start with a setting it does not know.
+    if server_has_output_plugin_libraries() {
+        settings.push("output_plugin_libraries = 'pgoutput,test_decoding,citus'".into());
+    }
+    settings
+}
+
+fn server_has_output_plugin_libraries() -> bool {
+    let bin = find_server_binaries().expect("PostgreSQL server binaries");
+    let out = std::process::Command::new(bin.join("postgres")).arg("-V").output().expect("postgres -V");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
+    let version = text.split_whitespace().nth(2).unwrap_or_default();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major == 15 && minor >= 19) || major > 17
+}
+
+fn node_options() -> ClusterOptions {
+    ClusterOptions { tcp: true, extra_settings: citus_settings(), ..Default::default() }
+}
+
+fn citus_missing_hint() -> &'static str {
+    "is Citus installed into this PostgreSQL? run shared/vendor/citus/build.sh (.ci/run does)"
+}
+
+/// The coordinator (this binary's cluster) and its two workers, started once.
+pub fn nodes() -> (&'static Cluster, &'static [Cluster]) {
+    let coordinator = cluster_with_options(&node_options());
+    let workers = WORKERS.get_or_init(|| (0..2).map(|_| start(&node_options())).collect());
+    (coordinator, workers)
+}
+
+async fn admin(node: &Cluster, database: &str) -> tokio_postgres::Client {
+    node.conn_spec(database).connect("tenantize-test").await.expect("connect to a Citus node")
+}
+
+async fn exec(client: &tokio_postgres::Client, sql: &str) {
+    client.batch_execute(sql).await.unwrap_or_else(|e| {
+        panic!("{}: {sql} ({})", tenantize::db::describe_pg_error(&e), citus_missing_hint())
+    });
+}
+
+/// A fresh database on every node, Citus ready in it.
+pub async fn citus_db(prefix: &str) -> TestDb {
+    let (coordinator, workers) = nodes();
+    let name = coordinator.create_database(prefix, None).await.expect("create a test database");
+    for worker in workers {
+        exec(&admin(worker, "postgres").await, &format!("CREATE DATABASE {name}")).await;
+        exec(&admin(worker, &name).await, "CREATE EXTENSION citus").await;
+    }
+    let client = admin(coordinator, &name).await;
+    exec(&client, "CREATE EXTENSION citus").await;
+    exec(&client, &format!("SELECT citus_set_coordinator_host('127.0.0.1', {})", coordinator.port())).await;
+    for worker in workers {
+        exec(&client, &format!("SELECT citus_add_node('127.0.0.1', {})", worker.port())).await;
+    }
+    assert!(std::ptr::eq(cluster(), coordinator));
+    db_handle(name)
+}
+
+/// The sample application in a fresh Citus database (`rows` in its largest table).
+pub async fn citus_sample_db(prefix: &str, rows: u64) -> TestDb {
+    let db = citus_db(prefix).await;
+    let client = db.connect().await;
+    tenantize::sample::load(&client, rows).await.expect("load the sample application");
+    db
+}
+
+/// Per worker (port): how many shard placements of tables in `schema` it holds.
+pub async fn placements_per_worker(db: &TestDb) -> Vec<(i32, i64)> {
+    let client = db.connect().await;
+    let rows = client
+        .query(
+            "SELECT n.nodeport, count(*) FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+              WHERE n.groupid <> 0 GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("placements");
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}

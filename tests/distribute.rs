@@ -1,0 +1,232 @@
+//! Stage 9 on a real Citus cluster (a coordinator and two workers, see `common/citus.rs`):
+//! plan --distribute citus → apply → verify → every row unchanged → an application role
+//! through the coordinator sees its tenant's rows only → rollback --all → the original
+//! single-node schema and rows. Also the refusal on a database without Citus, and kills
+//! during stage 9 that `apply` resumes from.
+
+mod common;
+
+use common::citus::{citus_db, citus_sample_db, nodes, placements_per_worker, serial};
+use common::*;
+
+const ROWS: u64 = 2000;
+
+/// The sample's keys with ON DELETE SET NULL, which Citus refuses on a tenant-scoped key: the
+/// operator accepts NO ACTION for them on the distributed tables.
+const SAMPLE_ACKNOWLEDGE: [&str; 8] = [
+    "--acknowledge",
+    "citus-foreign-key-action:public.attachments.attachments_comment_id_fkey",
+    "--acknowledge",
+    "citus-foreign-key-action:public.issues.issues_assignee_id_fkey",
+    "--acknowledge",
+    "citus-foreign-key-action:public.issues.issues_epic_id_fkey",
+    "--acknowledge",
+    "citus-foreign-key-action:public.issues.issues_sprint_id_fkey",
+];
+
+/// `--distribute citus`, with the blocking form allowed for the sample's audit log (it has
+/// no primary key) and its SET NULL keys accepted.
+fn distribute_args() -> Vec<&'static str> {
+    let mut args = vec!["--distribute", "citus", "--allow-blocking-distribution", "--shard-count", "4"];
+    args.extend_from_slice(&SAMPLE_ACKNOWLEDGE);
+    args
+}
+
+const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-000000000001";
+const OTHER_TENANT: &str = "00000000-0000-0000-0000-0000000000b2";
+
+/// As a plain role (not owner, no BYPASSRLS) through the coordinator, with `tenant` set by
+/// SET LOCAL (none: no tenant): how many rows of `table` it reads.
+async fn count_as_app(db: &TestDb, tenant: Option<&str>, table: &str) -> i64 {
+    let client = db.connect().await;
+    client.batch_execute("BEGIN; SET LOCAL ROLE tz_app").await.unwrap();
+    if let Some(t) = tenant {
+        client.batch_execute(&format!("SET LOCAL app.tenant_id = '{t}'")).await.unwrap();
+    }
+    let n: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("{table}: {}", tenantize::db::describe_pg_error(&e)))
+        .get(0);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    n
+}
+
+#[tokio::test]
+async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_rolled_back_exactly() {
+    let _serial = serial().await;
+    let db = citus_sample_db("dist_sample", ROWS).await;
+    let before_dump = db.schema_dump();
+    let before_rows = db.row_checksums(&["public"], "tenant_id").await;
+    let dir = scratch_dir();
+    let plan = db.plan_sample(&dir.path().join("d.plan.toml"), &distribute_args());
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(text.contains(
+        "create_distributed_table_concurrently('public.issues', 'tenant_id', colocate_with => 'public.users')"
+    ));
+    assert!(text.contains("create_reference_table('public.tenants')"));
+    assert!(text.contains("create_reference_table('public.issue_statuses')"));
+    assert!(!text.contains("(SELECT nullif(current_setting"), "Citus refuses a policy with a subquery");
+
+    db.tenantize(&["apply", &plan, "--yes"]).expect_ok().expect_output("cutover pending");
+    db.tenantize(&["verify", &plan]).expect_ok();
+
+    // Distribution facts: every tenant table hash-distributed by tenant_id in one colocation
+    // group, the tenant table and the lookup replicated, shards on both workers.
+    let groups = db
+        .query_i64(
+            "SELECT count(DISTINCT colocationid) FROM pg_dist_partition
+              WHERE partmethod = 'h' AND column_to_column_name(logicalrelid, partkey) = 'tenant_id'",
+        )
+        .await;
+    assert_eq!(groups, 1);
+    let distributed = db.query_i64("SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'h'").await;
+    assert_eq!(distributed, 8 + 3, "eight tenant tables and the audit log's three partitions");
+    let reference = db
+        .query_i64(
+            "SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'n' AND repmodel = 't'
+               AND logicalrelid IN ('public.tenants'::regclass, 'public.issue_statuses'::regclass)",
+        )
+        .await;
+    assert_eq!(reference, 2);
+    let placements = placements_per_worker(&db).await;
+    assert_eq!(placements.len(), 2, "{placements:?}");
+    assert!(placements.iter().all(|(_, n)| *n > 0), "{placements:?}");
+
+    // Nothing lost, nothing changed, read through the coordinator (the tenant table is new).
+    let mut after_rows = db.row_checksums(&["public"], "tenant_id").await;
+    assert!(after_rows.remove("public.tenants").is_some());
+    assert_eq!(after_rows, before_rows);
+
+    // The application through the coordinator: SET LOCAL reaches the shards.
+    db.exec(&format!(
+        "CREATE ROLE tz_app LOGIN;
+         GRANT USAGE ON SCHEMA public TO tz_app;
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO tz_app;
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO tz_app;
+         INSERT INTO tenants (id, name) VALUES ('{OTHER_TENANT}', 'B');"
+    ))
+    .await;
+    let issues = db.query_i64("SELECT count(*) FROM public.issues").await;
+    assert!(issues > 0);
+    assert_eq!(count_as_app(&db, Some(DEFAULT_TENANT), "public.issues").await, issues);
+    assert_eq!(count_as_app(&db, Some(OTHER_TENANT), "public.issues").await, 0);
+    assert_eq!(count_as_app(&db, None, "public.issues").await, 0);
+    assert_eq!(count_as_app(&db, Some(OTHER_TENANT), "public.issue_comments").await, 0);
+
+    // An insert as the application gets the next identity value, not one Citus restarted.
+    let max_user = db.query_i64("SELECT max(id) FROM public.users").await;
+    let client = db.connect().await;
+    client
+        .batch_execute(&format!("BEGIN; SET LOCAL ROLE tz_app; SET LOCAL app.tenant_id = '{OTHER_TENANT}'"))
+        .await
+        .unwrap();
+    let new_id: i64 = client
+        .query_one(
+            "INSERT INTO public.users (tenant_id, email, display_name, password_hash)
+             VALUES ($1::text::uuid, 'b@example.com', 'B', 'x') RETURNING id",
+            &[&OTHER_TENANT],
+        )
+        .await
+        .expect("the application inserts through the coordinator")
+        .get(0);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert!(new_id > max_user, "identity restarted: {new_id} <= {max_user}");
+    db.exec(&format!(
+        "DELETE FROM tenants WHERE id = '{OTHER_TENANT}'; DROP OWNED BY tz_app; DROP ROLE tz_app;"
+    ))
+    .await;
+
+    // Back to the single-node database, exactly.
+    db.tenantize(&["rollback", &plan, "--all", "--yes"]).expect_ok();
+    assert_eq!(db.query_i64("SELECT count(*) FROM pg_dist_partition").await, 0);
+    let after = db.schema_dump();
+    assert!(after == before_dump, "schema differs after rollback:\n{}", text_diff(&before_dump, &after));
+    assert_eq!(db.row_checksums(&["public"], "tenant_id").await, before_rows);
+    let identity_after = db.query_i64("SELECT last_value FROM public.users_id_seq").await;
+    assert!(identity_after >= max_user, "the identity's sequence went back: {identity_after} < {max_user}");
+}
+
+#[tokio::test]
+async fn plan_distribute_refuses_a_database_without_citus_and_names_what_is_missing() {
+    let (coordinator, _) = nodes();
+    let name = coordinator.create_database("dist_none", None).await.unwrap();
+    let db = db_handle(name);
+    let client = db.connect().await;
+    tenantize::sample::load(&client, 200).await.unwrap();
+    let dir = scratch_dir();
+    let out = dir.path().join("none.plan.toml");
+    let run = db.tenantize(&["plan", "--out", out.to_str().unwrap(), "--distribute", "citus"]);
+    run.expect_code(1).expect_output("citus-not-ready").expect_output("CREATE EXTENSION citus");
+    assert!(!out.exists(), "nothing is written");
+    let run = db.tenantize(&[
+        "plan",
+        "--out",
+        out.to_str().unwrap(),
+        "--distribute",
+        "citus",
+        "--scope-primary-keys",
+        "natural",
+    ]);
+    run.expect_code(5).expect_output("--scope-primary-keys all");
+}
+
+#[tokio::test]
+async fn a_kill_during_stage_9_resumes_forward_and_back() {
+    let _serial = serial().await;
+    let db = citus_sample_db("dist_kill", ROWS).await;
+    let before_dump = db.schema_dump();
+    let dir = scratch_dir();
+    let plan = db.plan_sample(&dir.path().join("k.plan.toml"), &distribute_args());
+    db.tenantize(&["apply", &plan, "--yes", "--through", "8"]).expect_ok();
+    // Units of work of a stage-9 run: 1 the setting, 2..=1+keys the keys taken off, then the
+    // two reference tables, then users: made a Citus local table (its identity kept where it
+    // was), then distributed online. Each kill comes right after a unit commits and before
+    // the journal records it; each run resumes where the last one stopped.
+    let keys = db
+        .query_i64(
+            "SELECT count(*) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+              JOIN pg_namespace n ON n.oid = t.relnamespace
+             WHERE c.contype = 'f' AND n.nspname = 'public' AND c.conparentid = 0",
+        )
+        .await;
+    let first = 1 + keys / 2;
+    let citus_local = keys - keys / 2 + 2 + 1;
+    for (point, what) in [
+        (first, "half the keys taken off"),
+        (citus_local, "users a Citus local table, its identity put back"),
+        (1, "users distributed"),
+    ] {
+        let point = format!("after-commit:{point}");
+        let run = run_tenantize(
+            &["apply", &plan, "--yes"],
+            &[("DATABASE_URL", db.url.as_str()), ("TENANTIZE_FAILPOINT", point.as_str())],
+        );
+        assert_eq!(run.signal, Some(9), "killed with {what} ({point}): {}", run.text());
+    }
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'public.users'::regclass AND partmethod = 'h'").await,
+        1,
+        "users was distributed before the last kill"
+    );
+    db.tenantize(&["apply", &plan, "--yes"]).expect_ok();
+    db.tenantize(&["verify", &plan]).expect_ok();
+    assert!(db.query_i64("SELECT count(*) FROM pg_dist_partition WHERE partmethod = 'h'").await >= 8);
+    // And back, killed once on the way.
+    let run = run_tenantize(
+        &["rollback", &plan, "--all", "--yes"],
+        // The 19 keys taken off, attachments undistributed, then issue_comments.
+        &[("DATABASE_URL", db.url.as_str()), ("TENANTIZE_FAILPOINT", "after-commit:21")],
+    );
+    assert_eq!(run.signal, Some(9), "{}", run.text());
+    db.tenantize(&["rollback", &plan, "--all", "--yes"]).expect_ok();
+    let after = db.schema_dump();
+    assert!(after == before_dump, "schema differs after rollback:\n{}", text_diff(&before_dump, &after));
+}
+
+#[tokio::test]
+async fn the_test_cluster_is_a_coordinator_with_two_workers() {
+    let db = citus_db("dist_nodes").await;
+    assert_eq!(db.query_i64("SELECT count(*) FROM pg_dist_node WHERE groupid <> 0 AND isactive").await, 2);
+    assert_eq!(db.query_i64("SELECT count(*) FROM pg_dist_node WHERE groupid = 0").await, 1);
+}
