@@ -157,24 +157,41 @@ pub fn row_exists(table: &QualifiedName, condition: &str) -> String {
     format!("EXISTS (SELECT 1 FROM {table} WHERE {condition})")
 }
 
+/// The value of `setting` in the connected database for the role whose oid `role_oid` (SQL)
+/// gives, 0 for the database's own (`pg_db_role_setting`), NULL when it has none.
+fn db_role_setting(role_oid: &str, setting: &str) -> String {
+    format!(
+        "(SELECT substr(c, strpos(c, '=') + 1) FROM pg_catalog.pg_db_role_setting s, \
+         unnest(s.setconfig) AS c WHERE s.setrole = {role_oid} \
+         AND s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
+         AND split_part(c, '=', 1) = {} LIMIT 1)",
+        quote_literal(&setting.to_ascii_lowercase())
+    )
+}
+
+fn is_not_distinct(scalar: String, value: Option<&str>) -> String {
+    let value = value.map(quote_literal).unwrap_or_else(|| "NULL".into());
+    format!("{scalar} IS NOT DISTINCT FROM {value}")
+}
+
 /// The value of `setting` for `role` in the connected database (`pg_db_role_setting`, what
 /// `ALTER ROLE … IN DATABASE … SET` wrote), NULL when it has none. A scalar, not a boolean:
 /// compare it with `IS NOT DISTINCT FROM`.
 pub fn role_setting(role: &str, setting: &str) -> String {
-    format!(
-        "(SELECT substr(c, strpos(c, '=') + 1) FROM pg_catalog.pg_db_role_setting s, \
-         unnest(s.setconfig) AS c WHERE s.setrole = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = {}) \
-         AND s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()) \
-         AND split_part(c, '=', 1) = {} LIMIT 1)",
-        quote_literal(role),
-        quote_literal(&setting.to_ascii_lowercase())
+    db_role_setting(
+        &format!("(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = {})", quote_literal(role)),
+        setting,
     )
 }
 
 /// The role's `setting` in this database is `value` (`None`: it has none).
 pub fn role_setting_is(role: &str, setting: &str, value: Option<&str>) -> String {
-    let value = value.map(quote_literal).unwrap_or_else(|| "NULL".into());
-    format!("{} IS NOT DISTINCT FROM {value}", role_setting(role, setting))
+    is_not_distinct(role_setting(role, setting), value)
+}
+
+/// The database's own `setting` (`ALTER DATABASE … SET`) is `value` (`None`: it has none).
+pub fn database_setting_is(setting: &str, value: Option<&str>) -> String {
+    is_not_distinct(db_role_setting("0", setting), value)
 }
 
 /// The column's default as `pg_get_expr` prints it (NULL without one).

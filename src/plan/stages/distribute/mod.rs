@@ -14,7 +14,7 @@ use crate::plan::analysis::{Analysis, CitusTable, Distribution, Scope};
 use crate::plan::ddl::{check, stmt};
 use crate::plan::machine::{names, state, transition};
 use crate::plan::model::{LockMode, Part, Stage, Step};
-use crate::plan::probe::holds;
+use crate::plan::probe::{database_setting_is, holds};
 use crate::sql::{quote_ident, quote_literal};
 
 use tables::Target;
@@ -43,16 +43,6 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
     steps
 }
 
-/// The database's own value of a setting (`ALTER DATABASE … SET`), NULL without one.
-fn database_setting(setting: &str) -> String {
-    format!(
-        "(SELECT substr(c, strpos(c, '=') + 1) FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) AS c \
-         WHERE s.setrole = 0 AND s.setdatabase = (SELECT d.oid FROM pg_catalog.pg_database d \
-         WHERE d.datname = pg_catalog.current_database()) AND split_part(c, '=', 1) = {} LIMIT 1)",
-        quote_literal(setting)
-    )
-}
-
 fn setting_step(s: &Scope) -> Step {
     let before = s.catalog.citus.as_ref().and_then(|c| c.database_propagate_set_commands.clone());
     let database = quote_ident(&s.catalog.server.database);
@@ -72,10 +62,7 @@ fn setting_step(s: &Scope) -> Step {
             None => format!("ALTER DATABASE {database} RESET {PROPAGATE_SET_COMMANDS};\n"),
         },
     );
-    let is = |value: Option<&str>| {
-        let value = value.map(quote_literal).unwrap_or_else(|| "NULL".into());
-        holds(format!("{} IS NOT DISTINCT FROM {value}", database_setting(PROPAGATE_SET_COMMANDS)))
-    };
+    let is = |value: Option<&str>| holds(database_setting_is(PROPAGATE_SET_COMMANDS, value));
     let mut undone = vec!["as before"];
     if before.as_deref() == Some("local") {
         undone.push("local");
@@ -96,10 +83,7 @@ fn setting_step(s: &Scope) -> Step {
         checks: vec![check(
             "citus.propagate_set_commands is 'local' for this database",
             1,
-            format!(
-                "SELECT ({} IS NOT DISTINCT FROM 'local')::int::int8",
-                database_setting(PROPAGATE_SET_COMMANDS)
-            ),
+            format!("SELECT ({})::int::int8", database_setting_is(PROPAGATE_SET_COMMANDS, Some("local"))),
         )],
         backfill: None,
         parts: vec![Part {
