@@ -1,6 +1,7 @@
 //! Stage 9 on a real Citus cluster (a coordinator and two workers, see `common/citus.rs`):
 //! plan --distribute citus → apply → verify → every row unchanged → an application role
-//! through the coordinator sees its tenant's rows only → rollback --all → the original
+//! through the coordinator sees its tenant's rows only, and `verify --isolation` proves it
+//! there (and finds a leak made on purpose) → rollback --all → the original
 //! single-node schema and rows. Also the refusal on a database without Citus, and kills
 //! during stage 9 that `apply` resumes from.
 
@@ -97,6 +98,24 @@ async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_r
     let mut after_rows = db.row_checksums(&["public"], "tenant_id").await;
     assert!(after_rows.remove("public.tenants").is_some());
     assert_eq!(after_rows, before_rows);
+
+    // Isolation proven through the coordinator, with its probe role gone afterwards; and the
+    // probe can fail there: with one table's RLS off it finds the leak.
+    db.tenantize(&["verify", &plan, "--isolation"])
+        .expect_ok()
+        .expect_output("proven for 11 of 11 tables, 1 of 1 views")
+        .expect_output("cannot run this view's query");
+    let probe_roles = "SELECT count(*) FROM pg_roles WHERE rolname = 'tenantize_isolation_probe'";
+    assert_eq!(db.query_i64(probe_roles).await, 0);
+    db.exec("ALTER TABLE public.sprints NO FORCE ROW LEVEL SECURITY").await;
+    db.exec("ALTER TABLE public.sprints DISABLE ROW LEVEL SECURITY").await;
+    db.tenantize(&["verify", &plan, "--isolation"])
+        .expect_code(3)
+        .expect_output("LEAK public.sprints")
+        .expect_output("tenant A reads only its rows: saw");
+    db.exec("ALTER TABLE public.sprints ENABLE ROW LEVEL SECURITY").await;
+    db.exec("ALTER TABLE public.sprints FORCE ROW LEVEL SECURITY").await;
+    assert_eq!(db.query_i64(probe_roles).await, 0);
 
     // The application through the coordinator: SET LOCAL reaches the shards.
     db.exec(&format!(

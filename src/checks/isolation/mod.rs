@@ -29,6 +29,7 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use super::{CheckError, db_error};
+mod citus;
 mod probes;
 mod rows;
 mod views;
@@ -181,6 +182,12 @@ pub(super) const UNIQUE_VIOLATION: &str = "23505";
 
 struct Prober<'a> {
     client: &'a Client,
+    /// Reads of existing rows as the tool's own role: `client` itself, except on Citus (see
+    /// `citus.rs`), where a second connection reads what is committed.
+    reader: &'a Client,
+    /// The tenant tables are distributed on Citus: the probe role is committed for the
+    /// probe's duration and, once inside the transaction, the session never acts as the tool.
+    citus: bool,
     catalog: &'a Catalog,
     tenancy: &'a Tenancy,
     qcol: String,
@@ -348,34 +355,59 @@ impl<'a> Prober<'a> {
         }
     }
 
+    /// One row of `sql`, read in a savepoint: a read the server refuses (Citus cannot run
+    /// every query through the coordinator) is an answer, and the transaction goes on.
+    async fn read_one(&self, sql: &str) -> Result<Result<tokio_postgres::Row, Refusal>, CheckError> {
+        self.client.batch_execute("SAVEPOINT probe_read").await.map_err(db_error)?;
+        let read = self.client.query_one(sql, &[]).await;
+        let end = if read.is_ok() { "RELEASE" } else { "ROLLBACK TO" };
+        self.client.batch_execute(&format!("{end} SAVEPOINT probe_read")).await.map_err(db_error)?;
+        Ok(read.map_err(|e| Refusal::from_error(&e)))
+    }
+
     /// The statements that make the session the application: the probe role, the tenant
     /// setting (empty for none) and the application's search_path.
     fn probe_context(&self, tenant: Option<char>) -> String {
         let value = tenant.map(|t| quote_literal(self.tenant_id(t))).unwrap_or_else(|| "''".into());
+        // SET LOCAL, not set_config(): on Citus only SET LOCAL reaches the workers
+        // (citus.propagate_set_commands = 'local'), where the policies run.
         format!(
-            "SET LOCAL ROLE {PROBE_ROLE}; SELECT set_config({}, {value}, true); \
-             SELECT set_config('search_path', {}, true);",
-            quote_literal(&self.tenancy.setting),
+            "SET LOCAL ROLE {PROBE_ROLE}; SET LOCAL {} = {value}; SELECT set_config('search_path', {}, true);",
+            self.setting_name(),
             self.app_path
         )
+    }
+
+    /// The tenant setting as SET names it (each part quoted: without a plan it comes from
+    /// the command line unchecked).
+    pub(super) fn setting_name(&self) -> String {
+        self.tenancy.setting.split('.').map(quote_ident).collect::<Vec<_>>().join(".")
     }
 
     async fn as_probe(&self, tenant: Option<char>) -> Result<(), CheckError> {
         self.client.batch_execute(&self.probe_context(tenant)).await.map_err(db_error)
     }
 
-    /// Back to the tool's own role. `cloning`: for making the probe's own rows, with the
-    /// application's search_path (defaults and generated columns may name functions without
-    /// schema) and no user trigger firing (a trigger that writes another table would write it
-    /// for the default tenant; the rows are the probe's setup, not what it tests). Otherwise the
-    /// tool's empty search_path and triggers as usual.
-    async fn as_admin(&self, cloning: bool) -> Result<(), CheckError> {
-        let (path, role) = if cloning { (self.app_path.as_str(), "replica") } else { ("''", "origin") };
+    /// Back to the tool's own role. `cloning`: for making the probe's own rows of that tenant,
+    /// with the application's search_path (defaults and generated columns may name functions
+    /// without schema) and no user trigger firing (a trigger that writes another table would
+    /// write it for the default tenant; the rows are the probe's setup, not what it tests).
+    /// Otherwise the tool's empty search_path and triggers as usual. On Citus the rows are made
+    /// as the probe role with their tenant set, because Citus refuses a role reading what
+    /// another role wrote in the same transaction.
+    async fn as_admin(&self, cloning: Option<char>) -> Result<(), CheckError> {
+        let path = if cloning.is_some() { self.app_path.as_str() } else { "''" };
+        let replication = if cloning.is_some() { "replica" } else { "origin" };
+        let (role, tenant) = match (self.citus, cloning) {
+            (true, Some(t)) => (format!("SET LOCAL ROLE {PROBE_ROLE}"), quote_literal(self.tenant_id(t))),
+            (true, None) => (format!("SET LOCAL ROLE {PROBE_ROLE}"), "''".into()),
+            (false, _) => ("RESET ROLE".into(), "''".into()),
+        };
         self.client
             .batch_execute(&format!(
-                "RESET ROLE; SELECT set_config({}, '', true); SELECT set_config('search_path', {path}, true); \
-                 SELECT set_config('session_replication_role', '{role}', true);",
-                quote_literal(&self.tenancy.setting)
+                "{role}; SET LOCAL {} = {tenant}; SELECT set_config('search_path', {path}, true); \
+                 SET LOCAL session_replication_role = {replication};",
+                self.setting_name()
             ))
             .await
             .map_err(db_error)
@@ -383,9 +415,11 @@ impl<'a> Prober<'a> {
 }
 
 /// Run the probe. `client` must be a superuser (or have CREATEROLE and BYPASSRLS): it creates
-/// the temporary role and clones rows; everything is rolled back.
+/// the temporary role and clones rows; everything is rolled back. `reader` is a second
+/// connection of the same role, used on Citus only.
 pub async fn probe(
     client: &Client,
+    reader: &Client,
     catalog: &Catalog,
     tenancy: &Tenancy,
 ) -> Result<IsolationReport, CheckError> {
@@ -401,7 +435,34 @@ pub async fn probe(
             "no tenant-scoped tables to probe (is the conversion applied?)".into(),
         ));
     }
-    crate::db::tx::rolled_back(client, async || run(client, catalog, tenancy).await).await
+    if !citus::distributed(client, tenancy).await? {
+        return crate::db::tx::rolled_back(client, async || {
+            run(client, client, catalog, tenancy, false).await
+        })
+        .await;
+    }
+    let schemas = probe_schemas(client, tenancy).await?;
+    citus::create_role(client, &schemas).await?;
+    reader.batch_execute("SET search_path = ''").await.map_err(db_error)?;
+    let report =
+        crate::db::tx::rolled_back(client, async || run(client, reader, catalog, tenancy, true).await).await;
+    let dropped = citus::drop_role(client).await;
+    let mut report = report?;
+    dropped?;
+    report.notes.push(citus::NOTE.to_string());
+    Ok(report)
+}
+
+/// The schemas the probe role needs: the tenant tables', the tenant table's and those of
+/// every view reading them.
+async fn probe_schemas(client: &Client, tenancy: &Tenancy) -> Result<Vec<String>, CheckError> {
+    let views = views::reading_views(client, tenancy).await?;
+    let mut schemas: Vec<String> = tenancy.tables.iter().map(|t| t.schema.clone()).collect();
+    schemas.push(tenancy.tenant_table.schema.clone());
+    schemas.extend(views.iter().map(|(v, _)| v.schema.clone()));
+    schemas.sort();
+    schemas.dedup();
+    Ok(schemas)
 }
 
 async fn tenant_ids(client: &Client, tenancy: &Tenancy) -> Result<[String; 3], CheckError> {
@@ -421,11 +482,19 @@ async fn tenant_ids(client: &Client, tenancy: &Tenancy) -> Result<[String; 3], C
     Ok([row.get(0), row.get(1), row.get(2)])
 }
 
-async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<IsolationReport, CheckError> {
+async fn run(
+    client: &Client,
+    reader: &Client,
+    catalog: &Catalog,
+    tenancy: &Tenancy,
+    citus: bool,
+) -> Result<IsolationReport, CheckError> {
     let [a, b, c] = tenant_ids(client, tenancy).await?;
     let app_path = quote_literal(&views::application_search_path(client).await?);
     let mut p = Prober {
         client,
+        reader,
+        citus,
         catalog,
         tenancy,
         qcol: quote_ident(&tenancy.column),
@@ -441,7 +510,7 @@ async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<Is
         schemas: Vec::new(),
         last_sql: None,
     };
-    let mut views = p.reading_views().await?;
+    let mut views = views::reading_views(client, tenancy).await?;
     views.retain(|(view, materialized)| {
         let accepted = *materialized && tenancy.acknowledged_views.contains(view);
         if accepted {
@@ -453,7 +522,8 @@ async fn run(client: &Client, catalog: &Catalog, tenancy: &Tenancy) -> Result<Is
         }
         !accepted
     });
-    p.setup(&views).await?;
+    p.schemas = probe_schemas(client, tenancy).await?;
+    p.setup().await?;
     let roots = ordered_roots(catalog, tenancy);
     p.clone_rows(&roots, 'b').await?;
     let before = p.view_contents(&views).await?;

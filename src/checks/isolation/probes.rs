@@ -31,43 +31,58 @@ fn judged(outcome: &Result<u64, Refusal>, expected: &str, names: Option<&[String
     }
 }
 
+/// What the probe role may do: read and write every table and sequence of `schemas`.
+pub(super) fn grants(schemas: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for schema in schemas {
+        let s = quote_ident(schema);
+        out.push(format!("GRANT USAGE ON SCHEMA {s} TO {PROBE_ROLE}"));
+        out.push(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {PROBE_ROLE}"));
+        out.push(format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {PROBE_ROLE}"));
+    }
+    out
+}
+
 impl Prober<'_> {
-    /// The statements that create the probe role, the two tenants and the grants.
-    pub(super) fn setup_sql(&self) -> String {
+    /// The temporary tenants A, B and C.
+    pub(super) fn tenants_insert(&self) -> String {
         let ty = self.tenancy.key_type.sql();
-        let mut setup = format!(
-            "SET LOCAL row_security = on;\nCREATE ROLE {PROBE_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;\n\
-             INSERT INTO {t} ({k}, name) VALUES ({}::{ty}, 'isolation probe A'), ({}::{ty}, 'isolation probe B'), \
-             ({}::{ty}, 'isolation probe C');\n",
+        format!(
+            "INSERT INTO {t} ({k}, name) VALUES ({}::{ty}, 'isolation probe A'), ({}::{ty}, 'isolation probe B'), \
+             ({}::{ty}, 'isolation probe C')",
             quote_literal(&self.a),
             quote_literal(&self.b),
             quote_literal(&self.c),
             t = self.tenancy.tenant_table,
             k = quote_ident(&self.tenancy.key_column),
+        )
+    }
+
+    /// The statements that create the probe role, the two tenants and the grants.
+    pub(super) fn setup_sql(&self) -> String {
+        let mut setup = format!(
+            "SET LOCAL row_security = on;\nCREATE ROLE {PROBE_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;\n{};\n",
+            self.tenants_insert()
         );
-        for schema in &self.schemas {
-            let s = quote_ident(schema);
-            setup.push_str(&format!(
-                "GRANT USAGE ON SCHEMA {s} TO {PROBE_ROLE};\n\
-                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {PROBE_ROLE};\n\
-                 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {PROBE_ROLE};\n"
-            ));
+        for grant in grants(&self.schemas) {
+            setup.push_str(&grant);
+            setup.push_str(";\n");
         }
         setup
     }
 
-    /// The temporary role, the two tenants, and grants on every schema involved.
-    pub(super) async fn setup(&mut self, views: &[(QualifiedName, bool)]) -> Result<(), CheckError> {
-        let mut schemas: Vec<String> = self.tenancy.tables.iter().map(|t| t.schema.clone()).collect();
-        schemas.push(self.tenancy.tenant_table.schema.clone());
-        schemas.extend(views.iter().map(|(v, _)| v.schema.clone()));
-        schemas.sort();
-        schemas.dedup();
-        self.schemas = schemas;
+    /// The temporary role, the two tenants, and grants on every schema involved (on Citus the
+    /// role and its grants exist already, and the probe role makes the tenants itself).
+    pub(super) async fn setup(&mut self) -> Result<(), CheckError> {
+        let commands: Vec<String> = if self.citus {
+            super::citus::transaction_setup(self)
+        } else {
+            self.setup_sql().lines().map(str::to_string).collect()
+        };
         // One command at a time: Citus cannot run some commands of a multi-command string
         // (it refuses the grants as nested distributed execution).
-        for command in self.setup_sql().lines() {
-            self.client.batch_execute(command).await.map_err(|e| {
+        for command in commands {
+            self.client.batch_execute(&command).await.map_err(|e| {
                 query_error(format!("setting up the isolation probe: {}", describe_pg_error(&e)))
             })?;
         }
@@ -96,9 +111,9 @@ impl Prober<'_> {
         sql: &str,
     ) -> Result<Result<(i64, i64), String>, CheckError> {
         self.as_probe(tenant).await?;
-        let read = self.client.query_one(sql, &[]).await;
-        self.as_admin(false).await?;
-        Ok(read.map(|r| (r.get(0), r.get(1))).map_err(|e| describe_pg_error(&e)))
+        let read = self.read_one(sql).await?;
+        self.as_admin(None).await?;
+        Ok(read.map(|r| (r.get(0), r.get(1))).map_err(|r| r.message))
     }
 
     /// Reads: each tenant sees exactly its own rows; no tenant, nothing.
@@ -142,10 +157,7 @@ impl Prober<'_> {
                 Ok(_) => (Outcome::Ok, format!("saw 0 of {rows} rows")),
                 Err(e) => (Outcome::NotProven, format!("reading failed: {e}")),
             };
-            let repro = format!(
-                "SELECT set_config({}, '', true);\nSELECT * FROM {name}",
-                quote_literal(&self.tenancy.setting)
-            );
+            let repro = format!("SET LOCAL {} = '';\nSELECT * FROM {name}", self.setting_name());
             self.record_sql(
                 &object,
                 false,
@@ -162,7 +174,7 @@ impl Prober<'_> {
     async fn attempt_as(&mut self, tenant: char, sql: &str) -> Result<Result<u64, Refusal>, CheckError> {
         self.as_probe(Some(tenant)).await?;
         let outcome = self.attempt(sql).await;
-        self.as_admin(false).await?;
+        self.as_admin(None).await?;
         Ok(outcome)
     }
 
@@ -208,6 +220,11 @@ impl Prober<'_> {
             );
             let outcome = match self.attempt_as('a', &sql).await? {
                 Ok(0) => (Outcome::NotProven, "tenant A's row was not visible to move".to_string()),
+                // Citus refuses any change of a row's distribution column, whatever the row.
+                Err(r) if self.citus && r.code == super::views::NOT_SUPPORTED => (
+                    Outcome::Ok,
+                    format!("refused by Citus (tenant column distributes the table): {}", r.message),
+                ),
                 other => judged(&other, RLS_VIOLATION, None),
             };
             let probe = "moving a row to another tenant is refused";
@@ -321,7 +338,15 @@ impl Prober<'_> {
             fk.referenced_table,
             conditions.join(" AND ")
         );
-        let found: bool = self.client.query_one(sql.as_str(), &[]).await.map_err(super::db_error)?.get(0);
+        let found: bool = if self.citus {
+            // Only the probe role can read A's new rows (see citus.rs); the query filters on A.
+            self.as_probe(Some('a')).await?;
+            let read = self.read_one(&sql).await?;
+            self.as_admin(None).await?;
+            read.map(|r| r.get(0)).map_err(|r| query_error(r.message))?
+        } else {
+            self.client.query_one(sql.as_str(), &[]).await.map_err(super::db_error)?.get(0)
+        };
         Ok(found.then(|| {
             format!(
                 "tenant A has a row in {} with the key B's row has ({}: generated or kept as is), so \
@@ -416,7 +441,7 @@ impl Prober<'_> {
         }
         let mut own = conditions.clone();
         own.push(self.where_row(table, row_a, ""));
-        if let Some(found) = self.fetch_row(table, &own).await? {
+        if let Some(found) = self.fetch_row_of_a(table, &own).await? {
             return Ok(found);
         }
         let Some(source) = self.fetch_row(table, &conditions).await? else {
@@ -433,9 +458,9 @@ impl Prober<'_> {
             cross: None,
             fresh: Vec::new(),
         };
-        self.as_admin(true).await.map_err(|e| e.to_string())?;
+        self.as_admin(Some('a')).await.map_err(|e| e.to_string())?;
         let made = self.make_row(&spec).await;
-        self.as_admin(false).await.map_err(|e| e.to_string())?;
+        self.as_admin(None).await.map_err(|e| e.to_string())?;
         made.map_err(|r| format!("making a row {} covers: {}", unique.index_name, r.message))
     }
 

@@ -37,7 +37,7 @@ fn words(text: &str) -> Vec<String> {
 }
 
 /// `jsonb_build_object('col', prefix."col"::text, …)`, in chunks (a function takes at most
-/// 100 arguments).
+/// 100 arguments), plus the row's location when the table has no primary key to find it by.
 fn text_object(table: &Table, prefix: &str) -> String {
     let parts: Vec<String> = table
         .columns
@@ -50,12 +50,37 @@ fn text_object(table: &Table, prefix: &str) -> String {
             format!("jsonb_build_object({})", pairs.join(", "))
         })
         .collect();
-    format!(
-        "{} || jsonb_build_object({}, {prefix}ctid::text, {}, {prefix}tableoid::oid::text)",
-        if parts.is_empty() { "'{}'::jsonb".to_string() } else { parts.join(" || ") },
-        quote_literal(CTID),
-        quote_literal(TABLEOID)
-    )
+    let mut object = if parts.is_empty() { "'{}'::jsonb".to_string() } else { parts.join(" || ") };
+    if table.primary_key.is_none() {
+        object.push_str(&format!(
+            " || jsonb_build_object({}, {prefix}ctid::text, {}, {prefix}tableoid::oid::text)",
+            quote_literal(CTID),
+            quote_literal(TABLEOID)
+        ));
+    }
+    object
+}
+
+/// What an INSERT returns: every column, and the location without a primary key. No function
+/// or cast: Citus refuses any that is not IMMUTABLE in a RETURNING clause (`::text` of a
+/// timestamptz is STABLE), so the values are read as text through the simple protocol.
+fn returning_list(table: &Table) -> String {
+    if table.primary_key.is_none() { "*, ctid, tableoid".into() } else { "*".into() }
+}
+
+/// The row a simple-protocol query returned, as the JSON `text_object` builds.
+fn row_object(row: &tokio_postgres::SimpleQueryRow) -> Value {
+    let mut object = serde_json::Map::new();
+    for (i, column) in row.columns().iter().enumerate() {
+        let key = match column.name() {
+            "ctid" => CTID,
+            "tableoid" => TABLEOID,
+            name => name,
+        };
+        let value = row.get(i).map(|v| Value::String(v.to_string())).unwrap_or(Value::Null);
+        object.insert(key.to_string(), value);
+    }
+    Value::Object(object)
 }
 
 impl Prober<'_> {
@@ -110,7 +135,7 @@ impl Prober<'_> {
             _ => return Ok(None),
         };
         let value: String = self
-            .client
+            .reader
             .query_one(sql.as_str(), &[])
             .await
             .map_err(|e| crate::db::describe_pg_error(&e))?
@@ -132,10 +157,35 @@ impl Prober<'_> {
             from.name,
             all.join(" AND ")
         );
-        match self.client.query_opt(sql.as_str(), &[]).await {
+        match self.reader.query_opt(sql.as_str(), &[]).await {
             Ok(row) => Ok(row.map(|r| r.get(0))),
             Err(e) => Err(crate::db::describe_pg_error(&e)),
         }
+    }
+
+    /// One of tenant A's rows of `from` (the probe's own included) matching `conditions`. On
+    /// Citus only the probe role can see the rows it made (see citus.rs), so it reads them.
+    pub(super) async fn fetch_row_of_a(
+        &self,
+        from: &Table,
+        conditions: &[String],
+    ) -> Result<Option<Value>, String> {
+        if !self.citus {
+            return self.fetch_row(from, conditions).await;
+        }
+        let mut all = vec!["true".to_string()];
+        all.extend(conditions.iter().map(|c| format!("({c})")));
+        let sql = format!(
+            "SELECT (SELECT {} FROM {} src WHERE {} LIMIT 1)",
+            text_object(from, "src."),
+            from.name,
+            all.join(" AND ")
+        );
+        let fail = |e: CheckError| e.to_string();
+        self.as_probe(Some('a')).await.map_err(fail)?;
+        let read = self.read_one(&sql).await.map_err(fail)?;
+        self.as_admin(None).await.map_err(fail)?;
+        read.map(|r| r.get::<_, Option<Value>>(0)).map_err(|r| r.message)
     }
 
     /// `prefix.pk = value AND …` for `row`, or its ctid without a primary key.
@@ -252,11 +302,17 @@ impl Prober<'_> {
             .batch_execute(&format!("SAVEPOINT {sp}; SET CONSTRAINTS ALL IMMEDIATE"))
             .await
             .map_err(fail)?;
-        let returning = format!("{sql} RETURNING {}", text_object(table, ""));
-        match self.client.query_one(returning.as_str(), &[]).await {
+        let returning = format!("{sql} RETURNING {}", returning_list(table));
+        let returned = self.client.simple_query(returning.as_str()).await.map(|messages| {
+            messages.into_iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row_object(&row)),
+                _ => None,
+            })
+        });
+        match returned {
             Ok(row) => {
                 self.client.batch_execute(&format!("RELEASE SAVEPOINT {sp}")).await.map_err(fail)?;
-                Ok(row.get(0))
+                row.ok_or_else(|| Refusal::other("the insert returned no row"))
             }
             Err(e) => {
                 self.client.batch_execute(&format!("ROLLBACK TO SAVEPOINT {sp}")).await.map_err(fail)?;
@@ -297,7 +353,7 @@ impl Prober<'_> {
                 vec![root]
             };
             for leaf in leaves {
-                self.as_admin(true).await?;
+                self.as_admin(Some(tenant)).await?;
                 let made = match self.fetch_row(leaf, &[]).await {
                     Ok(Some(source)) => {
                         let spec = RowSpec {
@@ -313,7 +369,7 @@ impl Prober<'_> {
                     Ok(None) => Err(Refusal::other("the table has no row to copy")),
                     Err(e) => Err(Refusal::other(e)),
                 };
-                self.as_admin(false).await?;
+                self.as_admin(None).await?;
                 match made {
                     Ok(row) => {
                         let mut at = leaf.name.clone();

@@ -29,7 +29,9 @@ async fn isolation(args: &VerifyArgs) -> Result<(), Failure> {
             &options.tenant_setting,
         ),
     };
-    let report = probe(&client, &catalog, &tenancy).await?;
+    // On Citus the probe reads existing rows through a second connection (see its module).
+    let reader = spec.connect("tenantize isolation probe").await?;
+    let report = probe(&client, &reader, &catalog, &tenancy).await?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
     } else {

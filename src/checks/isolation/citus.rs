@@ -1,0 +1,92 @@
+//! The probe on Citus. Citus opens its own connections to the workers as the current role, so
+//! a role created inside the probe's transaction does not exist for them, and a role cannot
+//! read shards that another role wrote in the same transaction ("cannot perform query on
+//! placements that were modified in this transaction by a different user"). So on Citus:
+//! the probe role is created and granted before the transaction (committed, without a
+//! password: only the server's trust, peer or certificate rules can let anyone log in as it)
+//! and dropped after it, also when the probe fails; inside the transaction the session only
+//! ever acts as the probe role, making its rows with their tenant set; the tool's own reads of
+//! existing rows go through a second connection. Multi-shard work runs sequentially: Citus
+//! refuses a write to a reference table after a parallel read of a table keyed to it.
+
+use tokio_postgres::Client;
+
+use super::{PROBE_ROLE, Prober, Tenancy};
+use crate::checks::{CheckError, db_error, query_error};
+use crate::db::describe_pg_error;
+use crate::sql::quote_literal;
+
+/// Added to the report's notes on Citus.
+pub(super) const NOTE: &str = "Citus: the probe ran through the coordinator as a committed \
+     temporary role (tenantize_isolation_probe, no password), dropped afterwards; a leak's \
+     reproduction script is written for a single node";
+
+/// Whether any tenant table is distributed on Citus.
+pub(super) async fn distributed(client: &Client, tenancy: &Tenancy) -> Result<bool, CheckError> {
+    let has_citus: bool = client
+        .query_one("SELECT pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL", &[])
+        .await
+        .map_err(db_error)?
+        .get(0);
+    if !has_citus {
+        return Ok(false);
+    }
+    let tables: Vec<String> = tenancy.tables.iter().map(|t| t.to_string()).collect();
+    let sql = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition
+                WHERE logicalrelid::pg_catalog.text = ANY($1::pg_catalog.text[]))";
+    Ok(client.query_one(sql, &[&tables]).await.map_err(db_error)?.get(0))
+}
+
+async fn run(client: &Client, sql: &str) -> Result<(), CheckError> {
+    client.batch_execute(sql).await.map_err(|e| {
+        query_error(format!("the isolation probe's role on Citus: {sql}: {}", describe_pg_error(&e)))
+    })
+}
+
+/// Create the probe role with its grants, committed (Citus propagates the role and the table
+/// grants to the workers; the grant to set session_replication_role it does not, so it is run
+/// on each worker). A role left by a killed probe is dropped first.
+pub(super) async fn create_role(client: &Client, schemas: &[String]) -> Result<(), CheckError> {
+    drop_role(client).await?;
+    run(client, &format!("CREATE ROLE {PROBE_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT")).await?;
+    for grant in super::probes::grants(schemas) {
+        run(client, &grant).await?;
+    }
+    let parameter = format!("GRANT SET ON PARAMETER session_replication_role TO {PROBE_ROLE}");
+    run(client, &parameter).await?;
+    let on_workers = format!(
+        "SELECT nodename, nodeport, result FROM pg_catalog.run_command_on_workers({}) WHERE NOT success",
+        quote_literal(&parameter)
+    );
+    let failed = client.query(on_workers.as_str(), &[]).await.map_err(db_error)?;
+    if let Some(row) = failed.first() {
+        let (host, port, result): (String, i32, String) = (row.get(0), row.get(1), row.get(2));
+        drop_role(client).await?;
+        return Err(query_error(format!("the isolation probe's role on worker {host}:{port}: {result}")));
+    }
+    Ok(())
+}
+
+/// Drop the probe role and everything granted to it, on every node (Citus propagates both).
+pub(super) async fn drop_role(client: &Client) -> Result<(), CheckError> {
+    let exists: bool = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[&PROBE_ROLE])
+        .await
+        .map_err(db_error)?
+        .get(0);
+    if exists {
+        run(client, &format!("DROP OWNED BY {PROBE_ROLE}")).await?;
+        run(client, &format!("DROP ROLE {PROBE_ROLE}")).await?;
+    }
+    Ok(())
+}
+
+/// The first commands of the probe's transaction on Citus.
+pub(super) fn transaction_setup(p: &Prober<'_>) -> Vec<String> {
+    vec![
+        "SET LOCAL citus.multi_shard_modify_mode = 'sequential'".into(),
+        "SET LOCAL row_security = on".into(),
+        format!("SET LOCAL ROLE {PROBE_ROLE}"),
+        p.tenants_insert(),
+    ]
+}
