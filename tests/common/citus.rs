@@ -25,8 +25,14 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 
 /// `postgresql.conf` lines every node needs.
 fn citus_settings() -> Vec<String> {
-    let mut settings =
-        vec!["shared_preload_libraries = 'citus'".to_string(), "wal_level = logical".to_string()];
+    let mut settings = vec![
+        "shared_preload_libraries = 'citus'".to_string(),
+        "wal_level = logical".to_string(),
+        // Each online distribution waits for a worker's subscription to start, which the
+        // logical replication launcher does up to this long after it is created (5 s by
+        // default: half of the distribution time of a small table; measured here).
+        "wal_retrieve_retry_interval = '100ms'".to_string(),
+    ];
     // PostgreSQL 15.19+ only lets listed libraries be logical decoding output plugins, and
     // refuses to start with a setting it does not know.
     if server_has_output_plugin_libraries() {
@@ -87,6 +93,36 @@ pub async fn citus_db(prefix: &str) -> TestDb {
     }
     assert!(std::ptr::eq(cluster(), coordinator));
     db_handle(name)
+}
+
+/// Chinook (`../shared/fixtures/chinook`) in a fresh Citus database.
+pub async fn citus_chinook_db(prefix: &str) -> TestDb {
+    let db = citus_db(prefix).await;
+    cluster()
+        .run_sql_file(&db.name, &super::fixtures_dir().join("chinook/chinook.sql"))
+        .expect("load chinook");
+    db.exec("ANALYZE").await;
+    db
+}
+
+/// pagila (`../shared/fixtures/pagila`, partitioned `payment`) in a fresh Citus database.
+pub async fn citus_pagila_db(prefix: &str) -> TestDb {
+    let db = citus_db(prefix).await;
+    let dir = super::fixtures_dir().join("pagila");
+    cluster().run_sql_file(&db.name, &dir.join("pagila-schema.sql")).expect("load pagila schema");
+    cluster().run_sql_file(&db.name, &dir.join("pagila-data.sql")).expect("load pagila data");
+    db.exec("ANALYZE").await;
+    db
+}
+
+/// A third worker, started for this test and added to `db` only (each database has its own
+/// Citus metadata): the cluster outgrows two workers. Removed when the returned cluster drops.
+pub async fn add_worker(db: &TestDb) -> Cluster {
+    let worker = start(&node_options());
+    exec(&admin(&worker, "postgres").await, &format!("CREATE DATABASE {}", db.name)).await;
+    exec(&admin(&worker, &db.name).await, "CREATE EXTENSION citus").await;
+    exec(&db.connect().await, &format!("SELECT citus_add_node('127.0.0.1', {})", worker.port())).await;
+    worker
 }
 
 /// The sample application in a fresh Citus database (`rows` in its largest table).

@@ -166,7 +166,7 @@ fn decide_for_table(
             build_definition: None,
         });
     }
-    planned.extend(primary_key(scope, name, global_references, book, findings));
+    planned.extend(primary_key(scope, name, global_references, scoped_fk_targets, book, findings));
     planned
 }
 
@@ -178,6 +178,7 @@ fn primary_key(
     scope: &Scope,
     name: &QualifiedName,
     global_references: &[GlobalReference],
+    scoped_fk_targets: &[(QualifiedName, Vec<String>)],
     book: &mut NameBook,
     findings: &mut Findings,
 ) -> Option<ScopedUnique> {
@@ -198,9 +199,13 @@ fn primary_key(
     let kept = |why: &str, findings: &mut Findings| {
         findings.add(Severity::Warning, "primary-key-kept-global", object.clone(), why.to_string());
     };
-    if table.kind == TableKind::Partitioned {
+    let partitioned = table.kind == TableKind::Partitioned;
+    if partitioned
+        && scoped_fk_targets.iter().any(|(t, cols)| t == name && sorted(cols) == sorted(&pk.columns))
+    {
         kept(
-            "primary key of a partitioned table: swapping it needs a rebuild in place; kept global",
+            "primary key of a partitioned table that foreign keys reference: PostgreSQL cannot \
+             swap it without dropping those keys; kept global",
             findings,
         );
         return None;
@@ -242,12 +247,22 @@ fn primary_key(
         valid: true,
         is_partition_child: false,
     };
+    if partitioned {
+        findings.add(
+            Severity::Warning,
+            "partitioned-unique-in-place",
+            object,
+            "primary key of a partitioned table: PostgreSQL cannot swap it concurrently, so it is \
+             dropped and re-added with the tenant column in one transaction under an ACCESS \
+             EXCLUSIVE lock (reads and writes of the table wait while each partition's index is built)",
+        );
+    }
     Some(ScopedUnique {
         temp_name: book.fresh(&name.schema, &format!("{}_{}", pk.name, col)),
         restore_name: book.fresh(&name.schema, &format!("{}_global", pk.name)),
         retired_name: book.fresh(&name.schema, &format!("{}_retired", pk.name)),
         original,
-        partitioned: false,
+        partitioned,
         primary_key: true,
         clustered: pk.clustered,
         build_definition: None,

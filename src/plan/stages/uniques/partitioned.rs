@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// A unique constraint of a partitioned table: dropped and re-added with the tenant column in
-/// one transaction (PostgreSQL builds it in place, under the lock), and back the same way.
+/// A unique constraint or primary key of a partitioned table: dropped and re-added with the
+/// tenant column in one transaction (PostgreSQL builds it in place, under the lock), and back
+/// the same way.
 pub(super) fn swap_partitioned_constraint(
     table: &QualifiedName,
     u: &ScopedUnique,
@@ -19,7 +20,10 @@ pub(super) fn swap_partitioned_constraint(
         name: orig.clone(),
         states: vec![
             state("scoped", holds(probe::constraint_index_leads_with(table, orig, col))),
-            state("global", holds(probe::constraint_exists(table, orig, 'u'))),
+            state(
+                "global",
+                holds(probe::constraint_exists(table, orig, if u.primary_key { 'p' } else { 'u' })),
+            ),
             gone(),
         ],
         done: names(&["scoped"]),
