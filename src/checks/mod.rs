@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 
+pub mod distribution;
 pub mod isolation;
 mod live;
 mod under_rls;
 
+pub use distribution::DistributionReport;
 pub use live::{Activity, LivePreflight, live_preflight};
 
 use serde::Serialize;
@@ -88,6 +90,9 @@ pub struct VerifyReport {
     pub tables: Vec<TableCounts>,
     /// Stage 10, per the journal: pending is a state, not a problem.
     pub cutover: crate::plan::CutoverState,
+    /// Where Citus put the tables, when the plan has stage 9 and the database has Citus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<DistributionReport>,
     pub problems: Vec<String>,
     pub ok: bool,
 }
@@ -236,6 +241,10 @@ pub async fn count_all(
         count_cross_tenant(client, plan, catalog, &visibility, &mut tables, &by_name).await?;
     }
     sum_partitions(catalog, &mut tables, &by_name);
+    // Quick refreshes read it too: a few catalog queries and one size query per node, next
+    // to a count(*) of every table that on Citus reaches every shard anyway; the Counts
+    // screen then follows stage 9 and shard moves as they happen.
+    let distribution = distribution::read(client, plan).await?;
     Ok(VerifyReport {
         full,
         database: catalog.server.database.clone(),
@@ -245,6 +254,7 @@ pub async fn count_all(
         default_tenant_exists,
         tables,
         cutover: Default::default(),
+        distribution,
         problems: Vec::new(),
         ok: true,
     })
@@ -489,6 +499,11 @@ pub fn judge(plan: &Plan, report: &mut VerifyReport, through: u8) {
             problems.push(format!("{}: {p}", t.table));
         }
         t.problems = mine;
+    }
+    if let Some(d) = &mut report.distribution {
+        // Before stage 9 is applied the tables are still local: a picture, not a verdict.
+        d.problems = if through >= Stage::Distribute.number() { d.violations() } else { Vec::new() };
+        problems.extend(d.problems.iter().cloned());
     }
     report.ok = problems.is_empty();
     report.problems = problems;

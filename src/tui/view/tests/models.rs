@@ -108,6 +108,7 @@ pub(super) fn counts(model: &Model) -> VerifyReport {
         default_tenant_exists: true,
         tables,
         cutover: Default::default(),
+        distribution: None,
         problems: vec!["public.projects: 3 rows reference a parent of another tenant".into()],
         ok: false,
     }
