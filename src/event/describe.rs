@@ -55,6 +55,24 @@ pub fn count(n: u64, singular: &str, plural: &str) -> String {
     if n == 1 { format!("1 {singular}") } else { format!("{n} {plural}") }
 }
 
+/// Bytes in binary units, as verify and the wizard show sizes: "0 B", "1.5 KiB", "393 MiB".
+pub fn bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    if n < 1024.0 {
+        return format!("{n} B");
+    }
+    let mut value = n;
+    let mut unit = "B";
+    for next in ["KiB", "MiB", "GiB", "TiB"] {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if value < 10.0 { format!("{value:.1} {unit}") } else { format!("{value:.0} {unit}") }
+}
+
 fn verb(direction: Direction) -> &'static str {
     match direction {
         Direction::Forward => "apply",

@@ -24,6 +24,7 @@ mod tests;
 pub use backfill_sql::{BackfillSql, backfill_sql};
 pub use model::*;
 pub use options::{PlanError, set_local_snippet};
+pub use stages::distribute::reference_tables;
 
 use crate::catalog::{
     Catalog, FingerprintIgnore, catalog_fingerprint, table_fingerprint, table_shape, view_fingerprint,

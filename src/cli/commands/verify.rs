@@ -103,6 +103,22 @@ fn print_isolation(database: &str, report: &crate::checks::isolation::IsolationR
     outln!("(everything ran in one transaction that was rolled back: nothing was left behind)");
 }
 
+/// Where Citus put the plan's tables: the facts in one line, then the shards per worker.
+fn print_distribution(d: &checks::DistributionReport) {
+    use crate::event::describe::{bytes, count};
+    outln!("  distribution: {}", d.summary());
+    for w in &d.workers {
+        outln!(
+            "    {:<24} {:>11} {:>13}  {:>9}{}",
+            w.node,
+            count(w.shards.max(0) as u64, "shard", "shards"),
+            format!("{} reference", w.reference_shards),
+            bytes(w.size_bytes),
+            if w.should_have_shards { "" } else { "  (shouldhaveshards = false)" }
+        );
+    }
+}
+
 pub async fn run(args: VerifyArgs) -> Result<(), Failure> {
     if args.isolation {
         return isolation(&args).await;
@@ -145,6 +161,9 @@ pub async fn run(args: VerifyArgs) -> Result<(), Failure> {
                     format!("  global uniques: {}", t.unscoped_uniques.join(", "))
                 }
             );
+        }
+        if let Some(d) = &report.distribution {
+            print_distribution(d);
         }
         for p in &report.problems {
             outln!("  problem: {p}");

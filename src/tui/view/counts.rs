@@ -8,9 +8,11 @@ use ratatui::widgets::Paragraph;
 
 use super::live::rls_text;
 use super::overview::{rule, scroll_offset};
-use super::text::{count, count_in, duration_ms, fit_line, one_line, pad, pad_left, wrap_styled};
+use super::text::{
+    bytes, count, count_in, duration_ms, fit_line, one_line, pad, pad_left, plural, truncate, wrap_styled,
+};
 use super::theme::Palette;
-use crate::checks::{TableCounts, VerifyReport};
+use crate::checks::{DistributionReport, TableCounts, VerifyReport};
 use crate::tui::state::Model;
 
 struct Column {
@@ -141,7 +143,13 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
     // Problems go below the table; the table gets what is left.
     let mut problems = problem_lines(report, model.counts_error.is_some(), wide, width, palette);
 
-    let rows_room = height.saturating_sub(lines.len() + 1 + problems.len().min(height / 3).max(1));
+    let problems_room = problems.len().min(height / 3).max(1);
+    let mut shards = report.distribution.as_ref().map(|d| shard_lines(d, width, palette)).unwrap_or_default();
+    // The tables come first: the shards only when at least three rows of them still fit.
+    if height.saturating_sub(lines.len() + 1 + problems_room + shards.len()) < report.tables.len().min(3) {
+        shards.clear();
+    }
+    let rows_room = height.saturating_sub(lines.len() + 1 + problems_room + shards.len());
     let selected = model.plan.tables.get(model.table_cursor).map(|t| t.name.display_plain());
     let cursor = report.tables.iter().position(|t| Some(&t.table) == selected.as_ref()).unwrap_or(0);
     let offset = scroll_offset(cursor, report.tables.len(), rows_room);
@@ -155,6 +163,7 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
     if report.tables.is_empty() {
         lines.push(Line::styled(" no tables", palette.dim()));
     }
+    lines.extend(shards);
     lines.push(rule("Problems", width, palette));
     let left = height.saturating_sub(lines.len());
     if problems.len() > left && left > 0 {
@@ -165,6 +174,38 @@ pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
     lines.extend(problems);
     lines.truncate(height);
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// Where the shards live (stage 9 on Citus): the facts in one line, then per worker its node,
+/// shards, reference placements, size and a bar of that size against the largest worker's.
+fn shard_lines(d: &DistributionReport, width: usize, palette: Palette) -> Vec<Line<'static>> {
+    let mut lines = vec![rule("Shards", width, palette)];
+    lines.extend(wrap_styled(vec![Span::styled(format!(" {}", d.summary()), palette.dim())], width, 2));
+    let node_width = d.workers.iter().map(|w| width_of(&w.node)).max().unwrap_or(0).min(28) + 2;
+    let largest = d.workers.iter().map(|w| w.size_bytes).max().unwrap_or(0);
+    for w in &d.workers {
+        let text = format!(
+            " {}{:>10}{:>14}{:>11}",
+            pad(&truncate(&w.node, node_width - 2), node_width),
+            plural(w.shards.max(0) as usize, "shard", "shards"),
+            format!("{} reference", w.reference_shards),
+            bytes(w.size_bytes)
+        );
+        let style = if w.should_have_shards && w.shards == 0 { palette.warn() } else { palette.plain() };
+        let mut spans = vec![Span::styled(text, style)];
+        let room = width.saturating_sub(width_of(&spans[0].content) + 3).min(40);
+        if room >= 8 && largest > 0 {
+            let filled = ((w.size_bytes.max(0) as f64 / largest as f64) * room as f64).round() as usize;
+            spans.push(Span::raw("  "));
+            spans.push(Span::styled("█".repeat(filled.min(room)), palette.running()));
+            spans.push(Span::styled("░".repeat(room - filled.min(room)), palette.dim()));
+        }
+        lines.push(fit_line(Line::from(spans), width));
+    }
+    if d.workers.is_empty() {
+        lines.push(Line::styled(" no active worker", palette.warn()));
+    }
+    lines
 }
 
 /// The report's problems (narrow screens: with the index and unique notes the table has no

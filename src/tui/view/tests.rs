@@ -134,6 +134,29 @@ fn counts_screen() {
 }
 
 #[test]
+fn counts_screen_with_the_shards_per_worker() {
+    let (small, large) = snapshot_both("counts_distributed", &distributed());
+    for text in [&small, &large] {
+        assert!(text.contains("Shards"), "{text}");
+        assert!(text.contains("distributed by tenant_id"), "{text}");
+        let line = text.lines().find(|l| l.contains("10.0.0.11:5432")).expect("a line per worker");
+        assert!(
+            line.contains("96 shards") && line.contains("1 reference") && line.contains("412 MiB"),
+            "{line}"
+        );
+        assert!(text.contains("no problems for what is applied (through stage 9)"), "{text}");
+    }
+    assert!(
+        large.contains(
+            "6 tables distributed by tenant_id in 1 colocation group, 1 reference table on 2 workers"
+        )
+    );
+    // Each bar is the worker's size against the largest's.
+    let bar = |node: &str| large.lines().find(|l| l.contains(node)).unwrap().matches('█').count();
+    assert!(bar("10.0.0.11") > 3 * bar("10.0.0.12"), "{large}");
+}
+
+#[test]
 fn log_screen() {
     let mut model = applied_through_stage_3();
     model.screen = Screen::Log;

@@ -5,6 +5,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
 use crate::event::ProgressUnit;
+pub use crate::event::describe::bytes;
 
 /// Display width of `text`.
 pub fn width(text: &str) -> usize {
@@ -286,24 +287,6 @@ pub fn count_in(n: i64, cells: usize) -> String {
 
 pub fn count_u(n: u64) -> String {
     count(n.min(i64::MAX as u64) as i64)
-}
-
-/// Bytes in binary units: "0 B", "512 B", "1.5 MiB", "393 MiB".
-pub fn bytes(n: i64) -> String {
-    let n = n.max(0) as f64;
-    if n < 1024.0 {
-        return format!("{n} B");
-    }
-    let mut value = n;
-    let mut unit = "B";
-    for next in ["KiB", "MiB", "GiB", "TiB"] {
-        if value < 1024.0 {
-            break;
-        }
-        value /= 1024.0;
-        unit = next;
-    }
-    if value < 10.0 { format!("{value:.1} {unit}") } else { format!("{value:.0} {unit}") }
 }
 
 /// A duration for people: "850 ms", "12.3 s", "4m05s", "2h03m".

@@ -21,6 +21,18 @@ use tables::Target;
 
 pub(in crate::plan) const PROPAGATE_SET_COMMANDS: &str = "citus.propagate_set_commands";
 
+/// The id of a step that makes its table a reference table: this, then the table.
+const REFERENCE_STEP: &str = "9.reference:";
+
+/// The tables stage 9 of `plan` makes reference tables (the tenant table first), read from its
+/// steps so that `verify` judges what the plan applied; empty without stage 9.
+pub fn reference_tables(plan: &crate::plan::Plan) -> Vec<&crate::sql::QualifiedName> {
+    plan.steps_in(Stage::Distribute)
+        .filter(|s| s.id.starts_with(REFERENCE_STEP))
+        .flat_map(|s| s.tables.first())
+        .collect()
+}
+
 pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
     let Some(d) = &a.distribution else { return Vec::new() };
     let s = &a.scope;
@@ -191,7 +203,7 @@ fn table_step(s: &Scope, t: &CitusTable, target: &Target, first: Option<&crate::
                 ),
             ));
             (
-                format!("9.reference:{name}"),
+                format!("{REFERENCE_STEP}{name}"),
                 format!("Make {} a reference table", name.display_plain()),
                 "A copy on every node, so each shard's foreign keys to it stay local. Writes to \
                  it wait while its rows are copied."

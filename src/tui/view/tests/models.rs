@@ -108,6 +108,7 @@ pub(super) fn counts(model: &Model) -> VerifyReport {
         default_tenant_exists: true,
         tables,
         cutover: Default::default(),
+        distribution: None,
         problems: vec!["public.projects: 3 rows reference a parent of another tenant".into()],
         ok: false,
     }
@@ -130,6 +131,66 @@ pub(super) fn applied_through_stage_3() -> Model {
     model.counts = Some(counts(&model));
     model.counts_at = Some(at(NOW_MS - 1_200));
     log_some(&mut model);
+    model
+}
+
+/// Every step applied, the last on Citus: the counts with where the shards live, one worker
+/// fuller than the other (the fixture's plan has no stage 9; the report is what counts here).
+pub(super) fn distributed() -> Model {
+    use crate::checks::distribution::{
+        CitusKind, DistributionReport, PlannedAs, TableDistribution, WorkerShards,
+    };
+    let mut model = applied_through_stage_3();
+    model.screen = Screen::Counts;
+    let ids: Vec<String> = model.plan.steps.iter().map(|s| s.id.clone()).collect();
+    for id in &ids {
+        mark_done(&mut model, id, 40, 0);
+    }
+    let workers = ["10.0.0.11:5432", "10.0.0.12:5432"];
+    let report = model.counts.as_mut().unwrap();
+    report.applied_through = 9;
+    report.problems.clear();
+    let mut tables = vec![TableDistribution {
+        table: "public.tenants".into(),
+        planned_as: PlannedAs::Reference,
+        citus: CitusKind::Reference,
+        colocation_id: 1,
+        shards: 1,
+        workers: workers.map(String::from).to_vec(),
+        ..TableDistribution::default()
+    }];
+    for t in &mut report.tables {
+        t.problems.clear();
+        t.invalid_indexes.clear();
+        t.unscoped_uniques.clear();
+        t.cross_tenant = 0;
+        t.null_tenant = 0;
+        t.rows_per_tenant.retain(|(id, _)| id != "NULL");
+        (t.rls_enabled, t.rls_forced, t.has_policy) = (t.scoped, t.scoped, t.scoped);
+        tables.push(TableDistribution {
+            table: t.table.clone(),
+            planned_as: if t.scoped { PlannedAs::Distributed } else { PlannedAs::Unchanged },
+            citus: if t.scoped { CitusKind::Distributed } else { CitusKind::NotCitus },
+            column: t.scoped.then(|| "tenant_id".to_string()),
+            colocation_id: if t.scoped { 3 } else { 0 },
+            shards: if t.scoped { 32 } else { 0 },
+            workers: if t.scoped { workers.map(String::from).to_vec() } else { Vec::new() },
+        });
+    }
+    let worker = |node: &str, size_bytes: i64| WorkerShards {
+        node: node.into(),
+        should_have_shards: true,
+        shards: 96,
+        reference_shards: 1,
+        size_bytes,
+    };
+    report.distribution = Some(DistributionReport {
+        tenant_column: "tenant_id".into(),
+        tables,
+        workers: vec![worker(workers[0], 432_013_312), worker(workers[1], 101_711_872)],
+        problems: Vec::new(),
+    });
+    report.ok = true;
     model
 }
 
