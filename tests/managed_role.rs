@@ -101,3 +101,25 @@ async fn a_table_owner_without_bypassrls_converts_verifies_and_rolls_back_everyt
     assert!(schema_after == schema_before, "{}", text_diff(&schema_before, &schema_after));
     assert_eq!(db.row_checksums(&["public"], "tenant_id").await, rows_before);
 }
+
+/// The admin role may set a plain role's default tenant (CREATEROLE) but not a superuser's:
+/// the plan names the role it cannot change, before anything changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_role_the_admin_role_may_not_alter_is_refused_at_plan_time() {
+    let (db, url) = owned_db("managed_legacy").await;
+    db.exec(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'managed_app') THEN \
+         CREATE ROLE managed_app LOGIN; END IF; END $$",
+    )
+    .await;
+    let env = [("DATABASE_URL", url.as_str())];
+    let dir = scratch_dir();
+    let plan_path = dir.path().join("plan.toml");
+    let plan = plan_path.to_str().unwrap();
+    run_tenantize(&["plan", "--out", plan, "--legacy-role", "postgres"], &env)
+        .expect_code(1)
+        .expect_output("legacy-role-privilege")
+        .expect_output("may not ALTER ROLE postgres");
+    assert!(!plan_path.exists(), "nothing is written");
+    run_tenantize(&["plan", "--out", plan, "--legacy-role", "managed_app"], &env).expect_ok();
+}

@@ -268,3 +268,38 @@ async fn rehearsing_a_saved_plan_retargets_it_to_the_copy_and_leaves_the_file_al
     // The copy was another database; the plan is still the source's own.
     db.tenantize(&["status", &plan]).expect_ok();
 }
+
+/// A plan with a legacy role rehearses too: the throwaway cluster gets the role (pg_dump does
+/// not carry roles) and the copy the source database's name (the step names it), and the
+/// source's own role keeps its settings.
+#[tokio::test(flavor = "multi_thread")]
+async fn rehearsing_a_plan_with_a_legacy_role_creates_the_role_in_the_copy_only() {
+    let db = sample_db("rehearse_legacy", 300).await;
+    db.exec(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rehearsed_app') THEN \
+         CREATE ROLE rehearsed_app LOGIN; END IF; END $$",
+    )
+    .await;
+    let dir = scratch_dir();
+    let plan = planned(&db, &dir, &["--legacy-role", "rehearsed_app"]).await;
+    let out = dir.path().join("rehearsals");
+    for args in [
+        vec!["rehearse", "--source", &db.url, "--plan", &plan, "--out-dir", out.to_str().unwrap()],
+        vec![
+            "rehearse",
+            "--source",
+            &db.url,
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--exclude",
+            "issue_statuses",
+            "--legacy-role",
+            "rehearsed_app",
+        ],
+    ] {
+        run_tenantize(&args, &[]).expect_ok().expect_output("rehearsal ok");
+    }
+    let settings = "SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+                     WHERE r.rolname = 'rehearsed_app'";
+    assert_eq!(db.query_i64(settings).await, 0, "the source's role was not touched");
+}

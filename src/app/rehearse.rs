@@ -95,9 +95,14 @@ struct RehearsalCopy {
 }
 
 /// Start a throwaway cluster and restore the source into it (the source is only read).
+/// `database`: the copy's name (a saved plan's statements name its database, `ALTER ROLE … IN
+/// DATABASE` for legacy roles); `roles`: roles the plan names that `pg_dump` does not carry,
+/// created NOLOGIN in the throwaway cluster.
 async fn make_copy(
     source: &Source,
     scratch: &Path,
+    database: Option<&str>,
+    roles: &[String],
     say: &(dyn Fn(String) + Sync),
 ) -> Result<RehearsalCopy, RehearseError> {
     say("starting a throwaway PostgreSQL cluster for the copy".into());
@@ -123,8 +128,7 @@ async fn make_copy(
         }
         Source::Dump(path) => (path.clone(), format!("dump file {}", path.display())),
     };
-    let database =
-        cluster.create_database("rehearsal", None).await.map_err(|e| RehearseError(e.to_string()))?;
+    let database = copy_database(&cluster, database, roles).await?;
     let url = cluster.url(&database);
     say(format!("restoring into the copy ({database})"));
     let restore_started = Instant::now();
@@ -135,6 +139,38 @@ async fn make_copy(
     let restore_ms = restore_started.elapsed().as_millis();
     let spec = cluster.conn_spec(&database);
     Ok(RehearsalCopy { _cluster: cluster, url, spec, source_label, restore_ms })
+}
+
+/// The copy's database (named `name` when given) with `roles` created in its cluster.
+async fn copy_database(
+    cluster: &Cluster,
+    name: Option<&str>,
+    roles: &[String],
+) -> Result<String, RehearseError> {
+    let fail = |e: tokio_postgres::Error| RehearseError(crate::db::describe_pg_error(&e));
+    let admin = cluster
+        .conn_spec("postgres")
+        .connect("tenantize rehearse")
+        .await
+        .map_err(|e| RehearseError(e.to_string()))?;
+    for role in roles {
+        let sql = "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1";
+        if admin.query_opt(sql, &[role]).await.map_err(fail)?.is_none() {
+            let sql = format!("CREATE ROLE {} NOLOGIN", crate::sql::quote_ident(role));
+            admin.batch_execute(&sql).await.map_err(fail)?;
+        }
+    }
+    let Some(name) = name else {
+        return cluster.create_database("rehearsal", None).await.map_err(|e| RehearseError(e.to_string()));
+    };
+    let sql = "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1";
+    if admin.query_opt(sql, &[&name]).await.map_err(fail)?.is_none() {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", crate::sql::quote_ident(name)))
+            .await
+            .map_err(fail)?;
+    }
+    Ok(name.to_string())
 }
 
 /// What the apply → verify → rollback round trip found.
@@ -244,13 +280,19 @@ pub async fn rehearse(
         .map_err(|e| RehearseError(format!("cannot create {}: {e}", request.out_dir.display())))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let scratch = tempfile::tempdir().map_err(|e| RehearseError(e.to_string()))?;
-    let copy = make_copy(&request.source, scratch.path(), say).await?;
+    let saved = match &request.plan_file {
+        Some(path) => Some(crate::plan::file::load(path).map_err(|e| RehearseError(e.to_string()))?),
+        None => None,
+    };
+    // A saved plan's copy takes the source database's name: its legacy-role steps name it.
+    let legacy_roles = saved.as_ref().map_or(&request.options.legacy_roles, |p| &p.options.legacy_roles);
+    let database = saved.as_ref().map(|p| p.source.database.as_str());
+    let copy = make_copy(&request.source, scratch.path(), database, legacy_roles, say).await?;
     let client =
         checks::connect(&copy.spec, "tenantize rehearse").await.map_err(|e| RehearseError(e.to_string()))?;
     client.batch_execute("ANALYZE").await.map_err(|e| RehearseError(e.to_string()))?;
-    let plan: Plan = match &request.plan_file {
-        Some(path) => {
-            let mut plan = crate::plan::file::load(path).map_err(|e| RehearseError(e.to_string()))?;
+    let plan: Plan = match saved {
+        Some(mut plan) => {
             // The copy is another database (its own OID, maybe its own cluster): the plan is
             // re-targeted to it, explicitly, for this rehearsal only; the file is not changed.
             let copy = super::identity::read(&client).await.map_err(|e| RehearseError(e.message))?;

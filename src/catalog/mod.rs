@@ -86,6 +86,14 @@ pub struct LegacyRole {
     pub superuser: bool,
     pub bypass_rls: bool,
     pub can_login: bool,
+    /// The tool's role may `ALTER ROLE … IN DATABASE … SET` it: a superuser, the role itself,
+    /// or CREATEROLE for a role that is not a superuser (on PostgreSQL 16+ with ADMIN OPTION).
+    #[serde(default = "yes")]
+    pub may_alter: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

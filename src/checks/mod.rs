@@ -22,6 +22,7 @@ use crate::catalog::{Catalog, Table, introspect};
 use crate::db::journal::{self, StepState};
 use crate::db::{ConnSpec, DbError, describe_pg_error};
 use crate::plan::{Plan, Stage};
+use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
 /// Why a count or a probe could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,6 @@ fn db_error(e: tokio_postgres::Error) -> CheckError {
 fn query_error(what: String) -> CheckError {
     CheckError::Db(DbError::Query(what))
 }
-use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TableCounts {

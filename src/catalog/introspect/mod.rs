@@ -161,6 +161,11 @@ pub async fn read_legacy_roles(
         "legacy roles",
         "SELECT r.rolname::text AS name, r.rolsuper AS superuser, r.rolbypassrls AS bypass_rls,
                 r.rolcanlogin AS can_login,
+                (SELECT me.rolsuper OR me.rolname = r.rolname
+                        OR (me.rolcreaterole AND NOT r.rolsuper
+                            AND (pg_catalog.current_setting('server_version_num')::int < 160000
+                                 OR pg_catalog.pg_has_role(r.oid, 'MEMBER WITH ADMIN OPTION')))
+                   FROM pg_catalog.pg_roles me WHERE me.rolname = current_user) AS may_alter,
                 (SELECT substr(c, strpos(c, '=') + 1)
                    FROM pg_catalog.pg_db_role_setting s, unnest(s.setconfig) AS c
                   WHERE s.setrole = r.oid
@@ -182,6 +187,7 @@ pub async fn read_legacy_roles(
             superuser: get(result.what, row, "superuser")?,
             bypass_rls: get(result.what, row, "bypass_rls")?,
             can_login: get(result.what, row, "can_login")?,
+            may_alter: get(result.what, row, "may_alter")?,
         });
     }
     Ok(roles)

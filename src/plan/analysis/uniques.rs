@@ -200,6 +200,16 @@ fn primary_key(
         findings.add(Severity::Warning, "primary-key-kept-global", object.clone(), why.to_string());
     };
     let partitioned = table.kind == TableKind::Partitioned;
+    // In place means ACCESS EXCLUSIVE while every partition's index is built: only when every
+    // primary key was asked for (`all`, which distributing implies: Citus needs it).
+    if partitioned && scope.options.scope_primary_keys != PrimaryKeyScope::All {
+        kept(
+            "primary key of a partitioned table: swapping it rebuilds it in place under an ACCESS \
+             EXCLUSIVE lock, done only with --scope-primary-keys all; kept global",
+            findings,
+        );
+        return None;
+    }
     if partitioned
         && scoped_fk_targets.iter().any(|(t, cols)| t == name && sorted(cols) == sorted(&pk.columns))
     {

@@ -159,6 +159,7 @@ mod tests {
                 superuser: false,
                 bypass_rls: false,
                 can_login: true,
+                may_alter: true,
             })
             .collect();
         catalog
@@ -275,6 +276,15 @@ mod tests {
             "legacy-role-bypasses-rls",
             "legacy_app"
         ));
+    }
+
+    #[test]
+    fn a_legacy_role_the_tool_may_not_alter_is_refused_by_name() {
+        let mut catalog = with_roles(saas(PG15).build(), &[("legacy_app", None), ("other_app", None)]);
+        catalog.legacy_roles[1].may_alter = false;
+        let plan = plan_with(&catalog, &legacy(&["legacy_app", "other_app"]));
+        assert!(has_finding(&plan, crate::plan::Severity::Error, "legacy-role-privilege", "other_app"));
+        assert!(!has_finding(&plan, crate::plan::Severity::Error, "legacy-role-privilege", "legacy_app"));
     }
 
     #[test]

@@ -20,27 +20,35 @@ pub(in crate::plan) fn steps(a: &Analysis) -> Vec<Step> {
     s.catalog.legacy_roles.iter().map(|role| step(s, role)).collect()
 }
 
-/// A legacy role the policies do not apply to: its default tenant changes nothing for it.
+/// A legacy role the policies do not apply to: its default tenant changes nothing for it. A
+/// legacy role whose setting the tool's role may not change: refused before anything changes.
 pub(in crate::plan) fn findings(a: &Analysis) -> Vec<Finding> {
     let s = &a.scope;
-    s.catalog
-        .legacy_roles
-        .iter()
-        .filter(|r| r.superuser || r.bypass_rls)
-        .map(|r| Finding {
-            severity: Severity::Warning,
-            code: "legacy-role-bypasses-rls".into(),
-            object: r.name.clone(),
-            message: format!(
-                "{} is {}: row-level security does not apply to it, so it sees every tenant \
+    let refused = s.catalog.legacy_roles.iter().filter(|r| !r.may_alter).map(|r| Finding {
+        severity: Severity::Error,
+        code: "legacy-role-privilege".into(),
+        object: r.name.clone(),
+        message: format!(
+            "role {} may not ALTER ROLE {} IN DATABASE {} SET {}: that takes a superuser, or \
+             CREATEROLE for a role that is not a superuser (on PostgreSQL 16+ also ADMIN OPTION \
+             on it); run the plan as such a role or leave --legacy-role {} out",
+            s.catalog.role.name, r.name, s.catalog.server.database, s.tenant.setting, r.name
+        ),
+    });
+    let bypassing = s.catalog.legacy_roles.iter().filter(|r| r.superuser || r.bypass_rls).map(|r| Finding {
+        severity: Severity::Warning,
+        code: "legacy-role-bypasses-rls".into(),
+        object: r.name.clone(),
+        message: format!(
+            "{} is {}: row-level security does not apply to it, so it sees every tenant \
                  whatever its {}; the application should connect as a role that is neither \
                  superuser nor BYPASSRLS (and not the tables' owner)",
-                r.name,
-                if r.superuser { "a superuser" } else { "BYPASSRLS" },
-                s.tenant.setting
-            ),
-        })
-        .collect()
+            r.name,
+            if r.superuser { "a superuser" } else { "BYPASSRLS" },
+            s.tenant.setting
+        ),
+    });
+    refused.chain(bypassing).collect()
 }
 
 /// `ALTER ROLE … IN DATABASE … SET setting = value` (`None`: `RESET setting`). Takes no
