@@ -65,6 +65,35 @@ pub struct CitusInfo {
     pub database_propagate_set_commands: Option<String>,
     /// Tables already known to Citus, with `pg_dist_partition.partmethod`.
     pub citus_tables: Vec<(QualifiedName, String)>,
+    /// Sequences a column default draws from whose type is not the column's: Citus changes
+    /// the sequence to the column's type when it takes the table over.
+    #[serde(default)]
+    pub sequence_types: Vec<SequenceType>,
+    /// Functions whose signature uses a table's row type: `undistribute_table` drops and
+    /// re-creates the table with CASCADE, which drops them.
+    #[serde(default)]
+    pub rowtype_functions: Vec<RowtypeFunction>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SequenceType {
+    pub table: QualifiedName,
+    pub sequence: QualifiedName,
+    /// `format_type()` of the sequence's own type (`bigint`).
+    pub data_type: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RowtypeFunction {
+    pub table: QualifiedName,
+    /// `regprocedure` text, schema-qualified.
+    pub signature: String,
+    /// `pg_get_functiondef()`: a `CREATE OR REPLACE FUNCTION`.
+    pub definition: String,
+    pub owner: String,
+    pub comment: Option<String>,
+    /// Granted privileges beyond the defaults (`proacl` is set).
+    pub has_grants: bool,
 }
 
 /// An active primary worker, and whether this database has the extension there.

@@ -99,5 +99,68 @@ pub async fn read_citus(client: &Client) -> Result<CitusInfo, IntrospectError> {
         );
         info.citus_tables.push((name, get(tables.what, row, "method")?));
     }
+    read_rollback_facts(client, &mut info).await?;
     Ok(info)
+}
+
+/// What `undistribute_table` does not give back: sequence types, functions on row types.
+async fn read_rollback_facts(client: &Client, info: &mut CitusInfo) -> Result<(), IntrospectError> {
+    let sequences = Rows::query(
+        client,
+        "sequence types",
+        "SELECT DISTINCT tn.nspname::text AS schema, t.relname::text AS name, sn.nspname::text AS seq_schema,
+                sc.relname::text AS seq_name, pg_catalog.format_type(s.seqtypid, NULL) AS data_type
+           FROM pg_catalog.pg_attrdef d
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+           JOIN pg_catalog.pg_depend dep ON dep.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                AND dep.objid = d.oid AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+           JOIN pg_catalog.pg_sequence s ON s.seqrelid = dep.refobjid
+           JOIN pg_catalog.pg_class sc ON sc.oid = s.seqrelid
+           JOIN pg_catalog.pg_namespace sn ON sn.oid = sc.relnamespace
+           JOIN pg_catalog.pg_class t ON t.oid = d.adrelid
+           JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+          WHERE s.seqtypid <> a.atttypid AND a.attidentity = ''
+          ORDER BY 1, 2, 3, 4",
+        &[],
+    )
+    .await?;
+    for row in &sequences.rows {
+        let w = sequences.what;
+        info.sequence_types.push(crate::catalog::SequenceType {
+            table: QualifiedName::new(get::<String>(w, row, "schema")?, get::<String>(w, row, "name")?),
+            sequence: QualifiedName::new(
+                get::<String>(w, row, "seq_schema")?,
+                get::<String>(w, row, "seq_name")?,
+            ),
+            data_type: get(w, row, "data_type")?,
+        });
+    }
+    let functions = Rows::query(
+        client,
+        "functions on row types",
+        "SELECT DISTINCT n.nspname::text AS schema, c.relname::text AS name, p.oid::pg_catalog.regprocedure::text AS signature,
+                pg_catalog.pg_get_functiondef(p.oid) AS definition, pg_catalog.pg_get_userbyid(p.proowner)::text AS owner,
+                pg_catalog.obj_description(p.oid, 'pg_proc') AS comment, p.proacl IS NOT NULL AS has_grants
+           FROM pg_catalog.pg_depend d
+           JOIN pg_catalog.pg_proc p ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+           JOIN pg_catalog.pg_type ty ON d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.refobjid = ty.oid
+           JOIN pg_catalog.pg_class c ON c.oid = ty.typrelid AND c.relkind IN ('r', 'p')
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE d.deptype = 'n' AND p.prokind IN ('f', 'p')
+          ORDER BY 1, 2, 3",
+        &[],
+    )
+    .await?;
+    for row in &functions.rows {
+        let w = functions.what;
+        info.rowtype_functions.push(crate::catalog::RowtypeFunction {
+            table: QualifiedName::new(get::<String>(w, row, "schema")?, get::<String>(w, row, "name")?),
+            signature: get(w, row, "signature")?,
+            definition: get(w, row, "definition")?,
+            owner: get(w, row, "owner")?,
+            comment: get(w, row, "comment")?,
+            has_grants: get(w, row, "has_grants")?,
+        });
+    }
+    Ok(())
 }

@@ -33,6 +33,10 @@ pub(in crate::plan) struct CitusTable {
     /// Has user triggers: Citus copies them to the shards only under
     /// `citus.enable_unsafe_triggers`.
     pub triggers: bool,
+    /// What `undistribute_table` does not give back, put back in its transaction: the
+    /// sequences' own types (Citus changed them to the columns') and the functions on the
+    /// table's row type (its CASCADE drops them).
+    pub restore_after_undistribute: Vec<String>,
 }
 
 /// One foreign key as it stands after stage 8.
@@ -75,9 +79,10 @@ pub(super) fn decide<'a>(
         identity: Vec::new(),
         blocking: None,
         triggers: false,
+        restore_after_undistribute: Vec::new(),
     }];
     for name in &shared {
-        reference.push(citus_table(scope.table(name), None));
+        reference.push(citus_table(scope, scope.table(name), None, findings));
     }
     let mut distributed = Vec::new();
     for root in &scope.roots {
@@ -105,7 +110,7 @@ pub(super) fn decide<'a>(
                 ),
             );
         }
-        distributed.push(citus_table(table, blocking));
+        distributed.push(citus_table(scope, table, blocking, findings));
     }
     materialized_views(scope, &reference, &distributed, findings);
     let with_triggers: Vec<String> =
@@ -378,7 +383,12 @@ fn unique_keys(scope: &Scope, uniques: &BTreeMap<QualifiedName, Vec<ScopedUnique
     }
 }
 
-fn citus_table(table: &Table, blocking: Option<String>) -> CitusTable {
+fn citus_table(
+    scope: &Scope,
+    table: &Table,
+    blocking: Option<String>,
+    findings: &mut Findings,
+) -> CitusTable {
     CitusTable {
         name: table.name.clone(),
         identity: table
@@ -388,7 +398,42 @@ fn citus_table(table: &Table, blocking: Option<String>) -> CitusTable {
             .collect(),
         blocking,
         triggers: table.triggers.iter().any(|t| !t.inherited),
+        restore_after_undistribute: restore_after_undistribute(scope, &table.name, findings),
     }
+}
+
+/// The statements that give back, after `undistribute_table`, what it does not (see
+/// `CitusTable::restore_after_undistribute`). Measured on pagila: its integer columns' bigint
+/// sequences came back as integer, and `rewards_report` (RETURNS SETOF customer) was gone.
+fn restore_after_undistribute(scope: &Scope, table: &QualifiedName, findings: &mut Findings) -> Vec<String> {
+    let Some(citus) = scope.catalog.citus.as_ref() else { return Vec::new() };
+    let ours = |t: &QualifiedName| scope.catalog.partition_root(t) == table;
+    let mut out = Vec::new();
+    for s in citus.sequence_types.iter().filter(|s| ours(&s.table)) {
+        out.push(format!("ALTER SEQUENCE {} AS {};\n", s.sequence, s.data_type));
+    }
+    use crate::sql::{quote_ident, quote_literal};
+    for f in citus.rowtype_functions.iter().filter(|f| ours(&f.table)) {
+        out.push(format!("{};\n", f.definition.trim_end()));
+        out.push(format!("ALTER FUNCTION {} OWNER TO {};\n", f.signature, quote_ident(&f.owner)));
+        if let Some(comment) = &f.comment {
+            out.push(format!("COMMENT ON FUNCTION {} IS {};\n", f.signature, quote_literal(comment)));
+        }
+        if f.has_grants {
+            findings.add(
+                Severity::Warning,
+                "citus-rollback-function-grants",
+                f.signature.clone(),
+                format!(
+                    "uses the row type of {}: rolling stage 9 back re-creates it (undistribute_table \
+                     drops it), with its owner and comment but not the privileges granted on it; \
+                     grant them again after a rollback",
+                    table.display_plain()
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// Online distribution replicates changes logically: without a replica identity (a primary

@@ -128,7 +128,7 @@ pub(super) fn part(s: &Scope, t: &CitusTable, target: &Target) -> Part {
         }
     }
     // Back.
-    let undistribute = undistribute(name);
+    let undistribute = undistribute(t);
     if identity {
         transitions.push(transaction(done_name, &saved_done, vec![keep_identity_aside(t)]));
         transitions.push(transaction(
@@ -136,8 +136,8 @@ pub(super) fn part(s: &Scope, t: &CitusTable, target: &Target) -> Part {
             "Citus local, identity kept aside",
             vec![keep_identity_aside(t)],
         ));
-        transitions.push(transition(&saved_done, "local, identity kept aside", undistribute.clone()));
-        transitions.push(transition(
+        transitions.push(transaction(&saved_done, "local, identity kept aside", undistribute.clone()));
+        transitions.push(transaction(
             "Citus local, identity kept aside",
             "local, identity kept aside",
             undistribute.clone(),
@@ -151,8 +151,8 @@ pub(super) fn part(s: &Scope, t: &CitusTable, target: &Target) -> Part {
             restore_identity(t, true),
         ));
     } else {
-        transitions.push(transition(done_name, "local", undistribute.clone()));
-        transitions.push(transition("Citus local", "local", undistribute));
+        transitions.push(transaction(done_name, "local", undistribute.clone()));
+        transitions.push(transaction("Citus local", "local", undistribute));
     }
     Part {
         name: format!(
@@ -267,12 +267,24 @@ fn make_citus_local(t: &CitusTable) -> Vec<Statement> {
 /// `undistribute_table` copies the rows back into a new local table under the original name,
 /// with its indexes, constraints, policies, triggers and grants, and drops the shards. Writes
 /// wait while it copies.
-fn undistribute(name: &QualifiedName) -> Statement {
-    long(
+/// Then, in the same transaction, what it does not give back (sequence types, functions on
+/// the row type).
+fn undistribute(t: &CitusTable) -> Vec<Statement> {
+    let name = &t.name;
+    let mut out = vec![long(
         LockMode::AccessExclusive,
         &[name],
         format!("SELECT pg_catalog.undistribute_table({});\n", quote_literal(&name.to_string())),
-    )
+    )];
+    // On the coordinator only: Citus still counts the sequence as its own ("altering a
+    // distributed sequence is currently not supported") and would send the function to the
+    // workers.
+    out.extend(t.restore_after_undistribute.iter().map(|sql| {
+        let mut statement = stmt(LockMode::None, &[], sql.clone());
+        statement.settings.push(DDL_LOCAL_ONLY.into());
+        statement
+    }));
+    out
 }
 
 /// Keep each identity's sequence aside (a plain sequence in the `tenantize` schema with its
