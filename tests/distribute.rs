@@ -107,7 +107,18 @@ async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_r
     assert!(text.contains("create_reference_table('public.issue_statuses')"));
     assert!(!text.contains("(SELECT nullif(current_setting"), "Citus refuses a policy with a subquery");
 
+    // Stage 9 online while the application writes: a comment every 50 ms into
+    // issue_comments, which Citus copies and replicates logically meanwhile.
+    db.tenantize(&["apply", &plan, "--yes", "--through", "8"]).expect_ok();
+    let writer = Writer::start(&db.url);
     db.tenantize(&["apply", &plan, "--yes"]).expect_ok().expect_output("cutover pending");
+    let (written, failed) = writer.stop();
+    assert!(written > 0 && failed.is_empty(), "{written} writes, failed: {failed:?}");
+    db.connect()
+        .await
+        .batch_execute("DELETE FROM public.issue_comments WHERE body = 'tenantize-test writer'")
+        .await
+        .unwrap();
     db.tenantize(&["verify", &plan]).expect_ok().expect_output(
         "distribution: 11 tables distributed by tenant_id in 1 colocation group, 2 reference tables on 2 workers",
     );
@@ -221,6 +232,47 @@ async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_r
     assert_eq!(db.row_checksums(&["public"], "tenant_id").await, before_rows);
     let identity_after = db.query_i64("SELECT last_value FROM public.users_id_seq").await;
     assert!(identity_after >= max_user, "the identity's sequence went back: {identity_after} < {max_user}");
+}
+
+/// The application writing during stage 9: new comments, each in its own transaction, as the
+/// superuser (RLS does not apply; its rows are deleted afterwards).
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl Writer {
+    fn start(url: &str) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, url) = (stop.clone(), url.to_string());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let spec = tenantize::db::ConnSpec::resolve(Some(&url), &tenantize::db::ProcessEnv).unwrap();
+                let client = spec.connect("tenantize-test writer").await.unwrap();
+                let issue = "SELECT id, reporter_id FROM public.issues ORDER BY id LIMIT 1";
+                let row = client.query_one(issue, &[]).await.unwrap();
+                let (issue, author): (i64, i64) = (row.get(0), row.get(1));
+                let (mut written, mut failed) = (0, Vec::new());
+                while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    let sql = "INSERT INTO public.issue_comments (issue_id, author_id, body)
+                               VALUES ($1, $2, 'tenantize-test writer')";
+                    match client.execute(sql, &[&issue, &author]).await {
+                        Ok(_) => written += 1,
+                        Err(e) => failed.push(tenantize::db::describe_pg_error(&e)),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                (written, failed)
+            })
+        });
+        Writer { stop, thread }
+    }
+
+    fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
 }
 
 /// As the plain LOGIN role tz_app through the coordinator: with the default tenant set it
@@ -375,8 +427,8 @@ async fn a_kill_during_stage_9_resumes_forward_and_back() {
     let plan = db.plan_sample(&dir.path().join("k.plan.toml"), &distribute_args());
     db.tenantize(&["apply", &plan, "--yes", "--through", "8"]).expect_ok();
     // Units of work of a stage-9 run: 1 the setting, 2..=1+keys the keys taken off, then the
-    // two reference tables, then users: made a Citus local table (its identity kept where it
-    // was), then distributed online. Each kill comes right after a unit commits and before
+    // two reference tables, then users: FORCE off, made a Citus local table (its identity kept
+    // where it was), distributed online, FORCE back. Each kill comes right after a unit commits and before
     // the journal records it; each run resumes where the last one stopped.
     let keys = db
         .query_i64(
@@ -386,7 +438,8 @@ async fn a_kill_during_stage_9_resumes_forward_and_back() {
         )
         .await;
     let first = 1 + keys / 2;
-    let citus_local = keys - keys / 2 + 2 + 1;
+    // users: FORCE off for the online copy, then made a Citus local table.
+    let citus_local = keys - keys / 2 + 2 + 2;
     for (point, what) in [
         (first, "half the keys taken off"),
         (citus_local, "users a Citus local table, its identity put back"),

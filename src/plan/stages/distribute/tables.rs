@@ -90,11 +90,35 @@ pub(super) fn part(s: &Scope, t: &CitusTable, target: &Target) -> Part {
         Target::Distributed { .. } => ("distributed", is_distributed_by(name, &s.tenant.column)),
     };
     let identity = !t.identity.is_empty();
-    let done_state =
+    // Online distribution replicates the application's writes into the new shards as a
+    // subscription owner that is a member of the table's owner but neither superuser nor
+    // BYPASSRLS: PostgreSQL refuses to apply changes to a table whose row-level security
+    // applies to it, which FORCE makes true for the owner ("cannot replicate into relation
+    // with row-level security enabled", retried forever; found by the benchmark's writer). So
+    // FORCE is off for the copy: RLS stays enabled for every role but the owner's.
+    let online = matches!(target, Target::Distributed { .. }) && t.blocking.is_none();
+    let relations: Vec<QualifiedName> = if online {
+        std::iter::once(name.clone())
+            .chain(s.catalog.partition_descendants(name).into_iter().map(|p| p.name.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let forced = all(&relations.iter().map(crate::plan::probe::rls_forced).collect::<Vec<_>>());
+    let mut done_state =
         if identity { all(&[done_when.clone(), not(saved_exist(t))]) } else { done_when.clone() };
+    if online {
+        done_state = all(&[done_state, forced.clone()]);
+    }
     let mut states: Vec<PartState> = vec![state(done_name, holds(done_state))];
     let mut transitions: Vec<Transition> = Vec::new();
     let saved_done = format!("{done_name}, identity kept aside");
+    let unforced = |what: String| all(&[what, not(forced.clone())]);
+    if online {
+        let distributed =
+            if identity { all(&[done_when.clone(), not(saved_exist(t))]) } else { done_when.clone() };
+        states.push(state(FORCE_OFF_DISTRIBUTED, holds(unforced(distributed))));
+    }
     if identity {
         states.push(state(&saved_done, holds(all(&[done_when.clone(), saved_exist(t)]))));
         states.push(state(
@@ -102,9 +126,15 @@ pub(super) fn part(s: &Scope, t: &CitusTable, target: &Target) -> Part {
             holds(all(&[is_citus_local(name), saved_exist(t)])),
         ));
     }
+    if online {
+        states.push(state(FORCE_OFF_CITUS_LOCAL, holds(unforced(is_citus_local(name)))));
+    }
     states.push(state("Citus local", holds(is_citus_local(name))));
     if identity {
         states.push(state("local, identity kept aside", holds(all(&[not(is_citus(name)), saved_exist(t)]))));
+    }
+    if online {
+        states.push(state(FORCE_OFF_LOCAL, holds(unforced(not(is_citus(name))))));
     }
     states.push(state("local", holds(not(is_citus(name)))));
 
@@ -119,12 +149,27 @@ pub(super) fn part(s: &Scope, t: &CitusTable, target: &Target) -> Part {
             transitions.push(transaction("Citus local", done_name, distribute_blocking(s, t, target)));
         }
         Target::Distributed { .. } => {
+            let force = |on: bool| force_statements(&relations, on);
+            transitions.push(transaction("local", FORCE_OFF_LOCAL, force(false)));
+            transitions.push(transaction("Citus local", FORCE_OFF_CITUS_LOCAL, force(false)));
             if identity {
-                transitions.push(transaction("local", "Citus local", make_citus_local(t)));
+                transitions.push(transaction(FORCE_OFF_LOCAL, FORCE_OFF_CITUS_LOCAL, make_citus_local(t)));
             } else {
-                transitions.push(transition("local", done_name, distribute_online(s, t, target)));
+                transitions.push(transition(
+                    FORCE_OFF_LOCAL,
+                    FORCE_OFF_DISTRIBUTED,
+                    distribute_online(s, t, target),
+                ));
             }
-            transitions.push(transition("Citus local", done_name, distribute_online(s, t, target)));
+            transitions.push(transition(
+                FORCE_OFF_CITUS_LOCAL,
+                FORCE_OFF_DISTRIBUTED,
+                distribute_online(s, t, target),
+            ));
+            // FORCE back: forward after the copy, and the way back from either half.
+            transitions.push(transaction(FORCE_OFF_DISTRIBUTED, done_name, force(true)));
+            transitions.push(transaction(FORCE_OFF_CITUS_LOCAL, "Citus local", force(true)));
+            transitions.push(transaction(FORCE_OFF_LOCAL, "local", force(true)));
         }
     }
     // Back.
@@ -167,6 +212,22 @@ pub(super) fn part(s: &Scope, t: &CitusTable, target: &Target) -> Part {
         transitions,
         guards: Vec::new(),
     }
+}
+
+const FORCE_OFF_DISTRIBUTED: &str = "distributed, FORCE off";
+const FORCE_OFF_CITUS_LOCAL: &str = "Citus local, FORCE off";
+const FORCE_OFF_LOCAL: &str = "local, FORCE off";
+
+/// `ALTER TABLE … [NO] FORCE ROW LEVEL SECURITY` on the table and each partition, one command
+/// each (Citus refuses several in one string on a distributed table).
+fn force_statements(relations: &[QualifiedName], on: bool) -> Vec<Statement> {
+    let what = if on { "FORCE" } else { "NO FORCE" };
+    relations
+        .iter()
+        .map(|r| {
+            stmt(LockMode::AccessExclusive, &[r], format!("ALTER TABLE {r} {what} ROW LEVEL SECURITY;\n"))
+        })
+        .collect()
 }
 
 /// `create_reference_table` copies the rows to every node under a lock that blocks writes (a
