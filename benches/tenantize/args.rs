@@ -5,7 +5,7 @@ pub struct Args {
     pub writes_per_second: u64,
     pub planning_tables: usize,
     pub json: String,
-    /// Which conversions to run (a, b, c); the ratios need all three.
+    /// Which runs to make (a, b, c, p; d is not in the default); the ratios need a, b and c.
     pub runs: String,
     pub skip_planning: bool,
     /// Run `p` (what the application pays afterwards): pgbench's scale, the sample's size,
@@ -15,6 +15,12 @@ pub struct Args {
     pub app_rounds: u64,
     pub app_seconds: u64,
     pub app_clients: u64,
+    /// Run `d` (stage 9 on Citus): the sample's size (rows in issue_comments) and the shards
+    /// per distributed table.
+    pub dist_rows: u64,
+    pub dist_shard_count: u32,
+    /// Seconds stage 9 may take before run `d` stops it and reports it unfinished.
+    pub dist_timeout: u64,
 }
 
 pub fn args() -> Args {
@@ -30,6 +36,9 @@ pub fn args() -> Args {
         app_rounds: 3,
         app_seconds: 5,
         app_clients: 2,
+        dist_rows: 200_000,
+        dist_shard_count: 8,
+        dist_timeout: 600,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,6 +55,9 @@ pub fn args() -> Args {
             "--app-rounds" => args.app_rounds = value().parse().expect("--app-rounds N"),
             "--app-seconds" => args.app_seconds = value().parse().expect("--app-seconds N"),
             "--app-clients" => args.app_clients = value().parse().expect("--app-clients N"),
+            "--dist-rows" => args.dist_rows = value().parse().expect("--dist-rows N"),
+            "--dist-shard-count" => args.dist_shard_count = value().parse().expect("--dist-shard-count N"),
+            "--dist-timeout" => args.dist_timeout = value().parse().expect("--dist-timeout SECONDS"),
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
             "--help" | "-h" => {
@@ -53,7 +65,8 @@ pub fn args() -> Args {
                     "cargo bench --bench tenantize -- [--rows N (2000000)] [--writes-per-second N (200)] \
                      [--planning-tables N (2000)] [--json FILE (target/bench.json)] \
                      [--runs abcp] [--skip-planning] [--app-scale N (10)] [--app-rows N (100000)] \
-                     [--app-rounds N (3)] [--app-seconds N (5)] [--app-clients N (2)]"
+                     [--app-rounds N (3)] [--app-seconds N (5)] [--app-clients N (2)] \
+                     [--dist-rows N (200000)] [--dist-shard-count N (8)] [--dist-timeout S (600)]"
                 );
                 std::process::exit(0);
             }

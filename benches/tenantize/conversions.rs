@@ -67,13 +67,28 @@ pub async fn convert(
         ..PlanOptions::default()
     };
     let plan = tenantize::app::live::build_plan(spec, &options).await.map_err(|e| e.message).expect("plan");
+    // What `tenantize apply` runs: every stage but the cutover.
+    let (largest, note) = apply(spec, plan, StopAfter::Conversion, phases).await;
+    let rate = largest.map(|(rows, ms)| rows as f64 / (ms.max(1) as f64 / 1000.0));
+    let rate = rate.filter(|_| backfill == BackfillMode::Batched);
+    (rate, note)
+}
+
+/// Apply `plan` through the engine up to `stop_after` (steps already done are skipped, as a
+/// resumed `tenantize apply` skips them), each step recorded in `phases`; the rows and
+/// milliseconds of the largest table's backfill statement, and a note: steps run, lock retries.
+pub async fn apply(
+    spec: &ConnSpec,
+    plan: tenantize::plan::Plan,
+    stop_after: StopAfter,
+    phases: &Phases,
+) -> (Option<(u64, u64)>, String) {
     let (tx, mut rx) = channel();
     let (control, _pause) = Control::detached();
     let request = engine::ApplyRequest {
         plan,
         spec: spec.clone(),
-        // What `tenantize apply` runs: every stage but the cutover.
-        stop_after: StopAfter::Conversion,
+        stop_after,
         dry_run: false,
         settings: RunSettings { application_name: "tenantize bench".into(), ..RunSettings::default() },
     };
@@ -130,9 +145,8 @@ pub async fn convert(
     } else {
         format!("{note}, {} lock retries:\n    {}", retries.len(), retries.join("\n    "))
     };
-    let rate = largest.lock().unwrap().map(|(rows, ms)| rows as f64 / (ms.max(1) as f64 / 1000.0));
-    let rate = rate.filter(|_| backfill == BackfillMode::Batched);
-    (rate, note)
+    let largest = *largest.lock().unwrap();
+    (largest, note)
 }
 
 /// One UPDATE of the whole largest table, triggers kept from firing as the batched backfill

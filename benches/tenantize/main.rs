@@ -10,13 +10,16 @@
 //!   (c) tenantize apply --backfill batched.
 //! It also times one single-statement UPDATE of the largest table, and introspects and plans a
 //! generated schema of 2,000 tables. Run `p` measures what the application pays afterwards
-//! (app_cost.rs): pgbench's workloads and the sample's queries on a copy before and after. It prints a table and writes JSON. A benchmark, not a test:
+//! (app_cost.rs): pgbench's workloads and the sample's queries on a copy before and after. Run
+//! `d` (distribute.rs, not in the default) distributes the converted sample on a Citus
+//! coordinator and two workers (stage 9) with the writer going. It prints a table and writes JSON. A benchmark, not a test:
 //! it asserts nothing; it reports ratios measured in the same run.
 
 mod app_cost;
 mod args;
 mod conversions;
 mod data;
+mod distribute;
 mod planning;
 mod writer;
 
@@ -61,11 +64,14 @@ async fn main() {
     eprintln!("starting a throwaway cluster (fsync on)…");
     let cluster =
         Cluster::start(&ClusterOptions { durable: true, ..ClusterOptions::default() }).expect("cluster");
+    // Run d alone needs neither the sample at --rows nor the single UPDATE: it has its own nodes.
+    let single_node = args.runs.contains(['a', 'b', 'c', 'p']);
+    let rows = if single_node { args.rows } else { 1000 };
     let template = cluster.create_database("bench_template", None).await.unwrap();
     let spec = cluster.conn_spec(&template);
-    eprintln!("loading the sample with {} rows in issue_comments…", args.rows);
+    eprintln!("loading the sample with {rows} rows in issue_comments…");
     let load_started = Instant::now();
-    tenantize::sample::load(&spec.connect("bench load").await.unwrap(), args.rows).await.unwrap();
+    tenantize::sample::load(&spec.connect("bench load").await.unwrap(), rows).await.unwrap();
     eprintln!("loaded in {:.1} s", load_started.elapsed().as_secs_f64());
     let client = spec.connect("bench").await.unwrap();
     let max_issue: i64 = client.query_one("SELECT max(id) FROM public.issues", &[]).await.unwrap().get(0);
@@ -90,14 +96,15 @@ async fn main() {
         let spec = target.spec.clone();
         eprintln!("{name}: converting with the writer going…");
         let phases = Phases::default();
-        let ((rate, note), writes, total, slowest) = with_writer(&spec, &args, max_issue, &phases, async {
-            match how {
-                0 => naive(&spec, &phases).await,
-                1 => tenantize_apply(&spec, BackfillMode::Fast, &phases).await,
-                _ => tenantize_apply(&spec, BackfillMode::Batched, &phases).await,
-            }
-        })
-        .await;
+        let ((rate, note), writes, total, slowest) =
+            with_writer(&spec, &args, max_issue, None, &phases, async {
+                match how {
+                    0 => naive(&spec, &phases).await,
+                    1 => tenantize_apply(&spec, BackfillMode::Fast, &phases).await,
+                    _ => tenantize_apply(&spec, BackfillMode::Batched, &phases).await,
+                }
+            })
+            .await;
         let after = checksums(&spec, max_issue, max_comment).await;
         let (changed_rows, tables) = changed(&original, &after);
         let note = if tables.is_empty() { note } else { format!("{note}; changed: {}", tables.join(", ")) };
@@ -112,11 +119,18 @@ async fn main() {
             slowest_writes: slowest,
         });
     }
+    if args.runs.contains('d') {
+        results.push(distribute::distribution(&args).await);
+    }
     let app_cost =
         if args.runs.contains('p') { Some(app_cost::app_cost(&cluster, &args).await) } else { None };
-    eprintln!("single-statement UPDATE of issue_comments…");
-    let single = copy(&cluster, &template, "bench_single").await;
-    let (single_s, single_rows) = single_update(&single.spec).await;
+    let (single_s, single_rows) = if single_node {
+        eprintln!("single-statement UPDATE of issue_comments…");
+        let single = copy(&cluster, &template, "bench_single").await;
+        single_update(&single.spec).await
+    } else {
+        (f64::NAN, 0)
+    };
     let single_rate = single_rows as f64 / single_s;
     eprintln!("planning scale: {} tables…", args.planning_tables);
     let (introspect_s, plan_s, transactions, transactions_small) = if args.skip_planning {
@@ -185,6 +199,8 @@ async fn main() {
     let json = serde_json::json!({
         "application_cost": app_cost,
         "rows": args.rows,
+        "dist_rows": args.runs.contains('d').then_some(args.dist_rows),
+        "dist_shard_count": args.runs.contains('d').then_some(args.dist_shard_count),
         "writes_per_second": args.writes_per_second,
         "machine": { "cores": cores, "cpu": machine },
         "runs": results,

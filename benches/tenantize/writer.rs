@@ -22,12 +22,16 @@ pub struct WriteStats {
 
 /// Single-row writes at a steady rate until `stop`: inserts into issue_comments and updates of
 /// the writer's own issue, alternating. Latency counts from the scheduled start, so a stall
-/// also counts the writes queued behind it.
+/// also counts the writes queued behind it. With `tenant` (the tables have the tenant column
+/// already), each write names the tenant as an application on Citus does, so the coordinator
+/// routes it to one shard once the table is distributed; without it the update of one issue
+/// by its id would go to every shard.
 async fn writer(
     spec: ConnSpec,
     per_second: u64,
     stop: CancellationToken,
     max_issue: i64,
+    tenant: Option<&'static str>,
     pid: tokio::sync::oneshot::Sender<i32>,
 ) -> (WriteStats, Vec<(Instant, f64)>) {
     let client = spec.connect("bench writer").await.expect("writer connects");
@@ -41,6 +45,21 @@ async fn writer(
         .await
         .expect("writer inserts its issue")
         .get(0);
+    let (insert, update) = match tenant {
+        None => (
+            "INSERT INTO public.issue_comments (issue_id, author_id, body) VALUES ($1, 1, 'bench')"
+                .to_string(),
+            "UPDATE public.issues SET title = 'bench ' || $1::text WHERE id = $2".to_string(),
+        ),
+        Some(t) => (
+            format!(
+                "INSERT INTO public.issue_comments (tenant_id, issue_id, author_id, body) VALUES ('{t}', $1, 1, 'bench')"
+            ),
+            format!(
+                "UPDATE public.issues SET title = 'bench ' || $1::text WHERE id = $2 AND tenant_id = '{t}'"
+            ),
+        ),
+    };
     let interval = Duration::from_secs_f64(1.0 / per_second as f64);
     let mut next = Instant::now();
     let mut latencies = Vec::new();
@@ -53,19 +72,9 @@ async fn writer(
         next += interval;
         n += 1;
         let result = if n % 2 == 0 {
-            client
-                .execute(
-                    "INSERT INTO public.issue_comments (issue_id, author_id, body) VALUES ($1, 1, 'bench')",
-                    &[&(1 + (n * 7919) % max_issue)],
-                )
-                .await
+            client.execute(insert.as_str(), &[&(1 + (n * 7919) % max_issue)]).await
         } else {
-            client
-                .execute(
-                    "UPDATE public.issues SET title = 'bench ' || $1::text WHERE id = $2",
-                    &[&n.to_string(), &own],
-                )
-                .await
+            client.execute(update.as_str(), &[&n.to_string(), &own]).await
         };
         let latency_ms = scheduled.elapsed().as_secs_f64() * 1000.0;
         latencies.push(latency_ms);
@@ -150,17 +159,20 @@ fn slowest_writes(
         .collect()
 }
 
-/// Run `work` with the writer going; returns its result, the writer's stats and the wall time.
+/// Run `work` with the writer going (naming `tenant` in its writes, see `writer`); returns its
+/// result, the writer's stats and the wall time.
 pub async fn with_writer<T>(
     spec: &ConnSpec,
     args: &Args,
     max_issue: i64,
+    tenant: Option<&'static str>,
     phases: &Phases,
     work: impl std::future::Future<Output = T>,
 ) -> (T, WriteStats, f64, Vec<String>) {
     let stop = CancellationToken::new();
     let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::spawn(writer(spec.clone(), args.writes_per_second, stop.clone(), max_issue, pid_tx));
+    let handle =
+        tokio::spawn(writer(spec.clone(), args.writes_per_second, stop.clone(), max_issue, tenant, pid_tx));
     let sampler = tokio::spawn(sample_waits(spec.clone(), pid_rx.await.unwrap(), stop.clone()));
     // Let the writer settle before the conversion starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
