@@ -172,33 +172,7 @@ pub(super) fn part(s: &Scope, t: &CitusTable, target: &Target) -> Part {
             transitions.push(transaction(FORCE_OFF_LOCAL, "local", force(true)));
         }
     }
-    // Back.
-    let undistribute = undistribute(t);
-    if identity {
-        transitions.push(transaction(done_name, &saved_done, vec![keep_identity_aside(t)]));
-        transitions.push(transaction(
-            "Citus local",
-            "Citus local, identity kept aside",
-            vec![keep_identity_aside(t)],
-        ));
-        transitions.push(transaction(&saved_done, "local, identity kept aside", undistribute.clone()));
-        transitions.push(transaction(
-            "Citus local, identity kept aside",
-            "local, identity kept aside",
-            undistribute.clone(),
-        ));
-        transitions.push(transition("local, identity kept aside", "local", restore_identity(t, false)));
-        // An interrupted rollback that is now asked to go forward again.
-        transitions.push(transition(&saved_done, done_name, restore_identity(t, true)));
-        transitions.push(transition(
-            "Citus local, identity kept aside",
-            "Citus local",
-            restore_identity(t, true),
-        ));
-    } else {
-        transitions.push(transaction(done_name, "local", undistribute.clone()));
-        transitions.push(transaction("Citus local", "local", undistribute));
-    }
+    transitions.extend(back_transitions(t, done_name, &saved_done));
     Part {
         name: format!(
             "{} as a {} table",
@@ -212,6 +186,39 @@ pub(super) fn part(s: &Scope, t: &CitusTable, target: &Target) -> Part {
         transitions,
         guards: Vec::new(),
     }
+}
+
+/// The way back: `undistribute_table`, an identity kept aside around it (and forward again
+/// from a rollback interrupted half-way).
+fn back_transitions(t: &CitusTable, done_name: &str, saved_done: &str) -> Vec<Transition> {
+    let mut transitions = Vec::new();
+    let undistribute = undistribute(t);
+    if !t.identity.is_empty() {
+        transitions.push(transaction(done_name, saved_done, vec![keep_identity_aside(t)]));
+        transitions.push(transaction(
+            "Citus local",
+            "Citus local, identity kept aside",
+            vec![keep_identity_aside(t)],
+        ));
+        transitions.push(transaction(saved_done, "local, identity kept aside", undistribute.clone()));
+        transitions.push(transaction(
+            "Citus local, identity kept aside",
+            "local, identity kept aside",
+            undistribute.clone(),
+        ));
+        transitions.push(transition("local, identity kept aside", "local", restore_identity(t, false)));
+        // An interrupted rollback that is now asked to go forward again.
+        transitions.push(transition(saved_done, done_name, restore_identity(t, true)));
+        transitions.push(transition(
+            "Citus local, identity kept aside",
+            "Citus local",
+            restore_identity(t, true),
+        ));
+    } else {
+        transitions.push(transaction(done_name, "local", undistribute.clone()));
+        transitions.push(transaction("Citus local", "local", undistribute));
+    }
+    transitions
 }
 
 const FORCE_OFF_DISTRIBUTED: &str = "distributed, FORCE off";
