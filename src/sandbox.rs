@@ -48,6 +48,25 @@ pub struct ClusterOptions {
     pub hba_lines: Vec<String>,
 }
 
+/// `postgresql.conf` lines every Citus node needs (`shared/notes/citus-facts.md`): the
+/// library preloaded, logical WAL, and on PostgreSQL 15.19+ the output plugins Citus's online
+/// copies use (a server that does not know the setting refuses to start with it).
+pub fn citus_node_settings() -> Result<Vec<String>, SandboxError> {
+    let mut settings =
+        vec!["shared_preload_libraries = 'citus'".to_string(), "wal_level = logical".to_string()];
+    let bin = find_server_binaries()?;
+    let out = Command::new(bin.join("postgres")).arg("-V").output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
+    let version = text.split_whitespace().nth(2).unwrap_or_default();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major == 15 && minor >= 19) || major > 17 {
+        settings.push("output_plugin_libraries = 'pgoutput,test_decoding,citus'".into());
+    }
+    Ok(settings)
+}
+
 /// Where the PostgreSQL server binaries are, in the order the brief asks for.
 pub fn find_server_binaries() -> Result<PathBuf, SandboxError> {
     let has_server = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();

@@ -225,11 +225,7 @@ async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_r
     .await;
 
     // Back to the single-node database, exactly.
-    db.tenantize(&["rollback", &plan, "--all", "--yes"]).expect_ok();
-    assert_eq!(db.query_i64("SELECT count(*) FROM pg_dist_partition").await, 0);
-    let after = db.schema_dump();
-    assert!(after == before_dump, "schema differs after rollback:\n{}", text_diff(&before_dump, &after));
-    assert_eq!(db.row_checksums(&["public"], "tenant_id").await, before_rows);
+    rolled_back_exactly(&db, &plan, &before_dump, &before_rows).await;
     let identity_after = db.query_i64("SELECT last_value FROM public.users_id_seq").await;
     assert!(identity_after >= max_user, "the identity's sequence went back: {identity_after} < {max_user}");
 }
@@ -273,6 +269,20 @@ impl Writer {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.thread.join().unwrap()
     }
+}
+
+/// `rollback --all`: nothing left to Citus, and the schema dump and every row as they were.
+async fn rolled_back_exactly(
+    db: &TestDb,
+    plan: &str,
+    before_dump: &str,
+    before_rows: &std::collections::BTreeMap<String, (i64, String)>,
+) {
+    db.tenantize(&["rollback", plan, "--all", "--yes"]).expect_ok();
+    assert_eq!(db.query_i64("SELECT count(*) FROM pg_dist_partition").await, 0);
+    let after = db.schema_dump();
+    assert!(after == before_dump, "schema differs after rollback:\n{}", text_diff(before_dump, &after));
+    assert_eq!(&db.row_checksums(&["public"], "tenant_id").await, before_rows);
 }
 
 /// As the plain LOGIN role tz_app through the coordinator: with the default tenant set it
@@ -335,11 +345,7 @@ async fn chinook_is_distributed_rebalanced_onto_a_new_worker_and_rolled_back_exa
     assert!(after_rows.remove("public.tenants").is_some());
     assert_eq!(after_rows, before_rows, "rows unchanged by the rebalance");
 
-    db.tenantize(&["rollback", &plan, "--all", "--yes"]).expect_ok();
-    assert_eq!(db.query_i64("SELECT count(*) FROM pg_dist_partition").await, 0);
-    let after = db.schema_dump();
-    assert!(after == before_dump, "schema differs after rollback:\n{}", text_diff(&before_dump, &after));
-    assert_eq!(db.row_checksums(&["public"], "tenant_id").await, before_rows);
+    rolled_back_exactly(&db, &plan, &before_dump, &before_rows).await;
 }
 
 /// pagila: partitioned `payment` (its primary key scoped in place, the partitions distributed
@@ -387,11 +393,7 @@ async fn pagila_with_partitions_and_triggers_is_distributed_isolated_and_rolled_
     assert_eq!(after_rows, before_rows);
     app_role_sees_only_its_tenant(&db, "public.payment").await;
 
-    db.tenantize(&["rollback", &plan, "--all", "--yes"]).expect_ok();
-    assert_eq!(db.query_i64("SELECT count(*) FROM pg_dist_partition").await, 0);
-    let after = db.schema_dump();
-    assert!(after == before_dump, "schema differs after rollback:\n{}", text_diff(&before_dump, &after));
-    assert_eq!(db.row_checksums(&["public"], "tenant_id").await, before_rows);
+    rolled_back_exactly(&db, &plan, &before_dump, &before_rows).await;
 }
 
 #[tokio::test]

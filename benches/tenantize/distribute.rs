@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tenantize::db::describe_pg_error;
 use tenantize::engine::StopAfter;
 use tenantize::plan::{Distribution, PlanOptions, PrimaryKeyScope, Stage};
-use tenantize::sandbox::{Cluster, ClusterOptions, find_server_binaries};
+use tenantize::sandbox::{Cluster, ClusterOptions};
 
 use crate::RunResult;
 use crate::args::Args;
@@ -28,29 +28,6 @@ const ACKNOWLEDGE: [&str; 4] = [
     "citus-foreign-key-action:public.issues.issues_epic_id_fkey",
     "citus-foreign-key-action:public.issues.issues_sprint_id_fkey",
 ];
-
-/// `postgresql.conf` lines every Citus node needs (`shared/notes/citus-facts.md`).
-fn node_settings() -> Vec<String> {
-    let mut settings =
-        vec!["shared_preload_libraries = 'citus'".to_string(), "wal_level = logical".to_string()];
-    // PostgreSQL 15.19+ only lets listed libraries be logical decoding output plugins, and
-    // refuses to start with a setting it does not know.
-    if server_knows_output_plugin_libraries() {
-        settings.push("output_plugin_libraries = 'pgoutput,test_decoding,citus'".into());
-    }
-    settings
-}
-
-fn server_knows_output_plugin_libraries() -> bool {
-    let bin = find_server_binaries().expect("PostgreSQL server binaries");
-    let out = std::process::Command::new(bin.join("postgres")).arg("-V").output().expect("postgres -V");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
-    let version = text.split_whitespace().nth(2).unwrap_or_default();
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major == 15 && minor >= 19) || major > 17
-}
 
 fn start_node(settings: &[String]) -> Cluster {
     let options =
@@ -140,7 +117,7 @@ async fn unfinished(
 pub async fn distribution(args: &Args) -> RunResult {
     let name = "(d) stage 9: distribute on Citus";
     eprintln!("{name}: starting a coordinator and two workers (fsync on)…");
-    let settings = node_settings();
+    let settings = tenantize::sandbox::citus_node_settings().expect("PostgreSQL server binaries");
     let coordinator = start_node(&settings);
     let workers: Vec<Cluster> = (0..2).map(|_| start_node(&settings)).collect();
     let database = citus_database(&coordinator, &workers).await;

@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use tenantize::sandbox::{Cluster, ClusterOptions, find_server_binaries};
+use tenantize::sandbox::{Cluster, ClusterOptions};
 
 use super::{TestDb, cluster, cluster_with_options, db_handle, start};
 
@@ -23,33 +23,14 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     SERIAL.lock().await
 }
 
-/// `postgresql.conf` lines every node needs.
+/// `postgresql.conf` lines every node needs, and one that makes the tests faster.
 fn citus_settings() -> Vec<String> {
-    let mut settings = vec![
-        "shared_preload_libraries = 'citus'".to_string(),
-        "wal_level = logical".to_string(),
-        // Each online distribution waits for a worker's subscription to start, which the
-        // logical replication launcher does up to this long after it is created (5 s by
-        // default: half of the distribution time of a small table; measured here).
-        "wal_retrieve_retry_interval = '100ms'".to_string(),
-    ];
-    // PostgreSQL 15.19+ only lets listed libraries be logical decoding output plugins, and
-    // refuses to start with a setting it does not know.
-    if server_has_output_plugin_libraries() {
-        settings.push("output_plugin_libraries = 'pgoutput,test_decoding,citus'".into());
-    }
+    let mut settings = tenantize::sandbox::citus_node_settings().expect("PostgreSQL server binaries");
+    // Each online distribution waits for a worker's subscription to start, which the logical
+    // replication launcher does up to this long after it is created (5 s by default: half of
+    // the distribution time of a small table; measured here).
+    settings.push("wal_retrieve_retry_interval = '100ms'".to_string());
     settings
-}
-
-fn server_has_output_plugin_libraries() -> bool {
-    let bin = find_server_binaries().expect("PostgreSQL server binaries");
-    let out = std::process::Command::new(bin.join("postgres")).arg("-V").output().expect("postgres -V");
-    let text = String::from_utf8_lossy(&out.stdout);
-    // "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
-    let version = text.split_whitespace().nth(2).unwrap_or_default();
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major == 15 && minor >= 19) || major > 17
 }
 
 fn node_options() -> ClusterOptions {
