@@ -83,6 +83,13 @@ fn row_object(row: &tokio_postgres::SimpleQueryRow) -> Value {
     Value::Object(object)
 }
 
+/// One row of `from` matching `conditions` (unqualified columns), as `text_object`'s JSON.
+fn row_query(from: &Table, conditions: &[String]) -> String {
+    let mut all = vec!["true".to_string()];
+    all.extend(conditions.iter().map(|c| format!("({c})")));
+    format!("SELECT {} FROM {} src WHERE {} LIMIT 1", text_object(from, "src."), from.name, all.join(" AND "))
+}
+
 impl Prober<'_> {
     /// Foreign keys of `table` (and of its partitions) to tenant-scoped tables, per column.
     fn fk_columns(&self, table: &Table) -> Vec<(String, ForeignKey, usize)> {
@@ -149,14 +156,7 @@ impl Prober<'_> {
         from: &Table,
         conditions: &[String],
     ) -> Result<Option<Value>, String> {
-        let mut all = vec!["true".to_string()];
-        all.extend(conditions.iter().map(|c| format!("({c})")));
-        let sql = format!(
-            "SELECT {} FROM {} src WHERE {} LIMIT 1",
-            text_object(from, "src."),
-            from.name,
-            all.join(" AND ")
-        );
+        let sql = row_query(from, conditions);
         match self.reader.query_opt(sql.as_str(), &[]).await {
             Ok(row) => Ok(row.map(|r| r.get(0))),
             Err(e) => Err(crate::db::describe_pg_error(&e)),
@@ -173,14 +173,8 @@ impl Prober<'_> {
         if !self.citus {
             return self.fetch_row(from, conditions).await;
         }
-        let mut all = vec!["true".to_string()];
-        all.extend(conditions.iter().map(|c| format!("({c})")));
-        let sql = format!(
-            "SELECT (SELECT {} FROM {} src WHERE {} LIMIT 1)",
-            text_object(from, "src."),
-            from.name,
-            all.join(" AND ")
-        );
+        // One row always (NULL for none): the read is judged by `read_one`.
+        let sql = format!("SELECT ({})", row_query(from, conditions));
         let fail = |e: CheckError| e.to_string();
         self.as_probe(Some('a')).await.map_err(fail)?;
         let read = self.read_one(&sql).await.map_err(fail)?;
