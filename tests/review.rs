@@ -52,7 +52,7 @@ async fn an_edited_plan_is_refused_until_sealed() {
     let plan_path = planned(&db, &dir, &[]).await;
     let text = std::fs::read_to_string(&plan_path).unwrap();
     // A reviewer renames an index.
-    let edited = text.replace("issues_epic_id_tenant_id_idx", "issues_by_epic_and_tenant");
+    let edited = text.replace("issues_tenant_id_id_key", "issues_by_tenant_and_id");
     assert_ne!(text, edited);
     std::fs::write(&plan_path, &edited).unwrap();
     db.tenantize(&["apply", &plan_path, "--yes"]).expect_code(5).expect_output("plan seal");
@@ -64,7 +64,7 @@ async fn an_edited_plan_is_refused_until_sealed() {
     db.tenantize(&["plan", "seal", &plan_path]).expect_ok().expect_output("nothing to seal");
     db.tenantize(&["apply", &plan_path, "--yes"]).expect_ok();
     assert_eq!(
-        db.query_i64("SELECT count(*) FROM pg_class WHERE relname = 'issues_by_epic_and_tenant'").await,
+        db.query_i64("SELECT count(*) FROM pg_class WHERE relname = 'issues_by_tenant_and_id'").await,
         1
     );
     db.tenantize(&["verify", &plan_path]).expect_ok();

@@ -243,6 +243,11 @@ pub struct PlanOptionArgs {
     /// [default: natural; all with --distribute]
     #[arg(long, value_enum)]
     pub scope_primary_keys: Option<PrimaryKeyScopeArg>,
+    /// Stage 6 also indexes the columns of a tenant-scoped foreign key where the application
+    /// has no index on them (by default it builds none there: a parent's key change scans the
+    /// child as it did before, and every index costs each write and each plan of its table).
+    #[arg(long)]
+    pub index_foreign_keys: bool,
     /// A role the application connects as today without setting the tenant (repeatable):
     /// stage 8 gives it the default tenant in this database, the cutover (stage 10) takes it
     /// away.
@@ -319,6 +324,7 @@ impl PlanOptionArgs {
                 (None, Some(_)) => crate::plan::PrimaryKeyScope::All,
                 (None, None) => crate::plan::PrimaryKeyScope::Natural,
             },
+            index_foreign_keys: self.index_foreign_keys,
             legacy_roles: self.legacy_roles.clone(),
             distribute: self.distribute.map(|DistributeArg::Citus| crate::plan::Distribution {
                 shard_count: self.shard_count,

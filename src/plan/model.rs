@@ -352,12 +352,14 @@ pub struct PlanOptions {
     /// `None` means fast where the server allows it (PostgreSQL 11+), else batched.
     pub backfill: Option<BackfillMode>,
     pub batch_rows: u32,
-    /// Findings that would block the plan and that the operator has read and accepts, each
-    /// as `CODE:OBJECT` (`--acknowledge materialized-view:public.user_stats`).
+    /// Blocking findings the operator accepts, as `CODE:OBJECT` (`--acknowledge`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acknowledge: Vec<String>,
     #[serde(default, skip_serializing_if = "PrimaryKeyScope::is_default")]
     pub scope_primary_keys: PrimaryKeyScope,
+    /// Stage 6 indexes foreign keys the application left unindexed (`--index-foreign-keys`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub index_foreign_keys: bool,
     /// Roles the application connects as today, without setting the tenant: stage 8 gives
     /// each the default tenant for this database, the cutover (stage 10) takes it away.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -401,6 +403,7 @@ impl Default for PlanOptions {
             batch_rows: 5000,
             acknowledge: Vec::new(),
             scope_primary_keys: PrimaryKeyScope::Natural,
+            index_foreign_keys: false,
             legacy_roles: Vec::new(),
             distribute: None,
         }
@@ -453,10 +456,8 @@ pub struct PlanSource {
     pub role: String,
     pub generated_at: String,
     pub tool_version: String,
-    /// The database's identity when the plan was built: the cluster's system identifier
-    /// (`pg_control_system()`, absent where the role may not read it) and the database's OID.
-    /// A plan is for that database only, even where another has the same schema. Absent in
-    /// plans written before tenantize recorded it.
+    /// The cluster's system identifier (absent where the role may not read it) and the
+    /// database's OID: a plan is for that database only, even where another has the same schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_identifier: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -47,7 +47,7 @@ fn quoted_identifiers_are_quoted_in_the_generated_sql() {
         .table("public", "select", |t| t.pk(&["id"]).col("user", "text").unique(&["user"]))
         .table("public", "we\"ird", |t| t.pk(&["id"]).col("café", "text"))
         .build();
-    let options = PlanOptions { schemas: vec!["public".into(), "Sales".into()], ..PlanOptions::default() };
+    let options = PlanOptions { schemas: vec!["public".into(), "Sales".into()], ..indexing_foreign_keys() };
     let plan = plan_with(&catalog, &options);
     assert!(plan.errors().next().is_none(), "{:?}", findings(&plan, Severity::Error));
     let all = all_forward_sql(&plan);

@@ -28,7 +28,9 @@ pub(super) fn decide(
     let col = &scope.tenant.column;
     let mut wanted: BTreeMap<QualifiedName, Vec<(Vec<String>, bool)>> = BTreeMap::new();
     for (child, fk) in super::foreign_keys::scoped_foreign_keys(scope) {
-        if !served_by_existing(scope, &child, &fk.columns, findings) {
+        if !served_by_existing(scope, &child, &fk.columns, findings)
+            && !unindexed_before(scope, &child, &fk.columns, findings)
+        {
             let mut columns = vec![col.clone()];
             columns.extend(fk.columns.iter().cloned());
             wanted.entry(child.clone()).or_default().push((columns, false));
@@ -96,6 +98,41 @@ fn served_by_existing(
         }
     }
     false
+}
+
+/// The application has no index of any kind whose leading columns are the foreign key's, so
+/// a change to a parent's key scanned the child before the conversion and may go on doing so:
+/// the composite key's check is the same query with the tenant added. An index built for it
+/// anyway would cost every write of the table and, opened and costed by the planner, every
+/// query of it (pgbench's lookup by key: 44 → 49 µs to plan with one such index beside the
+/// key, see README).
+fn unindexed_before(
+    scope: &Scope,
+    child: &QualifiedName,
+    fk_columns: &[String],
+    findings: &mut super::Findings,
+) -> bool {
+    if scope.options.index_foreign_keys {
+        return false;
+    }
+    let table = scope.table(child);
+    let wanted: Vec<String> = sorted(&fk_columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>());
+    // Any index at all, partial or not btree included: the application asked for some
+    // indexed access to these columns, and stage 6 gives the key a full one.
+    let mut keys =
+        table.indexes.iter().map(|i| &i.key_columns).chain(table.uniques.iter().map(|u| &u.key_columns));
+    if keys.any(|k| k.len() >= wanted.len() && sorted(&k[..wanted.len()]) == wanted) {
+        return false;
+    }
+    findings.add(
+        super::Severity::Info,
+        "index-not-needed",
+        format!("({}) on {}", fk_columns.join(", "), child.display_plain()),
+        "not built: the application has no index on these columns either, so a parent's key \
+         change scans this table as it did before the conversion (--index-foreign-keys builds one)"
+            .to_string(),
+    );
+    true
 }
 
 /// Put the tenant column last in a foreign key's index when the table already has an index

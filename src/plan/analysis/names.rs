@@ -172,7 +172,7 @@ mod tests {
         // A relation already holds the name the first tenant FK would naturally get.
         let natural_fk = bounded_name(&format!("{first}_tenant_id_fkey"));
         let catalog = builder.relation("public", &natural_fk).build();
-        let plan = plan_of(&catalog);
+        let plan = plan_with(&catalog, &indexing_foreign_keys());
         assert!(plan.errors().next().is_none(), "{:?}", findings(&plan, Severity::Error));
 
         let names = created_names(&plan);

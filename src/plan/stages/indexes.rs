@@ -131,7 +131,7 @@ mod tests {
     fn stage6_indexes_foreign_keys_and_referenced_keys_with_the_tenant_column() {
         let catalog =
             saas(PG15).table("public", "app_settings", |t| t.pk(&["id"]).col("value", "jsonb")).build();
-        let plan = plan_of(&catalog);
+        let plan = plan_with(&catalog, &indexing_foreign_keys());
         let sql_of = |table: &str| forward_sql(step(&plan, &format!("6.indexes:public.{table}")));
 
         // Referenced by three foreign keys on (id): one unique index.
@@ -194,6 +194,30 @@ mod tests {
     }
 
     #[test]
+    fn stage6_by_default_indexes_no_foreign_key_the_application_left_unindexed() {
+        let plan = plan_of(&saas(PG15).build());
+        // issues keeps the key index its children's composite keys reference, and nothing for
+        // (assignee_id) or (parent_id): the application has no index on either.
+        assert_eq!(
+            forward_sql(step(&plan, "6.indexes:public.issues")),
+            "CREATE UNIQUE INDEX CONCURRENTLY issues_tenant_id_id_key ON public.issues (tenant_id, id);\n"
+        );
+        for object in ["(assignee_id) on public.issues", "(parent_id) on public.issues"] {
+            assert!(has_finding(&plan, Severity::Info, "index-not-needed", object), "{:?}", plan.findings);
+        }
+        // The application's unique (project_id, number) still serves the project key.
+        assert!(has_finding(&plan, Severity::Info, "index-served", "(project_id) on public.issues"));
+        let all = all_forward_sql(&plan);
+        let indexed = |column: &str| all.lines().any(|l| l.contains("INDEX") && l.contains(column));
+        assert!(!indexed("assignee_id") && !indexed("parent_id"), "{all}");
+        // The composite foreign keys are planned all the same.
+        offset(
+            &all,
+            "FOREIGN KEY (tenant_id, assignee_id) REFERENCES public.users (tenant_id, id) ON DELETE SET NULL",
+        );
+    }
+
+    #[test]
     fn stage6_builds_no_index_that_a_scoped_unique_or_a_longer_index_serves() {
         // memberships: FK (team_id) and UNIQUE (team_id, user_id), which stage 7 rebuilds as
         // (tenant_id, team_id, user_id): (tenant_id, team_id) would be redundant. grants: FKs
@@ -216,7 +240,7 @@ mod tests {
                     .fk(&["team_id", "role"], "team_roles", &["team_id", "role"], 'c')
             })
             .build();
-        let plan = plan_of(&catalog);
+        let plan = plan_with(&catalog, &indexing_foreign_keys());
         assert!(plan.step("6.indexes:public.memberships").is_none(), "{:?}", ids_in(&plan, Stage::Indexes));
         assert!(has_finding(&plan, Severity::Info, "index-served", "(team_id) on public.memberships"));
         assert!(all_forward_sql(&plan).contains("(tenant_id, team_id, user_id)"), "the unique serves it");
@@ -250,7 +274,7 @@ mod tests {
                     .fk_named("profile_badges_owner_fkey", &["user_id"], qn("public", "users"), &["id"], 'c')
             })
             .build();
-        let plan = plan_of(&catalog);
+        let plan = plan_with(&catalog, &indexing_foreign_keys());
         let profiles = step(&plan, "6.indexes:public.user_profiles");
         assert_eq!(
             forward_sql(profiles),
@@ -269,7 +293,7 @@ mod tests {
 
     #[test]
     fn stage6_indexes_partitioned_tables_per_leaf_concurrently_then_on_only_and_attach_together() {
-        let plan = plan_of(&with_events(saas(PG15)).build());
+        let plan = plan_with(&with_events(saas(PG15)).build(), &indexing_foreign_keys());
         let events = step(&plan, "6.indexes:public.events");
         let sql = forward_sql(events);
         let parent = offset(

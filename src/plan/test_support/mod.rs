@@ -115,6 +115,12 @@ pub(crate) fn plan_of(catalog: &Catalog) -> Plan {
     plan_with(catalog, &PlanOptions::default())
 }
 
+/// Stage 6 indexes every tenant-scoped foreign key's columns (`--index-foreign-keys`), also
+/// where the fixture's application has no index on them: what tests of those indexes plan.
+pub(crate) fn indexing_foreign_keys() -> PlanOptions {
+    PlanOptions { index_foreign_keys: true, ..PlanOptions::default() }
+}
+
 pub(crate) fn batched() -> PlanOptions {
     PlanOptions { backfill: Some(BackfillMode::Batched), ..PlanOptions::default() }
 }
