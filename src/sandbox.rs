@@ -252,6 +252,13 @@ impl Cluster {
         self.port
     }
 
+    /// The last `lines` lines of the server's log, for a failure message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.root.join("server.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
     pub fn socket_dir(&self) -> &Path {
         &self.root
     }
@@ -364,11 +371,8 @@ impl Cluster {
         let out = command.output()?;
         if !out.status.success() {
             let mut detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            if let Ok(log) = std::fs::read_to_string(self.root.join("server.log")) {
-                let tail: Vec<&str> = log.lines().rev().take(10).collect();
-                detail.push_str("\nserver log:\n");
-                detail.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-            }
+            detail.push_str("\nserver log:\n");
+            detail.push_str(&self.log_tail(10));
             return Err(SandboxError::Command { step: tool.to_string(), detail });
         }
         Ok(())

@@ -39,11 +39,17 @@ fn distribute_args() -> Vec<&'static str> {
 const DEFAULT_TENANT: &str = "00000000-0000-0000-0000-000000000001";
 const OTHER_TENANT: &str = "00000000-0000-0000-0000-0000000000b2";
 
+/// The application's role for `db`: its own name, since roles are the nodes' and the tests
+/// that share them run at once.
+fn app_role(db: &TestDb) -> String {
+    format!("{}_app", db.name)
+}
+
 /// As a plain role (not owner, no BYPASSRLS) through the coordinator, with `tenant` set by
 /// SET LOCAL (none: no tenant): how many rows of `table` it reads.
 async fn count_as_app(db: &TestDb, tenant: Option<&str>, table: &str) -> i64 {
     let client = db.connect().await;
-    client.batch_execute("BEGIN; SET LOCAL ROLE tz_app").await.unwrap();
+    client.batch_execute(&format!("BEGIN; SET LOCAL ROLE {}", app_role(db))).await.unwrap();
     if let Some(t) = tenant {
         client.batch_execute(&format!("SET LOCAL app.tenant_id = '{t}'")).await.unwrap();
     }
@@ -186,11 +192,12 @@ async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_r
     assert_eq!(db.query_i64(probe_roles).await, 0);
 
     // The application through the coordinator: SET LOCAL reaches the shards.
+    let app = app_role(&db);
     db.exec(&format!(
-        "CREATE ROLE tz_app LOGIN;
-         GRANT USAGE ON SCHEMA public TO tz_app;
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO tz_app;
-         GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO tz_app;
+        "CREATE ROLE {app} LOGIN;
+         GRANT USAGE ON SCHEMA public TO {app};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app};
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {app};
          INSERT INTO tenants (id, name) VALUES ('{OTHER_TENANT}', 'B');"
     ))
     .await;
@@ -205,7 +212,7 @@ async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_r
     let max_user = db.query_i64("SELECT max(id) FROM public.users").await;
     let client = db.connect().await;
     client
-        .batch_execute(&format!("BEGIN; SET LOCAL ROLE tz_app; SET LOCAL app.tenant_id = '{OTHER_TENANT}'"))
+        .batch_execute(&format!("BEGIN; SET LOCAL ROLE {app}; SET LOCAL app.tenant_id = '{OTHER_TENANT}'"))
         .await
         .unwrap();
     let new_id: i64 = client
@@ -220,7 +227,7 @@ async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_r
     client.batch_execute("ROLLBACK").await.unwrap();
     assert!(new_id > max_user, "identity restarted: {new_id} <= {max_user}");
     db.exec(&format!(
-        "DELETE FROM tenants WHERE id = '{OTHER_TENANT}'; DROP OWNED BY tz_app; DROP ROLE tz_app;"
+        "DELETE FROM tenants WHERE id = '{OTHER_TENANT}'; DROP OWNED BY {app}; DROP ROLE {app};"
     ))
     .await;
 
@@ -285,13 +292,14 @@ async fn rolled_back_exactly(
     assert_eq!(&db.row_checksums(&["public"], "tenant_id").await, before_rows);
 }
 
-/// As the plain LOGIN role tz_app through the coordinator: with the default tenant set it
+/// As the plain LOGIN role `app_role` through the coordinator: with the default tenant set it
 /// reads every row of `table`, with another tenant none, with no tenant none.
 async fn app_role_sees_only_its_tenant(db: &TestDb, table: &str) {
+    let app = app_role(db);
     db.exec(&format!(
-        "CREATE ROLE tz_app LOGIN;
-         GRANT USAGE ON SCHEMA public TO tz_app;
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO tz_app;
+        "CREATE ROLE {app} LOGIN;
+         GRANT USAGE ON SCHEMA public TO {app};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app};
          INSERT INTO tenants (id, name) VALUES ('{OTHER_TENANT}', 'B');"
     ))
     .await;
@@ -301,7 +309,7 @@ async fn app_role_sees_only_its_tenant(db: &TestDb, table: &str) {
     assert_eq!(count_as_app(db, Some(OTHER_TENANT), table).await, 0);
     assert_eq!(count_as_app(db, None, table).await, 0);
     db.exec(&format!(
-        "DELETE FROM tenants WHERE id = '{OTHER_TENANT}'; DROP OWNED BY tz_app; DROP ROLE tz_app;"
+        "DELETE FROM tenants WHERE id = '{OTHER_TENANT}'; DROP OWNED BY {app}; DROP ROLE {app};"
     ))
     .await;
 }
