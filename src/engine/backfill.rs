@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio_postgres::types::ToSql;
 
 use super::exec::{ExecError, Executor, Watch};
+use super::pace::Pace;
 use super::{elapsed_ms, emit};
 use crate::db::journal::{self, Resume};
 use crate::event::{Direction, Event, ProgressUnit};
@@ -24,6 +25,8 @@ struct Backfiller<'e, 'a> {
     /// Rows without a tenant when the step started (the gauge's total).
     remaining_at_start: u64,
     rows_done: u64,
+    /// Each batch's size and the pause after it, by how long our commits take.
+    pace: Pace,
 }
 
 /// Fill the tenant column in short batches, each committed with its resume key.
@@ -50,6 +53,14 @@ pub(super) async fn run_backfill(
     // and 145 ms with it, and the backfill itself got faster. Session-level on the tool's own
     // connection; a platform without the setting just goes without.
     let _ = client.batch_execute("SET backend_flush_after = '256kB'").await;
+    // The first change to a page after a checkpoint logs the whole page, and a backfill
+    // changes every page of the table: most of its WAL is those images, and every commit of
+    // the application waits for the fsync of whatever WAL is ahead of it. Compressed (lz4 where
+    // the server has it) they take a fraction of the bytes. Superuser-only; without it the
+    // server's own setting stays.
+    if client.batch_execute("SET wal_compression = lz4").await.is_err() {
+        let _ = client.batch_execute("SET wal_compression = pglz").await;
+    }
     emit(
         exec.events,
         Event::StatementStarted {
@@ -78,15 +89,18 @@ pub(super) async fn run_backfill(
         },
         remaining_at_start: remaining_at_start.max(0) as u64,
         rows_done: 0,
+        pace: Pace::new(match &backfill.key {
+            BackfillKey::Keyset { .. } => u64::from(backfill.batch_rows),
+            BackfillKey::Ctid => u64::from(backfill.batch_blocks),
+        }),
     };
     filler.report(0, ProgressUnit::Rows, Some(filler.remaining_at_start));
     match &backfill.key {
         BackfillKey::Keyset { .. } => filler.keyset(resume.batch_key.clone()).await?,
-        BackfillKey::Ctid => {
-            filler.ctid(backfill.batch_blocks.max(1) as i64, resume.block.unwrap_or(0), resume.sweep).await?
-        }
+        BackfillKey::Ctid => filler.ctid(resume.block.unwrap_or(0), resume.sweep).await?,
     }
     let _ = client.batch_execute("RESET backend_flush_after").await;
+    let _ = client.batch_execute("RESET wal_compression").await;
     let done = Resume { direction: Some(Direction::Forward), statement: index + 1, ..Resume::default() };
     journal::save_resume(client, &plan.plan_hash, &step.id, &done, 0).await?;
     emit(
@@ -120,19 +134,33 @@ impl Backfiller<'_, '_> {
         );
     }
 
-    /// One batch: `update` with `values`, committed together with the resume key `next`.
-    async fn batch(&self, update: &str, values: &[String], next: &Resume) -> Result<u64, ExecError> {
+    /// One batch: `update` with `values`, committed together with the resume key `next`, then
+    /// the pause the pace asks for.
+    async fn batch(&mut self, update: &str, values: &[String], next: &Resume) -> Result<u64, ExecError> {
         let exec = self.exec;
         let client = &exec.session.ddl;
         let (step, index) = (&self.step.id, self.index);
-        exec.transaction(step, index, self.statement.profile, self.batch_settings, async |_, blockers| {
-            let values = params(values);
-            let work = client.execute(update, &values);
-            let rows = exec.monitored(step, index, blockers, Watch::Locks, work).await?;
-            journal::save_resume(client, &self.plan.plan_hash, step, next, rows as i64).await?;
-            Ok(rows)
-        })
-        .await
+        let mut body_done = Instant::now();
+        let rows = exec
+            .transaction(step, index, self.statement.profile, self.batch_settings, async |_, blockers| {
+                let values = params(values);
+                let work = client.execute(update, &values);
+                let rows = exec.monitored(step, index, blockers, Watch::Locks, work).await?;
+                journal::save_resume(client, &self.plan.plan_hash, step, next, rows as i64).await?;
+                body_done = Instant::now();
+                Ok(rows)
+            })
+            .await?;
+        // The COMMIT's time: in effect the flush of the batch's WAL.
+        let commit_ms = body_done.elapsed().as_secs_f64() * 1000.0;
+        let pause = self.pace.after_commit(commit_ms);
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = exec.control.cancel.cancelled() => return Err(ExecError::Cancelled),
+            }
+        }
+        Ok(rows)
     }
 
     /// Keyset batches over the primary key, from after `lower` (the last key done) to the end.
@@ -142,7 +170,9 @@ impl Backfiller<'_, '_> {
             wait_while_paused(self.exec, self.step).await?;
             let lower_values: Vec<String> = lower.clone().unwrap_or_default();
             let upper_sql = if lower.is_some() { &self.sql.upper_next } else { &self.sql.upper_first };
-            let Some(upper_row) = client.query_opt(upper_sql.as_str(), &params(&lower_values)).await? else {
+            let mut upper_params = lower_values.clone();
+            upper_params.push(self.pace.size().to_string());
+            let Some(upper_row) = client.query_opt(upper_sql.as_str(), &params(&upper_params)).await? else {
                 return Ok(());
             };
             let upper: Vec<String> = (0..upper_row.len()).map(|i| upper_row.get::<_, String>(i)).collect();
@@ -156,6 +186,15 @@ impl Backfiller<'_, '_> {
                 ..Resume::default()
             };
             self.rows_done += self.batch(&update.clone(), &values, &next).await?;
+            // The rows just filled, read back at once: the first read after a commit sets
+            // every touched tuple's hint bits, and so dirties its page again. Now, while the
+            // batch's pages are still dirty in shared buffers, that costs no write; left to
+            // the step's checks, one scan dirtied the whole table at once (~500 MB for 2M
+            // rows) and the kernel's writeback of it held the application's commits up to a
+            // second behind their WAL fsync (benchmark run c).
+            let read_back =
+                if lower.is_some() { &self.sql.read_back_next } else { &self.sql.read_back_first };
+            client.query_one(read_back.as_str(), &params(&values)).await?;
             self.report(self.rows_done, ProgressUnit::Rows, Some(self.remaining_at_start));
             lower = Some(upper);
         }
@@ -163,14 +202,14 @@ impl Backfiller<'_, '_> {
 
     /// Heap block ranges for a table without a primary key, swept again until no row is left
     /// without a tenant (rows the application updates may move behind the sweep).
-    async fn ctid(&mut self, batch_blocks: i64, mut start: i64, mut sweep: u32) -> Result<(), ExecError> {
+    async fn ctid(&mut self, mut start: i64, mut sweep: u32) -> Result<(), ExecError> {
         const MAX_SWEEPS: u32 = 20;
         let client = &self.exec.session.ddl;
         loop {
             let blocks: i64 = client.query_one(self.sql.block_count.as_str(), &[]).await?.get(0);
             while start < blocks {
                 wait_while_paused(self.exec, self.step).await?;
-                let end = start + batch_blocks;
+                let end = start + self.pace.size() as i64;
                 let next = Resume {
                     direction: Some(Direction::Forward),
                     statement: self.index,

@@ -7,6 +7,7 @@ mod cutover;
 mod exec;
 mod failpoint;
 mod machine;
+mod pace;
 mod preflight;
 mod rollback;
 mod run;

@@ -8,15 +8,21 @@ use crate::sql::{ident_list, quote_ident, quote_literal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackfillSql {
-    /// Keyset: the last key of the first batch (no lower bound). Returns the key as text columns.
+    /// Keyset: the last key of the first batch of `$1` rows (no lower bound). Returns the key
+    /// as text columns.
     pub upper_first: String,
-    /// Keyset: the last key of the batch after `$1..$k` (the previous batch's last key).
+    /// Keyset: the last key of the batch of `$k+1` rows after `$1..$k` (the previous batch's
+    /// last key). The engine sizes each batch itself (see `engine::backfill`).
     pub upper_next: String,
     /// Keyset: fill the rows up to and including `$1..$k`.
     pub update_first: String,
     /// Keyset: fill the rows after `$1..$k` up to and including `$k+1..$2k`.
     /// Ctid: fill the rows in heap blocks `[$1, $2)`.
     pub update_next: String,
+    /// Keyset: read back the rows `update_first` / `update_next` just filled (same parameters),
+    /// so their pages get their hint bits while still in shared buffers (see `engine::backfill`).
+    pub read_back_first: String,
+    pub read_back_next: String,
     /// Ctid: the number of heap blocks.
     pub block_count: String,
     /// Rows still without a tenant.
@@ -46,20 +52,21 @@ pub fn backfill_sql(b: &Backfill) -> BackfillSql {
             let as_text: Vec<String> = columns.iter().map(|c| format!("{}::text", quote_ident(c))).collect();
             let descending: Vec<String> =
                 columns.iter().map(|c| format!("{} DESC", quote_ident(c))).collect();
-            let upper = |filter: String| {
+            let upper = |filter: String, rows_param: usize| {
                 format!(
-                    "SELECT {} FROM (SELECT {key_list} FROM {table}{filter} ORDER BY {key_list} LIMIT {}) batch ORDER BY {} LIMIT 1",
+                    "SELECT {} FROM (SELECT {key_list} FROM {table}{filter} ORDER BY {key_list} LIMIT ${rows_param}::text::int8) batch ORDER BY {} LIMIT 1",
                     as_text.join(", "),
-                    b.batch_rows,
                     descending.join(", ")
                 )
             };
             let k = columns.len();
             BackfillSql {
-                upper_first: upper(String::new()),
-                upper_next: upper(format!(" WHERE {}", after(0))),
+                upper_first: upper(String::new(), 1),
+                upper_next: upper(format!(" WHERE {}", after(0)), k + 1),
                 update_first: format!("{set}\n WHERE {} AND {column} IS NULL", up_to(0)),
                 update_next: format!("{set}\n WHERE {} AND {} AND {column} IS NULL", after(0), up_to(k)),
+                read_back_first: format!("SELECT count(*) FROM {table} WHERE {}", up_to(0)),
+                read_back_next: format!("SELECT count(*) FROM {table} WHERE {} AND {}", after(0), up_to(k)),
                 block_count: String::new(),
                 remaining,
             }
@@ -68,6 +75,8 @@ pub fn backfill_sql(b: &Backfill) -> BackfillSql {
             upper_first: String::new(),
             upper_next: String::new(),
             update_first: String::new(),
+            read_back_first: String::new(),
+            read_back_next: String::new(),
             update_next: format!(
                 "{set}\n WHERE ctid >= ('(' || $1::text || ',0)')::tid AND ctid < ('(' || $2::text || ',0)')::tid AND {column} IS NULL"
             ),
@@ -109,7 +118,7 @@ mod tests {
         );
         assert_eq!(
             sql.upper_next,
-            "SELECT order_id::text, line::text FROM (SELECT order_id, line FROM app.\"Order Lines\" WHERE (order_id, line) > ($1::text::bigint, $2::text::integer) ORDER BY order_id, line LIMIT 1000) batch ORDER BY order_id DESC, line DESC LIMIT 1"
+            "SELECT order_id::text, line::text FROM (SELECT order_id, line FROM app.\"Order Lines\" WHERE (order_id, line) > ($1::text::bigint, $2::text::integer) ORDER BY order_id, line LIMIT $3::text::int8) batch ORDER BY order_id DESC, line DESC LIMIT 1"
         );
     }
 
