@@ -62,8 +62,9 @@ async fn exec(client: &tokio_postgres::Client, sql: &str) {
 /// The tests share their nodes, and Citus copies every role of the cluster to a node it adds:
 /// a role another test's probe drops meanwhile fails the copy ("failure on connection marked
 /// as essential", probably that: seen in two of three runs of this binary here, each time as
-/// another test ended). A failed add changes nothing, so it is tried again; each failure is printed with the servers' logs (Citus reports the remote error
-/// as a warning, which the client does not keep).
+/// another test ended). A failed add changes nothing, so it is tried again; each failure is
+/// printed with the servers' logs (Citus reports the remote error as a warning, which the
+/// client does not keep).
 async fn add_node(client: &tokio_postgres::Client, coordinator: &Cluster, worker: &Cluster) {
     let sql = format!("SELECT citus_add_node('127.0.0.1', {})", worker.port());
     for attempt in 1..=3 {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::names::NameBook;
 use super::uniques::ScopedUnique;
 use super::{Scope, sorted};
-use crate::catalog::TableKind;
+use crate::catalog::{Table, TableKind};
 use crate::sql::{QualifiedName, quote_ident};
 
 /// An index stage 6 creates.
@@ -63,6 +63,22 @@ pub(super) fn decide(
     decided
 }
 
+/// The table's indexes and the indexes of its unique constraints: name, definition, key
+/// columns (quoted), valid.
+fn existing_indexes(table: &Table) -> impl Iterator<Item = (&String, &String, &Vec<String>, bool)> {
+    table
+        .indexes
+        .iter()
+        .map(|i| (&i.name, &i.definition, &i.key_columns, i.valid))
+        .chain(table.uniques.iter().map(|u| (&u.index_name, &u.index_definition, &u.key_columns, u.valid)))
+}
+
+/// The index's leading key columns are the foreign key's columns, in any order.
+fn leads_with(keys: &[String], fk_columns: &[String]) -> bool {
+    let wanted: Vec<String> = sorted(&fk_columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>());
+    keys.len() >= wanted.len() && sorted(&keys[..wanted.len()]) == wanted
+}
+
 /// The application's own index on the foreign key's columns (leading, in any order; valid,
 /// btree, not partial) already serves the composite key's lookups: the key's values are the
 /// parent's, so the tenant column narrows little. Another index would cost every write and,
@@ -77,14 +93,9 @@ fn served_by_existing(
     if table.kind == TableKind::Partitioned {
         return false;
     }
-    let wanted: Vec<String> = sorted(&fk_columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>());
-    let existing =
-        table.indexes.iter().map(|i| (&i.name, &i.definition, &i.key_columns, i.valid)).chain(
-            table.uniques.iter().map(|u| (&u.index_name, &u.index_definition, &u.key_columns, u.valid)),
-        );
-    for (name, definition, keys, valid) in existing {
+    for (name, definition, keys, valid) in existing_indexes(table) {
         let plain = valid && definition.contains(" USING btree (") && !definition.contains(" WHERE ");
-        if plain && keys.len() >= wanted.len() && sorted(&keys[..wanted.len()]) == wanted {
+        if plain && leads_with(keys, fk_columns) {
             findings.add(
                 super::Severity::Info,
                 "index-served",
@@ -115,13 +126,9 @@ fn unindexed_before(
     if scope.options.index_foreign_keys {
         return false;
     }
-    let table = scope.table(child);
-    let wanted: Vec<String> = sorted(&fk_columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>());
     // Any index at all, partial or not btree included: the application asked for some
     // indexed access to these columns, and stage 6 gives the key a full one.
-    let mut keys =
-        table.indexes.iter().map(|i| &i.key_columns).chain(table.uniques.iter().map(|u| &u.key_columns));
-    if keys.any(|k| k.len() >= wanted.len() && sorted(&k[..wanted.len()]) == wanted) {
+    if existing_indexes(scope.table(child)).any(|(_, _, keys, _)| leads_with(keys, fk_columns)) {
         return false;
     }
     findings.add(
