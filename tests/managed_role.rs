@@ -12,18 +12,25 @@ const ROLE: &str = "cloud_admin";
 
 /// A database owned by `cloud_admin`, with the sample application created by that role.
 async fn owned_db(prefix: &str) -> (TestDb, String) {
+    owned_db_as(prefix, ROLE).await
+}
+
+/// A database owned by the admin role `role`, with the sample application created by it.
+async fn owned_db_as(prefix: &str, role: &str) -> (TestDb, String) {
     let cluster = cluster();
     let admin = cluster.conn_spec("postgres").connect("tenantize-test").await.unwrap();
     admin
         .batch_execute(&format!(
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN \
-             CREATE ROLE {ROLE} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE CREATEDB; END IF; END $$"
+            // The tests of this binary run at once: a second CREATE ROLE of the same name
+            // waits for the first and then fails on the unique index, not on the IF NOT EXISTS.
+            "DO $$ BEGIN CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE CREATEDB; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
         ))
         .await
         .unwrap();
     let name = cluster.create_database(prefix, None).await.unwrap();
-    admin.batch_execute(&format!("ALTER DATABASE {name} OWNER TO {ROLE}")).await.unwrap();
-    let url = cluster.url(&name).replacen("postgres@", &format!("{ROLE}@"), 1);
+    admin.batch_execute(&format!("ALTER DATABASE {name} OWNER TO {role}")).await.unwrap();
+    let url = cluster.url(&name).replacen("postgres@", &format!("{role}@"), 1);
     let spec = ConnSpec::resolve(Some(&url), &ProcessEnv).unwrap();
     let client = spec.connect("tenantize-test").await.unwrap();
     tenantize::sample::load(&client, 300).await.expect("the sample, created by the admin role");
@@ -122,4 +129,39 @@ async fn a_legacy_role_the_admin_role_may_not_alter_is_refused_at_plan_time() {
         .expect_output("may not ALTER ROLE postgres");
     assert!(!plan_path.exists(), "nothing is written");
     run_tenantize(&["plan", "--out", plan, "--legacy-role", "managed_app"], &env).expect_ok();
+}
+
+/// The batched backfill as an admin role: the setting it asks of a superuser
+/// (`wal_compression`) is refused and it goes on without it; every row gets its tenant,
+/// no pre-existing column changes, and the rollback is exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_batched_backfill_runs_as_the_admin_role_without_its_superuser_settings() {
+    // Its own role: the grant below would change what the other tests' role may do.
+    let role = "cloud_admin_batched";
+    let (db, url) = owned_db_as("managed_batched", role).await;
+    // What tenantize's own advice says a managed admin needs to keep triggers from firing.
+    db.exec(&format!("GRANT SET ON PARAMETER session_replication_role TO {role}")).await;
+    let env = [("DATABASE_URL", url.as_str())];
+    let spec = ConnSpec::resolve(Some(&url), &ProcessEnv).unwrap();
+    let as_admin = spec.connect("tenantize-test").await.unwrap();
+    let refused = as_admin.batch_execute("SET wal_compression = lz4").await.unwrap_err();
+    assert!(format!("{refused:?}").contains("permission denied"), "{refused:?}");
+    let dir = scratch_dir();
+    let plan_path = dir.path().join("plan.toml");
+    let plan = plan_path.to_str().unwrap();
+    let schema_before = db.schema_dump();
+    let rows_before = db.row_checksums(&["public"], "tenant_id").await;
+    run_tenantize(&["plan", "--out", plan, "--backfill", "batched", "--batch-rows", "40"], &env).expect_ok();
+    run_tenantize(&["apply", plan, "--yes"], &env).expect_ok();
+    // As the superuser, whom RLS does not hide rows from.
+    assert_eq!(db.query_i64("SELECT count(*) FROM public.issue_comments WHERE tenant_id IS NULL").await, 0);
+    assert!(db.query_i64("SELECT count(*) FROM public.issue_comments").await > 40, "more than one batch");
+    // Every pre-existing row, every column but the tenant's, unchanged (the tenant table is new).
+    let mut rows_applied = db.row_checksums(&["public"], "tenant_id").await;
+    assert!(rows_applied.remove("public.tenants").is_some());
+    assert_eq!(rows_applied, rows_before);
+    run_tenantize(&["rollback", plan, "--all", "--yes"], &env).expect_ok();
+    let schema_after = db.schema_dump();
+    assert!(schema_after == schema_before, "{}", text_diff(&schema_before, &schema_after));
+    assert_eq!(db.row_checksums(&["public"], "tenant_id").await, rows_before);
 }
