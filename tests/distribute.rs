@@ -176,8 +176,11 @@ async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_r
     db.tenantize(&["verify", &plan, "--isolation"])
         .expect_ok()
         .expect_output("proven for 11 of 11 tables, 1 of 1 views")
-        .expect_output("refuses this view's query as written");
-    let probe_roles = "SELECT count(*) FROM pg_roles WHERE rolname = 'tenantize_isolation_probe'";
+        .expect_output("refuses this view's query as written")
+        .expect_output("committed temporary role (tenantize_isolation_probe_");
+    // The role is named after the database (two databases' probes must not drop each other's).
+    let probe_roles = "SELECT count(*) FROM pg_roles WHERE rolname = 'tenantize_isolation_probe_' \
+                       || (SELECT oid FROM pg_database WHERE datname = current_database())";
     assert_eq!(db.query_i64(probe_roles).await, 0);
     // One command per string: Citus refuses several on a distributed table.
     let client = db.connect().await;

@@ -11,15 +11,18 @@
 
 use tokio_postgres::Client;
 
-use super::{PROBE_ROLE, Prober, Tenancy};
+use super::{Prober, Tenancy};
 use crate::checks::{CheckError, db_error, query_error};
 use crate::db::describe_pg_error;
 use crate::sql::quote_literal;
 
 /// Added to the report's notes on Citus.
-pub(super) const NOTE: &str = "Citus: the probe ran through the coordinator as a committed \
-     temporary role (tenantize_isolation_probe, no password), dropped afterwards; a leak's \
-     reproduction script is written for a single node";
+pub(super) fn note(role: &str) -> String {
+    format!(
+        "Citus: the probe ran through the coordinator as a committed temporary role ({role}, no \
+         password), dropped afterwards; a leak's reproduction script is written for a single node"
+    )
+}
 
 /// Whether any tenant table is distributed on Citus.
 pub(super) async fn distributed(client: &Client, tenancy: &Tenancy) -> Result<bool, CheckError> {
@@ -46,13 +49,13 @@ async fn run(client: &Client, sql: &str) -> Result<(), CheckError> {
 /// Create the probe role with its grants, committed (Citus propagates the role and the table
 /// grants to the workers; the grant to set session_replication_role it does not, so it is run
 /// on each worker). A role left by a killed probe is dropped first.
-pub(super) async fn create_role(client: &Client, schemas: &[String]) -> Result<(), CheckError> {
-    drop_role(client).await?;
-    run(client, &format!("CREATE ROLE {PROBE_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT")).await?;
-    for grant in super::probes::grants(schemas) {
+pub(super) async fn create_role(client: &Client, role: &str, schemas: &[String]) -> Result<(), CheckError> {
+    drop_role(client, role).await?;
+    run(client, &format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT")).await?;
+    for grant in super::probes::grants(role, schemas) {
         run(client, &grant).await?;
     }
-    let parameter = format!("GRANT SET ON PARAMETER session_replication_role TO {PROBE_ROLE}");
+    let parameter = format!("GRANT SET ON PARAMETER session_replication_role TO {role}");
     run(client, &parameter).await?;
     let on_workers = format!(
         "SELECT nodename, nodeport, result FROM pg_catalog.run_command_on_workers({}) WHERE NOT success",
@@ -61,22 +64,22 @@ pub(super) async fn create_role(client: &Client, schemas: &[String]) -> Result<(
     let failed = client.query(on_workers.as_str(), &[]).await.map_err(db_error)?;
     if let Some(row) = failed.first() {
         let (host, port, result): (String, i32, String) = (row.get(0), row.get(1), row.get(2));
-        drop_role(client).await?;
+        drop_role(client, role).await?;
         return Err(query_error(format!("the isolation probe's role on worker {host}:{port}: {result}")));
     }
     Ok(())
 }
 
 /// Drop the probe role and everything granted to it, on every node (Citus propagates both).
-pub(super) async fn drop_role(client: &Client) -> Result<(), CheckError> {
+pub(super) async fn drop_role(client: &Client, role: &str) -> Result<(), CheckError> {
     let exists: bool = client
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[&PROBE_ROLE])
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", &[&role])
         .await
         .map_err(db_error)?
         .get(0);
     if exists {
-        run(client, &format!("DROP OWNED BY {PROBE_ROLE}")).await?;
-        run(client, &format!("DROP ROLE {PROBE_ROLE}")).await?;
+        run(client, &format!("DROP OWNED BY {role}")).await?;
+        run(client, &format!("DROP ROLE {role}")).await?;
     }
     Ok(())
 }
@@ -86,7 +89,7 @@ pub(super) fn transaction_setup(p: &Prober<'_>) -> Vec<String> {
     vec![
         "SET LOCAL citus.multi_shard_modify_mode = 'sequential'".into(),
         "SET LOCAL row_security = on".into(),
-        format!("SET LOCAL ROLE {PROBE_ROLE}"),
+        format!("SET LOCAL ROLE {}", p.role),
         p.tenants_insert(),
     ]
 }

@@ -150,7 +150,9 @@ pub struct IsolationReport {
     pub ok: bool,
 }
 
-const PROBE_ROLE: &str = "tenantize_isolation_probe";
+/// The probe role's name without its suffix (the database's OID, so that probes of two
+/// databases of one cluster neither wait for nor drop each other's role).
+const PROBE_ROLE_PREFIX: &str = "tenantize_isolation_probe_";
 /// A reproduction whose statement runs as the tool's own role.
 pub(super) const ADMIN: char = ' ';
 
@@ -212,6 +214,8 @@ struct Prober<'a> {
     schemas: Vec<String>,
     /// The last row-making statement (for a reproduction when it was refused).
     last_sql: Option<String>,
+    /// The temporary role the probe acts as (`probe_role`), an identifier as is.
+    role: String,
 }
 
 fn literal_for(value: &Value) -> String {
@@ -372,7 +376,8 @@ impl<'a> Prober<'a> {
         // SET LOCAL, not set_config(): on Citus only SET LOCAL reaches the workers
         // (citus.propagate_set_commands = 'local'), where the policies run.
         format!(
-            "SET LOCAL ROLE {PROBE_ROLE}; SET LOCAL {} = {value}; SELECT set_config('search_path', {}, true);",
+            "SET LOCAL ROLE {}; SET LOCAL {} = {value}; SELECT set_config('search_path', {}, true);",
+            self.role,
             self.setting_name(),
             self.app_path
         )
@@ -399,8 +404,8 @@ impl<'a> Prober<'a> {
         let path = if cloning.is_some() { self.app_path.as_str() } else { "''" };
         let replication = if cloning.is_some() { "replica" } else { "origin" };
         let (role, tenant) = match (self.citus, cloning) {
-            (true, Some(t)) => (format!("SET LOCAL ROLE {PROBE_ROLE}"), quote_literal(self.tenant_id(t))),
-            (true, None) => (format!("SET LOCAL ROLE {PROBE_ROLE}"), "''".into()),
+            (true, Some(t)) => (format!("SET LOCAL ROLE {}", self.role), quote_literal(self.tenant_id(t))),
+            (true, None) => (format!("SET LOCAL ROLE {}", self.role), "''".into()),
             (false, _) => ("RESET ROLE".into(), "''".into()),
         };
         self.client
@@ -435,22 +440,32 @@ pub async fn probe(
             "no tenant-scoped tables to probe (is the conversion applied?)".into(),
         ));
     }
+    let role = probe_role(client).await?;
     if !citus::distributed(client, tenancy).await? {
         return crate::db::tx::rolled_back(client, async || {
-            run(client, client, catalog, tenancy, false).await
+            run(client, client, catalog, tenancy, false, &role).await
         })
         .await;
     }
     let schemas = probe_schemas(client, tenancy).await?;
-    citus::create_role(client, &schemas).await?;
+    citus::create_role(client, &role, &schemas).await?;
     reader.batch_execute("SET search_path = ''").await.map_err(db_error)?;
     let report =
-        crate::db::tx::rolled_back(client, async || run(client, reader, catalog, tenancy, true).await).await;
-    let dropped = citus::drop_role(client).await;
+        crate::db::tx::rolled_back(client, async || run(client, reader, catalog, tenancy, true, &role).await)
+            .await;
+    let dropped = citus::drop_role(client, &role).await;
     let mut report = report?;
     dropped?;
-    report.notes.push(citus::NOTE.to_string());
+    report.notes.push(citus::note(&role));
     Ok(report)
+}
+
+/// `tenantize_isolation_probe_<database OID>`: one name per database, the same on every run,
+/// so a role a killed probe left on Citus is found and dropped by the next probe of it.
+async fn probe_role(client: &Client) -> Result<String, CheckError> {
+    let sql = "SELECT oid::pg_catalog.int8 FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()";
+    let oid: i64 = client.query_one(sql, &[]).await.map_err(db_error)?.get(0);
+    Ok(format!("{PROBE_ROLE_PREFIX}{oid}"))
 }
 
 /// The schemas the probe role needs: the tenant tables', the tenant table's and those of
@@ -488,6 +503,7 @@ async fn run(
     catalog: &Catalog,
     tenancy: &Tenancy,
     citus: bool,
+    role: &str,
 ) -> Result<IsolationReport, CheckError> {
     let [a, b, c] = tenant_ids(client, tenancy).await?;
     let app_path = quote_literal(&views::application_search_path(client).await?);
@@ -509,6 +525,7 @@ async fn run(
         app_path,
         schemas: Vec::new(),
         last_sql: None,
+        role: role.to_string(),
     };
     let mut views = views::reading_views(client, tenancy).await?;
     views.retain(|(view, materialized)| {

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::rows::RowSpec;
-use super::{FK_VIOLATION, Outcome, PROBE_ROLE, Prober, RLS_VIOLATION, Refusal, UNIQUE_VIOLATION};
+use super::{FK_VIOLATION, Outcome, Prober, RLS_VIOLATION, Refusal, UNIQUE_VIOLATION};
 use crate::catalog::{Table, TableKind, UniqueIndex};
 use crate::checks::{CheckError, query_error};
 use crate::db::describe_pg_error;
@@ -32,13 +32,13 @@ fn judged(outcome: &Result<u64, Refusal>, expected: &str, names: Option<&[String
 }
 
 /// What the probe role may do: read and write every table and sequence of `schemas`.
-pub(super) fn grants(schemas: &[String]) -> Vec<String> {
+pub(super) fn grants(role: &str, schemas: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for schema in schemas {
         let s = quote_ident(schema);
-        out.push(format!("GRANT USAGE ON SCHEMA {s} TO {PROBE_ROLE}"));
-        out.push(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {PROBE_ROLE}"));
-        out.push(format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {PROBE_ROLE}"));
+        out.push(format!("GRANT USAGE ON SCHEMA {s} TO {role}"));
+        out.push(format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {role}"));
+        out.push(format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {role}"));
     }
     out
 }
@@ -61,10 +61,11 @@ impl Prober<'_> {
     /// The statements that create the probe role, the two tenants and the grants.
     pub(super) fn setup_sql(&self) -> String {
         let mut setup = format!(
-            "SET LOCAL row_security = on;\nCREATE ROLE {PROBE_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;\n{};\n",
+            "SET LOCAL row_security = on;\nCREATE ROLE {} NOLOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT;\n{};\n",
+            self.role,
             self.tenants_insert()
         );
-        for grant in grants(&self.schemas) {
+        for grant in grants(&self.role, &self.schemas) {
             setup.push_str(&grant);
             setup.push_str(";\n");
         }
