@@ -21,6 +21,9 @@ pub struct Args {
     pub dist_shard_count: u32,
     /// Seconds stage 9 may take before run `d` stops it and reports it unfinished.
     pub dist_timeout: u64,
+    /// Extra `postgresql.conf` lines for the single-node cluster (`--server-setting`,
+    /// repeatable), to try a server configuration against the default one.
+    pub server_settings: Vec<String>,
 }
 
 pub fn args() -> Args {
@@ -39,6 +42,7 @@ pub fn args() -> Args {
         dist_rows: 200_000,
         dist_shard_count: 8,
         dist_timeout: 600,
+        server_settings: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +62,7 @@ pub fn args() -> Args {
             "--dist-rows" => args.dist_rows = value().parse().expect("--dist-rows N"),
             "--dist-shard-count" => args.dist_shard_count = value().parse().expect("--dist-shard-count N"),
             "--dist-timeout" => args.dist_timeout = value().parse().expect("--dist-timeout SECONDS"),
+            "--server-setting" => args.server_settings.push(value()),
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
             "--help" | "-h" => {
@@ -66,7 +71,8 @@ pub fn args() -> Args {
                      [--planning-tables N (2000)] [--json FILE (target/bench.json)] \
                      [--runs abcp] [--skip-planning] [--app-scale N (10)] [--app-rows N (100000)] \
                      [--app-rounds N (3)] [--app-seconds N (5)] [--app-clients N (2)] \
-                     [--dist-rows N (200000)] [--dist-shard-count N (8)] [--dist-timeout S (600)]"
+                     [--dist-rows N (200000)] [--dist-shard-count N (8)] [--dist-timeout S (600)] \
+                     [--server-setting 'NAME = VALUE' (repeatable)]"
                 );
                 std::process::exit(0);
             }

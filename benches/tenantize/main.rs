@@ -61,9 +61,13 @@ async fn main() {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     eprintln!("machine: {cores} cores, {machine}");
-    eprintln!("starting a throwaway cluster (fsync on)…");
-    let cluster =
-        Cluster::start(&ClusterOptions { durable: true, ..ClusterOptions::default() }).expect("cluster");
+    eprintln!("starting a throwaway cluster (fsync on{})…", settings_note(&args.server_settings));
+    let options = ClusterOptions {
+        durable: true,
+        extra_settings: args.server_settings.clone(),
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start(&options).expect("cluster");
     // Run d alone needs neither the sample at --rows nor the single UPDATE: it has its own nodes.
     let single_node = args.runs.contains(['a', 'b', 'c', 'p']);
     let rows = if single_node { args.rows } else { 1000 };
@@ -214,4 +218,9 @@ async fn main() {
     }
     std::fs::write(&args.json, serde_json::to_string_pretty(&json).unwrap()).expect("write the JSON");
     println!("wrote {}", args.json);
+}
+
+/// `, with a = b; c = d` for the settings given on the command line.
+fn settings_note(settings: &[String]) -> String {
+    if settings.is_empty() { String::new() } else { format!(", with {}", settings.join("; ")) }
 }
