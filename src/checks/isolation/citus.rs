@@ -11,7 +11,8 @@
 
 use tokio_postgres::Client;
 
-use super::{Prober, Tenancy};
+use super::{IsolationReport, Prober, Tenancy};
+use crate::catalog::Catalog;
 use crate::checks::{CheckError, db_error, query_error};
 use crate::db::describe_pg_error;
 use crate::sql::quote_literal;
@@ -92,4 +93,42 @@ pub(super) fn transaction_setup(p: &Prober<'_>) -> Vec<String> {
         format!("SET LOCAL ROLE {}", p.role),
         p.tenants_insert(),
     ]
+}
+
+/// The probe on Citus: the committed role around the rolled-back probe transaction. The role
+/// is per database, so a second probe of this database (or a run changing it) would drop it
+/// from under this one, whose refused statements would then read as the policy's refusals:
+/// the probe holds the run's lock, or stops before anything is created.
+pub(super) async fn probe(
+    client: &Client,
+    reader: &Client,
+    catalog: &Catalog,
+    tenancy: &Tenancy,
+    role: &str,
+) -> Result<IsolationReport, CheckError> {
+    crate::db::lock::acquire(client).await?;
+    let report = probe_locked(client, reader, catalog, tenancy, role).await;
+    crate::db::lock::release(client).await;
+    report
+}
+
+async fn probe_locked(
+    client: &Client,
+    reader: &Client,
+    catalog: &Catalog,
+    tenancy: &Tenancy,
+    role: &str,
+) -> Result<IsolationReport, CheckError> {
+    let schemas = super::probe_schemas(client, tenancy).await?;
+    create_role(client, role, &schemas).await?;
+    reader.batch_execute("SET search_path = ''").await.map_err(db_error)?;
+    let report = crate::db::tx::rolled_back(client, async || {
+        super::run(client, reader, catalog, tenancy, true, role).await
+    })
+    .await;
+    let dropped = drop_role(client, role).await;
+    let mut report = report?;
+    dropped?;
+    report.notes.push(note(role));
+    Ok(report)
 }

@@ -447,17 +447,7 @@ pub async fn probe(
         })
         .await;
     }
-    let schemas = probe_schemas(client, tenancy).await?;
-    citus::create_role(client, &role, &schemas).await?;
-    reader.batch_execute("SET search_path = ''").await.map_err(db_error)?;
-    let report =
-        crate::db::tx::rolled_back(client, async || run(client, reader, catalog, tenancy, true, &role).await)
-            .await;
-    let dropped = citus::drop_role(client, &role).await;
-    let mut report = report?;
-    dropped?;
-    report.notes.push(citus::note(&role));
-    Ok(report)
+    citus::probe(client, reader, catalog, tenancy, &role).await
 }
 
 /// `tenantize_isolation_probe_<database OID>`: one name per database, the same on every run,
