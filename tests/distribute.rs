@@ -185,13 +185,11 @@ async fn the_sample_is_distributed_online_isolated_through_the_coordinator_and_r
     // On Citus the probe's role is committed: a second probe of the database (here the run
     // lock held by another session, as a run or a probe would) is refused, not interleaved.
     let holder = db.connect().await;
-    let run_lock = "SELECT pg_advisory_lock(1952804468, (SELECT (oid::int8 % 2147483647)::int4 \
-                    FROM pg_database WHERE datname = current_database()))";
-    holder.batch_execute(run_lock).await.unwrap();
+    hold_run_lock(&holder).await;
     db.tenantize(&["verify", &plan, "--isolation"])
         .expect_code(5)
         .expect_output("another tenantize run holds the lock");
-    holder.batch_execute(&run_lock.replace("pg_advisory_lock", "pg_advisory_unlock")).await.unwrap();
+    release_run_lock(&holder).await;
     assert_eq!(db.query_i64(probe_roles).await, 0, "a refused probe creates no role");
     // One command per string: Citus refuses several on a distributed table.
     let client = db.connect().await;

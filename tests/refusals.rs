@@ -87,12 +87,7 @@ async fn a_second_run_fails_at_once_naming_the_holder() {
     let holder = db.connect().await;
     holder.batch_execute("SET application_name = 'the other tenantize'").await.unwrap();
     let pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    holder
-        .batch_execute(
-            "SELECT pg_advisory_lock(1952804468, (SELECT (oid::int8 % 2147483647)::int4 FROM pg_database WHERE datname = current_database()))",
-        )
-        .await
-        .unwrap();
+    hold_run_lock(&holder).await;
     let started = std::time::Instant::now();
     db.tenantize(&["apply", &plan, "--yes"])
         .expect_code(5)

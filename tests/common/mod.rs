@@ -422,3 +422,23 @@ pub async fn wait_for(db: &TestDb, condition_sql: &str, limit: std::time::Durati
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The run lock's `pg_advisory_lock` call (`src/db/lock.rs`: class "tent", the database's
+/// OID folded into an int4); `unlock` gives its `pg_advisory_unlock`.
+fn run_lock_sql(unlock: bool) -> String {
+    let function = if unlock { "pg_advisory_unlock" } else { "pg_advisory_lock" };
+    format!(
+        "SELECT {function}(1952804468, (SELECT (oid::int8 % 2147483647)::int4 FROM pg_database \
+         WHERE datname = current_database()))"
+    )
+}
+
+/// Hold tenantize's run lock on `client`'s session, as another run would.
+pub async fn hold_run_lock(client: &Client) {
+    client.batch_execute(&run_lock_sql(false)).await.unwrap();
+}
+
+/// Release what `hold_run_lock` took.
+pub async fn release_run_lock(client: &Client) {
+    client.batch_execute(&run_lock_sql(true)).await.unwrap();
+}

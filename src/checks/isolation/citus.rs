@@ -107,28 +107,21 @@ pub(super) async fn probe(
     role: &str,
 ) -> Result<IsolationReport, CheckError> {
     crate::db::lock::acquire(client).await?;
-    let report = probe_locked(client, reader, catalog, tenancy, role).await;
+    let report: Result<IsolationReport, CheckError> = async {
+        let schemas = super::probe_schemas(client, tenancy).await?;
+        create_role(client, role, &schemas).await?;
+        reader.batch_execute("SET search_path = ''").await.map_err(db_error)?;
+        let report = crate::db::tx::rolled_back(client, async || {
+            super::run(client, reader, catalog, tenancy, true, role).await
+        })
+        .await;
+        let dropped = drop_role(client, role).await;
+        let mut report = report?;
+        dropped?;
+        report.notes.push(note(role));
+        Ok(report)
+    }
+    .await;
     crate::db::lock::release(client).await;
     report
-}
-
-async fn probe_locked(
-    client: &Client,
-    reader: &Client,
-    catalog: &Catalog,
-    tenancy: &Tenancy,
-    role: &str,
-) -> Result<IsolationReport, CheckError> {
-    let schemas = super::probe_schemas(client, tenancy).await?;
-    create_role(client, role, &schemas).await?;
-    reader.batch_execute("SET search_path = ''").await.map_err(db_error)?;
-    let report = crate::db::tx::rolled_back(client, async || {
-        super::run(client, reader, catalog, tenancy, true, role).await
-    })
-    .await;
-    let dropped = drop_role(client, role).await;
-    let mut report = report?;
-    dropped?;
-    report.notes.push(note(role));
-    Ok(report)
 }
