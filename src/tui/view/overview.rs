@@ -11,7 +11,7 @@ use super::text::{
     bytes, count, duration_ms, fit_line, one_line, pad, pad_left, plural, short_version, wrap_after,
 };
 use super::theme::{Palette, severity_marker};
-use crate::plan::{PlanTable, Severity};
+use crate::plan::{Finding, PlanTable, Severity};
 use crate::tui::state::Model;
 
 pub fn draw(frame: &mut Frame, area: Rect, model: &Model, palette: Palette) {
@@ -287,15 +287,27 @@ pub fn finding_items(model: &Model) -> Vec<(Severity, String)> {
     if let Some((severity, text)) = cutover_item(model) {
         items.push((severity, 1, text));
     }
-    for finding in &model.plan.findings {
-        items.push((
-            finding.severity,
-            2,
-            format!("{}: {} [{}]", finding.object, finding.message, finding.code),
-        ));
+    for (severity, objects, message, code) in grouped_findings(&model.plan.findings) {
+        items.push((severity, 2, format!("{}: {message} [{code}]", objects.join(", "))));
     }
     items.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     items.into_iter().map(|(s, _, text)| (s, text)).collect()
+}
+
+/// The plan's findings with the same severity, code and message as one, naming every object
+/// in plan order: one unindexed foreign key per line filled the panel with the same sentence.
+fn grouped_findings(findings: &[Finding]) -> Vec<(Severity, Vec<&str>, &str, &str)> {
+    let mut groups: Vec<(Severity, Vec<&str>, &str, &str)> = Vec::new();
+    for f in findings {
+        let same = |g: &&mut (Severity, Vec<&str>, &str, &str)| {
+            g.0 == f.severity && g.2 == f.message && g.3 == f.code
+        };
+        match groups.iter_mut().find(same) {
+            Some(group) => group.1.push(&f.object),
+            None => groups.push((f.severity, vec![&f.object], &f.message, &f.code)),
+        }
+    }
+    groups
 }
 
 /// Where the cutover (stage 10) stands once stage 8 is done, and what the application must
