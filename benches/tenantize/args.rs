@@ -24,6 +24,8 @@ pub struct Args {
     /// Extra `postgresql.conf` lines for the single-node cluster (`--server-setting`,
     /// repeatable), to try a server configuration against the default one.
     pub server_settings: Vec<String>,
+    /// Seconds of the writer alone before runs a, b and c (their baseline).
+    pub idle_seconds: u64,
 }
 
 pub fn args() -> Args {
@@ -43,6 +45,7 @@ pub fn args() -> Args {
         dist_shard_count: 8,
         dist_timeout: 600,
         server_settings: Vec::new(),
+        idle_seconds: 30,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,6 +66,7 @@ pub fn args() -> Args {
             "--dist-shard-count" => args.dist_shard_count = value().parse().expect("--dist-shard-count N"),
             "--dist-timeout" => args.dist_timeout = value().parse().expect("--dist-timeout SECONDS"),
             "--server-setting" => args.server_settings.push(value()),
+            "--idle-seconds" => args.idle_seconds = value().parse().expect("--idle-seconds N"),
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
             "--help" | "-h" => {
@@ -72,7 +76,7 @@ pub fn args() -> Args {
                      [--runs abcp] [--skip-planning] [--app-scale N (10)] [--app-rows N (100000)] \
                      [--app-rounds N (3)] [--app-seconds N (5)] [--app-clients N (2)] \
                      [--dist-rows N (200000)] [--dist-shard-count N (8)] [--dist-timeout S (600)] \
-                     [--server-setting 'NAME = VALUE' (repeatable)]"
+                     [--server-setting 'NAME = VALUE' (repeatable)] [--idle-seconds N (30)]"
                 );
                 std::process::exit(0);
             }

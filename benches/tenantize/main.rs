@@ -87,6 +87,20 @@ async fn main() {
     let original = checksums(&spec, max_issue, max_comment).await;
 
     let mut results = Vec::new();
+    if args.runs.contains(['a', 'b', 'c']) {
+        eprintln!("(0) the writer alone for {} s: copying…", args.idle_seconds);
+        let target = copy(&cluster, &template, "bench_idle").await;
+        let (writes, total_s, slowest_writes) =
+            writer::writer_alone(&target.spec, &args, max_issue, args.idle_seconds).await;
+        eprintln!("(0) the writer alone: longest write {:.0} ms", writes.longest_ms);
+        results.push(RunResult {
+            name: "(0) the writer alone (baseline)".into(),
+            total_s,
+            writes,
+            slowest_writes,
+            ..RunResult::default()
+        });
+    }
     for (name, how) in [
         ("(a) naive (seed 004)", 0),
         ("(b) tenantize apply", 1),
@@ -192,6 +206,19 @@ async fn main() {
         "ratios: (b)/(a) total {b_over_a:.2} · (c)/(a) total {c_over_a:.2} · (c) backfill / single UPDATE {}",
         c_rate_over_single.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
     );
+    if let Some(idle) = run("(0)") {
+        let over = |prefix: &str| {
+            run(prefix).map(|r| {
+                format!(
+                    "{prefix} longest {:.1}x, p99 {:.1}x",
+                    ratio(r.writes.longest_ms, idle.writes.longest_ms),
+                    ratio(r.writes.p99_ms, idle.writes.p99_ms)
+                )
+            })
+        };
+        let parts: Vec<String> = ["(a)", "(b)", "(c)"].into_iter().filter_map(over).collect();
+        println!("writes against the writer alone: {}", parts.join(" · "));
+    }
     println!(
         "planning: {} tables introspected in {introspect_s:.2} s ({} catalog queries; the server counted {transactions} transactions, and {transactions_small} for 10 tables) and planned in {plan_s:.2} s",
         args.planning_tables,

@@ -159,6 +159,28 @@ fn slowest_writes(
         .collect()
 }
 
+/// The longest write that started while each kind of step ran (`4.backfill`, `7.foreign-keys`,
+/// …, the step id before its `:`), longest first: where a run's stalls come from besides the
+/// five slowest, which one burst can fill.
+fn longest_by_kind(writes: &[(Instant, f64)], phases: &Phases) -> String {
+    let phases = phases.lock().unwrap();
+    let mut by_kind: BTreeMap<&str, f64> = BTreeMap::new();
+    for (start, end, label) in phases.iter() {
+        let kind = label.split(':').next().unwrap_or(label);
+        let longest = writes
+            .iter()
+            .filter(|(at, _)| at >= start && end.is_none_or(|e| *at <= e))
+            .map(|(_, ms)| *ms)
+            .fold(0.0, f64::max);
+        let entry = by_kind.entry(kind).or_default();
+        *entry = entry.max(longest);
+    }
+    let mut kinds: Vec<(&str, f64)> = by_kind.into_iter().collect();
+    kinds.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+    let parts: Vec<String> = kinds.iter().map(|(k, ms)| format!("{k} {ms:.0} ms")).collect();
+    format!("longest write by step kind: {}", parts.join(" · "))
+}
+
 /// Run `work` with the writer going (naming `tenant` in its writes, see `writer`); returns its
 /// result, the writer's stats and the wall time.
 pub async fn with_writer<T>(
@@ -183,6 +205,26 @@ pub async fn with_writer<T>(
     stop.cancel();
     let (stats, writes) = handle.await.unwrap();
     let waits = sampler.await.unwrap();
-    let slowest = slowest_writes(&writes, phases, &waits, started);
+    let mut slowest = slowest_writes(&writes, phases, &waits, started);
+    slowest.push(longest_by_kind(&writes, phases));
     (result, stats, total, slowest)
+}
+
+/// The writer alone for `seconds` on `spec`, nothing else running: the machine's own longest
+/// and p99 write, measured in the same run as the conversions, so their stalls can be read
+/// against what this disk does anyway (its fsync latency under no load but the writer's).
+pub async fn writer_alone(
+    spec: &ConnSpec,
+    args: &Args,
+    max_issue: i64,
+    seconds: u64,
+) -> (WriteStats, f64, Vec<String>) {
+    let phases = Phases::default();
+    phase_started(&phases, "the writer alone".into());
+    let ((), stats, total, slowest) = with_writer(spec, args, max_issue, None, &phases, async {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+    })
+    .await;
+    phase_finished(&phases);
+    (stats, total, slowest)
 }
