@@ -90,8 +90,7 @@ async fn main() {
     if args.runs.contains(['a', 'b', 'c']) {
         eprintln!("(0) the writer alone for {} s: copying…", args.idle_seconds);
         let target = copy(&cluster, &template, "bench_idle").await;
-        let (writes, total_s, slowest_writes) =
-            writer::writer_alone(&target.spec, &args, max_issue, args.idle_seconds).await;
+        let (writes, total_s, slowest_writes) = writer::writer_alone(&target.spec, &args, max_issue).await;
         eprintln!("(0) the writer alone: longest write {:.0} ms", writes.longest_ms);
         results.push(RunResult {
             name: "(0) the writer alone (baseline)".into(),

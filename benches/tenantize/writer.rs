@@ -210,15 +210,11 @@ pub async fn with_writer<T>(
     (result, stats, total, slowest)
 }
 
-/// The writer alone for `seconds` on `spec`, nothing else running: the machine's own longest
-/// and p99 write, measured in the same run as the conversions, so their stalls can be read
-/// against what this disk does anyway (its fsync latency under no load but the writer's).
-pub async fn writer_alone(
-    spec: &ConnSpec,
-    args: &Args,
-    max_issue: i64,
-    seconds: u64,
-) -> (WriteStats, f64, Vec<String>) {
+/// The writer alone for `--idle-seconds` on `spec`, nothing else running: the machine's own
+/// longest and p99 write, measured in the same run as the conversions, so their stalls can be
+/// read against what this disk does anyway (its fsync latency under no load but the writer's).
+pub async fn writer_alone(spec: &ConnSpec, args: &Args, max_issue: i64) -> (WriteStats, f64, Vec<String>) {
+    let seconds = args.idle_seconds;
     let phases = Phases::default();
     phase_started(&phases, "the writer alone".into());
     let ((), stats, total, slowest) = with_writer(spec, args, max_issue, None, &phases, async {
