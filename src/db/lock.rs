@@ -4,6 +4,7 @@
 //! statements and never inside a transaction that a concurrent index build would wait for.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
@@ -35,14 +36,29 @@ impl fmt::Display for LockHolder {
     }
 }
 
-/// Take the lock or fail at once, naming who holds it.
+/// How long a held lock is retried before the run is refused. A run killed a moment ago
+/// (SIGKILL, a closed terminal) holds it until its server backend notices the closed socket
+/// and exits, which under load takes a few hundred milliseconds: running it again at once must
+/// resume, not be refused. A live run holds the lock for its whole duration, so this only
+/// delays that refusal.
+const HELD_LOCK_GRACE: Duration = Duration::from_secs(3);
+const HELD_LOCK_POLL: Duration = Duration::from_millis(100);
+
+/// Take the lock, or fail naming who holds it once [`HELD_LOCK_GRACE`] has passed.
 pub async fn acquire(client: &Client) -> Result<(), DbError> {
-    let got: bool = client
-        .query_one(&format!("SELECT pg_try_advisory_lock($1, {DATABASE_KEY_SQL})"), &[&LOCK_CLASS])
-        .await?
-        .get(0);
-    if got {
-        return Ok(());
+    let started = Instant::now();
+    loop {
+        let got: bool = client
+            .query_one(&format!("SELECT pg_try_advisory_lock($1, {DATABASE_KEY_SQL})"), &[&LOCK_CLASS])
+            .await?
+            .get(0);
+        if got {
+            return Ok(());
+        }
+        if started.elapsed() >= HELD_LOCK_GRACE {
+            break;
+        }
+        tokio::time::sleep(HELD_LOCK_POLL).await;
     }
     let holder = client
         .query_opt(
