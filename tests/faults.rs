@@ -61,13 +61,21 @@ impl Baseline {
     }
 
     /// The `nth` unit (0-based, from the end if negative) of the first step whose id starts
-    /// with `prefix`.
-    fn unit(&self, prefix: &str, nth: isize) -> u64 {
+    /// with `prefix`, as a failpoint aims at it: `STEP#K`. By step, not by the run's unit
+    /// number: the batched backfill sizes its batches by commit latency, so how many there are
+    /// depends on the machine's load.
+    fn unit(&self, prefix: &str, nth: isize) -> String {
         let step = self.units.iter().find(|(_, s)| s.starts_with(prefix)).map(|(_, s)| s.clone());
         let step = step.unwrap_or_else(|| panic!("no unit of a step {prefix}* in {:?}", self.units));
-        let units: Vec<u64> = self.units.iter().filter(|(_, s)| *s == step).map(|(n, _)| *n).collect();
-        let index = if nth >= 0 { nth as usize } else { units.len() - (-nth) as usize };
-        units[index.min(units.len() - 1)]
+        let count = self.units.iter().filter(|(_, s)| *s == step).count();
+        let index = if nth >= 0 { nth as usize } else { count - (-nth) as usize };
+        format!("{step}#{}", index.min(count - 1) + 1)
+    }
+
+    /// The run's last unit, as [`Baseline::unit`] gives it.
+    fn last_unit(&self) -> String {
+        let step = &self.units.last().unwrap().1;
+        format!("{step}#{}", self.units.iter().filter(|(_, s)| s == step).count())
     }
 }
 
@@ -185,8 +193,7 @@ async fn killed_inside_the_rls_transaction() {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_the_very_last_commit() {
     let base = baseline().await;
-    let last = base.units.last().unwrap().0;
-    kill_at(&format!("after-commit:{last}"), "kill_last").await;
+    kill_at(&format!("after-commit:{}", base.last_unit()), "kill_last").await;
 }
 
 fn spawn_apply(db: &TestDb, plan: &str) -> std::process::Child {
