@@ -21,7 +21,6 @@ use crate::data::copy;
 use crate::writer::Phases;
 
 const ROLE: &str = "tenantize_bench_app";
-const TENANT: &str = "00000000-0000-0000-0000-000000000001";
 const PROTOCOLS: [&str; 2] = ["simple", "prepared"];
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -52,6 +51,8 @@ pub struct IndexFootprint {
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct AppCost {
+    /// The converted copies' tenant key type (`--app-tenant-key-type`).
+    pub tenant_key_type: String,
     pub comparisons: Vec<Comparison>,
     pub indexes: Vec<IndexFootprint>,
     /// Sample queries that scan a table sequentially after the conversion but not before.
@@ -65,7 +66,8 @@ struct Pair {
 }
 
 pub async fn app_cost(cluster: &Cluster, args: &Args) -> AppCost {
-    let mut out = AppCost::default();
+    let mut out =
+        AppCost { tenant_key_type: args.app_tenant_key_type.sql().to_string(), ..AppCost::default() };
     let pgbench = pgbench_pair(cluster, args).await;
     let sample = sample_pair(cluster, args).await;
     let scratch = std::env::temp_dir().join(format!("tenantize-bench-{}", std::process::id()));
@@ -83,12 +85,13 @@ pub async fn app_cost(cluster: &Cluster, args: &Args) -> AppCost {
         for (i, query) in QUERIES.iter().enumerate() {
             eprintln!("application cost: {}, {protocol} protocol…", query.name);
             let file = scratch.join(format!("query-{i}.sql"));
-            std::fs::write(&file, query.pgbench_script("app.tenant_id", TENANT, &maxima)).unwrap();
+            let tenant = args.app_tenant_key_type.default_tenant_id();
+            std::fs::write(&file, query.pgbench_script("app.tenant_id", tenant, &maxima)).unwrap();
             let script = vec!["-f".to_string(), file.display().to_string()];
             out.comparisons.push(compare(cluster, args, &sample, query.name, protocol, &script, &scratch));
         }
     }
-    out.new_sequential_scans = new_sequential_scans(cluster, &sample).await;
+    out.new_sequential_scans = new_sequential_scans(cluster, args, &sample).await;
     let _ = std::fs::remove_dir_all(&scratch);
     out
 }
@@ -103,9 +106,10 @@ async fn pgbench_pair(cluster: &Cluster, args: &Args) -> Pair {
     prepare(cluster, &before).await;
     let after = copy(cluster, &before, "app_pgbench_after").await;
     eprintln!("application cost: converting pgbench's schema at scale {}…", args.app_scale);
-    let (_, note) = convert(&after.spec, &[], BackfillMode::Fast, &Phases::default()).await;
+    let key_type = args.app_tenant_key_type;
+    let (_, note) = convert(&after.spec, &[], BackfillMode::Fast, key_type, &Phases::default()).await;
     assert!(!note.starts_with("FAILED"), "converting pgbench's schema: {note}");
-    finish(cluster, &before, &after.name).await;
+    finish(cluster, args, &before, &after.name).await;
     Pair { what: "pgbench", before, after: after.name }
 }
 
@@ -117,10 +121,12 @@ async fn sample_pair(cluster: &Cluster, args: &Args) -> Pair {
     prepare(cluster, &before).await;
     let after = copy(cluster, &before, "app_sample_after").await;
     eprintln!("application cost: converting the sample ({} comments)…", args.app_rows);
+    let key_type = args.app_tenant_key_type;
     let (_, note) =
-        convert(&after.spec, &["public.issue_statuses"], BackfillMode::Fast, &Phases::default()).await;
+        convert(&after.spec, &["public.issue_statuses"], BackfillMode::Fast, key_type, &Phases::default())
+            .await;
     assert!(!note.starts_with("FAILED"), "converting the sample: {note}");
-    finish(cluster, &before, &after.name).await;
+    finish(cluster, args, &before, &after.name).await;
     Pair { what: "sample", before, after: after.name }
 }
 
@@ -141,12 +147,13 @@ async fn prepare(cluster: &Cluster, database: &str) {
 
 /// The tenant for the role's sessions in both databases (what a legacy application relies
 /// on; the sample's scripts also set it per transaction), fresh statistics, a checkpoint.
-async fn finish(cluster: &Cluster, before: &str, after: &str) {
+async fn finish(cluster: &Cluster, args: &Args, before: &str, after: &str) {
+    let tenant = args.app_tenant_key_type.default_tenant_id();
     for database in [before, after] {
         let client = cluster.conn_spec(database).connect("bench").await.unwrap();
         client
             .batch_execute(&format!(
-                "ALTER ROLE {ROLE} IN DATABASE \"{database}\" SET app.tenant_id = '{TENANT}'"
+                "ALTER ROLE {ROLE} IN DATABASE \"{database}\" SET app.tenant_id = '{tenant}'"
             ))
             .await
             .unwrap();
@@ -279,14 +286,15 @@ async fn sample_maxima(cluster: &Cluster, pair: &Pair) -> Vec<(&'static str, i64
     vec![("issue", max("issues").await), ("project", max("projects").await), ("user", max("users").await)]
 }
 
-async fn new_sequential_scans(cluster: &Cluster, pair: &Pair) -> Vec<String> {
+async fn new_sequential_scans(cluster: &Cluster, args: &Args, pair: &Pair) -> Vec<String> {
+    let tenant = args.app_tenant_key_type.default_tenant_id();
     let explain = |database: String| async move {
         let spec =
             ConnSpec::resolve(Some(&role_url(cluster, &database)), &tenantize::db::ProcessEnv).unwrap();
         let client = spec.connect("bench explain").await.unwrap();
         let mut scans = Vec::new();
         for query in &QUERIES {
-            client.batch_execute(&format!("BEGIN; SET LOCAL app.tenant_id = '{TENANT}'")).await.unwrap();
+            client.batch_execute(&format!("BEGIN; SET LOCAL app.tenant_id = '{tenant}'")).await.unwrap();
             let sql = format!(
                 "EXPLAIN (FORMAT JSON) {}",
                 query.bind(&[("issue", 77), ("project", 3), ("user", 5)])
@@ -311,7 +319,10 @@ async fn new_sequential_scans(cluster: &Cluster, pair: &Pair) -> Vec<String> {
 /// The report's lines: ratios after/before per workload and protocol, then the indexes.
 pub fn print(cost: &AppCost) {
     println!();
-    println!("application cost after the conversion (after/before: tps <1 and latencies >1 are slower):");
+    println!(
+        "application cost after the conversion, tenant key {} (after/before: tps <1 and latencies >1 are slower):",
+        cost.tenant_key_type
+    );
     println!(
         "{:<48} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>7}",
         "workload", "protocol", "tps b", "tps a", "tps", "mean", "p50", "p99"

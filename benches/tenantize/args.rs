@@ -26,6 +26,9 @@ pub struct Args {
     pub server_settings: Vec<String>,
     /// Seconds of the writer alone before runs a, b and c (their baseline).
     pub idle_seconds: u64,
+    /// Run `p`: the tenant key's type in the converted copies (`--app-tenant-key-type`), to
+    /// measure what a narrower key saves per lookup.
+    pub app_tenant_key_type: tenantize::plan::KeyType,
 }
 
 pub fn args() -> Args {
@@ -46,6 +49,7 @@ pub fn args() -> Args {
         dist_timeout: 600,
         server_settings: Vec::new(),
         idle_seconds: 30,
+        app_tenant_key_type: tenantize::plan::KeyType::Uuid,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +71,10 @@ pub fn args() -> Args {
             "--dist-timeout" => args.dist_timeout = value().parse().expect("--dist-timeout SECONDS"),
             "--server-setting" => args.server_settings.push(value()),
             "--idle-seconds" => args.idle_seconds = value().parse().expect("--idle-seconds N"),
+            "--app-tenant-key-type" => {
+                args.app_tenant_key_type =
+                    tenantize::plan::KeyType::parse(&value()).expect("--app-tenant-key-type uuid|bigint|text")
+            }
             // `cargo bench` passes this to every bench target.
             "--bench" => {}
             "--help" | "-h" => {
@@ -76,7 +84,8 @@ pub fn args() -> Args {
                      [--runs abcp] [--skip-planning] [--app-scale N (10)] [--app-rows N (100000)] \
                      [--app-rounds N (3)] [--app-seconds N (5)] [--app-clients N (2)] \
                      [--dist-rows N (200000)] [--dist-shard-count N (8)] [--dist-timeout S (600)] \
-                     [--server-setting 'NAME = VALUE' (repeatable)] [--idle-seconds N (30)]"
+                     [--server-setting 'NAME = VALUE' (repeatable)] [--idle-seconds N (30)] \
+                     [--app-tenant-key-type uuid|bigint|text (uuid)]"
                 );
                 std::process::exit(0);
             }

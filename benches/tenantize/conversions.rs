@@ -6,7 +6,7 @@ use std::time::Instant;
 use tenantize::db::{ConnSpec, describe_pg_error};
 use tenantize::engine::{self, Control, RunSettings, StopAfter};
 use tenantize::event::{Event, channel};
-use tenantize::plan::{BackfillMode, PlanOptions};
+use tenantize::plan::{BackfillMode, KeyType, PlanOptions};
 
 use crate::writer::{Phases, phase_finished, phase_started};
 
@@ -51,19 +51,23 @@ pub async fn tenantize_apply(
     backfill: BackfillMode,
     phases: &Phases,
 ) -> (Option<f64>, String) {
-    convert(spec, &["public.issue_statuses"], backfill, phases).await
+    convert(spec, &["public.issue_statuses"], backfill, KeyType::Uuid, phases).await
 }
 
-/// Plan and apply with these shared tables; the backfill rate of issue_comments when batched.
+/// Plan and apply with these shared tables and this tenant key type; the backfill rate of
+/// issue_comments when batched.
 pub async fn convert(
     spec: &ConnSpec,
     exclude: &[&str],
     backfill: BackfillMode,
+    key_type: KeyType,
     phases: &Phases,
 ) -> (Option<f64>, String) {
     let options = PlanOptions {
         exclude: exclude.iter().map(|t| t.to_string()).collect(),
         backfill: Some(backfill),
+        tenant_key_type: key_type,
+        default_tenant_id: key_type.default_tenant_id().to_string(),
         ..PlanOptions::default()
     };
     let plan = tenantize::app::live::build_plan(spec, &options).await.map_err(|e| e.message).expect("plan");
