@@ -11,7 +11,7 @@ use crate::tui::state::{Model, ServerSummary};
 pub async fn wizard(args: WizardArgs) -> Result<(), Failure> {
     let spec = args.conn.spec()?;
     let opening = wizard_app::prepare(&spec, args.plan.as_deref(), args.options.to_options()).await?;
-    open(spec, opening, args.run.settings("wizard")).await
+    open(spec, model_of(opening), args.run.settings("wizard")).await
 }
 
 /// The wizard's model from what `app::wizard::prepare` found.
@@ -39,8 +39,8 @@ fn model_of(opening: Opening) -> Model {
     model
 }
 
-async fn open(spec: ConnSpec, opening: Opening, settings: RunSettings) -> Result<(), Failure> {
-    crate::tui::runtime::run(Some(spec), model_of(opening), settings).await.map_err(Failure::usage)
+async fn open(spec: ConnSpec, model: Model, settings: RunSettings) -> Result<(), Failure> {
+    crate::tui::runtime::run(Some(spec), model, settings).await.map_err(Failure::usage)
 }
 
 pub async fn demo(args: DemoArgs) -> Result<(), Failure> {
@@ -48,11 +48,19 @@ pub async fn demo(args: DemoArgs) -> Result<(), Failure> {
     let say = |line: String| errln!("tenantize demo: {line}");
     let demo = demo_app::start(args.rows, args.backfill.map(BackfillMode::from), &say).await?;
     say(format!("ready in {:.1} s; opening the wizard", started.elapsed().as_secs_f64()));
+    let cluster = demo.cluster;
     let result = match wizard_app::prepare(&demo.spec, None, demo.options.clone()).await {
-        Ok(opening) => open(demo.spec.clone(), opening, args.run.settings("demo")).await,
+        Ok(opening) => {
+            let mut model = model_of(opening);
+            // A plan the wizard writes names a database the demo removes at its end: it goes
+            // with the cluster, not into the directory the demo was started from.
+            if !args.keep {
+                model.plan_dir = cluster.socket_dir().to_path_buf();
+            }
+            open(demo.spec.clone(), model, args.run.settings("demo")).await
+        }
         Err(e) => Err(e),
     };
-    let cluster = demo.cluster;
     if args.keep {
         cluster.keep_running();
         outln!("The demo database is still running: {}", cluster.url(&demo.database));
@@ -63,7 +71,11 @@ pub async fn demo(args: DemoArgs) -> Result<(), Failure> {
             cluster.socket_dir().display()
         );
     } else {
-        say("removing the demo cluster".into());
+        let wrote_plan = std::fs::read_dir(cluster.socket_dir())
+            .map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".plan.toml")))
+            .unwrap_or(false);
+        let plan = if wrote_plan { " and the plan file the wizard wrote in it (--keep keeps both)" } else { "" };
+        say(format!("removing the demo cluster{plan}"));
     }
     drop(cluster);
     result
