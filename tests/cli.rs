@@ -255,6 +255,10 @@ async fn step_kinds_sealed_plans_missing_schemas_and_ignored_flags() {
     ] {
         run_tenantize(&args, &[]).expect_code(5).expect_output("unexpected argument");
     }
+    // `plan --check` compares with the plan's own options: an option flag beside it is refused.
+    run_tenantize(&["plan", "--check", &plan, "--schema", "other"], &[])
+        .expect_code(5)
+        .expect_output("'--check <FILE>' cannot be used with");
     // The synopsis in the README is what the parser accepts: no positional connection.
     run_tenantize(&["status", &plan, &db.url], &[]).expect_code(5).expect_output("unexpected argument");
 }

@@ -45,7 +45,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Restore a copy, apply, verify, roll back, check parity, report; the source is only read.
     Rehearse(RehearseArgs),
-    /// Write the plan as up/down migrations for sql (psql), sqlx, golang-migrate or flyway.
+    /// Write the plan as migrations (sql, sqlx, golang-migrate, flyway, dbmate, alembic, sqitch)
+    /// or as a pgTAP file asserting the converted schema's tenant invariants.
     Export(ExportArgs),
     /// Step through a recorded run (a run log) in the wizard, read-only; or print it as Markdown.
     Replay(ReplayArgs),
@@ -119,7 +120,8 @@ pub struct DemoArgs {
     /// Leave the demo cluster running on quit and print its URL.
     #[arg(long)]
     pub keep: bool,
-    /// Plan the demo with batched backfills (stage 4 then shows a live gauge).
+    /// fast or batched backfills (batched: stage 4 shows a live gauge); without it, fast
+    /// where the server allows it.
     #[arg(long, value_enum)]
     pub backfill: Option<BackfillArg>,
     #[command(flatten)]
@@ -128,8 +130,8 @@ pub struct DemoArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConnArgs {
-    /// PostgreSQL URL or libpq key=value string (else DATABASE_URL, else PGHOST, PGPORT,
-    /// PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE).
+    /// PostgreSQL URL, libpq key=value string or database name (else DATABASE_URL); as with
+    /// psql, PG* variables, the service file and ~/.pgpass fill in what it leaves out.
     #[arg(long, value_name = "URL", global = true)]
     pub database_url: Option<String>,
 }
@@ -350,8 +352,9 @@ pub struct PlanArgs {
     #[arg(long, requires = "out")]
     pub force: bool,
     /// Tell whether the live database would still produce the plan in FILE, and what changed
-    /// (exit 0 when the same, 3 when drifted).
-    #[arg(long, value_name = "FILE", conflicts_with = "out")]
+    /// (exit 0 when the same, 3 when drifted). The plan's own options are used: option flags
+    /// given with it are refused.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["out", "PlanOptionArgs"])]
     pub check: Option<PathBuf>,
 }
 
@@ -506,8 +509,9 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Prove isolation with two temporary tenants as a role that is neither owner, superuser
-    /// nor BYPASSRLS, inside a transaction that is rolled back (exit 3 on any leak).
+    /// Prove isolation with three temporary tenants as a role that is neither owner, superuser
+    /// nor BYPASSRLS, inside a transaction that is rolled back. Needs a superuser connection
+    /// (else exit 1); exit 3 on a leak, or when no leak is found but isolation is not proven.
     #[arg(long)]
     pub isolation: bool,
     #[command(flatten, next_help_heading = "Where to look with --isolation and no plan")]

@@ -96,7 +96,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::Open,
         context: Context::Normal,
         label: "Enter",
-        help: "open or close a stage",
+        help: "plan: open or close a stage; overview: go to the plan",
         short: Some("open"),
     },
     Binding {
@@ -144,7 +144,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::ApplyStage,
         context: Context::Normal,
         label: "A",
-        help: "apply the rest of the selected stage",
+        help: "apply through the end of the selected stage (pending ones before it too), after a confirmation",
         short: Some("stage"),
     },
     Binding {
@@ -200,7 +200,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::ToggleShared,
         context: Context::Normal,
         label: "e",
-        help: "overview: make a table shared or tenant-scoped (before anything is applied)",
+        help: "overview: make a table shared or tenant-scoped (a plan built in the wizard, before anything is applied)",
         short: None,
     },
     Binding {
@@ -224,7 +224,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::Quit,
         context: Context::Normal,
         label: "q",
-        help: "quit (asks while a step runs or if the applied plan is in no file)",
+        help: "quit, also Ctrl-C (asks while a step runs or if the applied plan is in no file)",
         short: Some("quit"),
     },
     Binding {
@@ -240,7 +240,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::Dismiss,
         context: Context::Confirm,
         label: "n/Esc",
-        help: "cancel",
+        help: "cancel (also q)",
         short: Some("cancel"),
     },
     Binding {
@@ -286,7 +286,7 @@ pub const KEYMAP: &[Binding] = &[
         action: Action::Dismiss,
         context: Context::Help,
         label: "Esc/?",
-        help: "close the help",
+        help: "close the help (also q, Enter)",
         short: Some("close"),
     },
 ];

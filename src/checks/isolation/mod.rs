@@ -1,8 +1,8 @@
 //! `verify --isolation`: prove tenant isolation the way an attacker would test it, as a role
 //! that is neither owner, superuser nor BYPASSRLS, and leave nothing behind.
 //!
-//! Everything happens in one transaction that is always rolled back: a temporary role, two
-//! temporary tenants A and B, and rows cloned from existing ones, parents first (so every
+//! Everything happens in one transaction that is always rolled back: a temporary role, three
+//! temporary tenants A, B and C (C gets no rows), and rows cloned from existing ones, parents first (so every
 //! child row points at a parent of its own tenant). Partitioned tables get a row per leaf
 //! partition. B's rows are cloned before A's, so that every view (in any schema, reading a
 //! tenant table directly or through other views) is read as tenant B before and after A's
@@ -419,7 +419,7 @@ impl<'a> Prober<'a> {
     }
 }
 
-/// Run the probe. `client` must be a superuser (or have CREATEROLE and BYPASSRLS): it creates
+/// Run the probe. `client` must be a superuser (refused otherwise): it creates
 /// the temporary role and clones rows; everything is rolled back. `reader` is a second
 /// connection of the same role, used on Citus only.
 pub async fn probe(

@@ -74,7 +74,8 @@ pub async fn demo(args: DemoArgs) -> Result<(), Failure> {
         let wrote_plan = std::fs::read_dir(cluster.socket_dir())
             .map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".plan.toml")))
             .unwrap_or(false);
-        let plan = if wrote_plan { " and the plan file the wizard wrote in it (--keep keeps both)" } else { "" };
+        let plan =
+            if wrote_plan { " and the plan file the wizard wrote in it (--keep keeps both)" } else { "" };
         say(format!("removing the demo cluster{plan}"));
     }
     drop(cluster);
