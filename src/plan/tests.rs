@@ -67,8 +67,8 @@ fn quoted_identifiers_are_quoted_in_the_generated_sql() {
     offset(
         &all,
         &format!(
-            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {customers} (tenant_id, {});\n",
-            q("Customers_tenant_id_Id_key"),
+            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {customers} USING btree (tenant_id, {});\n",
+            q("Customers_pkey_tenant_id"),
             q("Id")
         ),
     );

@@ -145,7 +145,8 @@ fn scoped_target_exists(
     let table = scope.table(parent);
     let pk_matches = table.primary_key.as_ref().is_some_and(|pk| sorted(&pk.columns) == sorted(columns));
     if pk_matches {
-        return indexes.get(parent).is_some_and(|v| v.iter().any(|i| i.unique));
+        return indexes.get(parent).is_some_and(|v| v.iter().any(|i| i.unique))
+            || super::indexes::scoped_primary_key(uniques, parent).is_some();
     }
     uniques.get(parent).is_some_and(|list| {
         list.iter().any(|u| {

@@ -195,9 +195,30 @@ pub(super) fn drop_redundant(
             })
             .collect();
         served.extend(planned.iter().map(|p| (p.columns.clone(), p.name.clone())));
+        let scoped_key = scoped_primary_key(uniques, table).and_then(|u| {
+            let mut columns = vec![col.clone()];
+            columns.extend(u.original.key_column_names.clone()?);
+            Some((columns, u.original.index_name.clone()))
+        });
         planned.retain(|index| {
             if index.unique {
-                return true;
+                // The key's scoped copy is built before the foreign keys that need a
+                // `(tenant, key)` unique and becomes the key: a second index on the same
+                // columns would cost every write and every plan of the table.
+                let Some((columns, key)) = scoped_key.as_ref().filter(|(c, _)| *c == index.columns) else {
+                    return true;
+                };
+                findings.add(
+                    super::Severity::Info,
+                    "index-served",
+                    format!("({}) on {}", index.columns.join(", "), table.display_plain()),
+                    format!(
+                        "not built: the tenant-scoped primary key {key} ({}) is built first and the \
+                         tenant-scoped foreign keys reference it",
+                        columns.join(", ")
+                    ),
+                );
+                return false;
             }
             let by = served.iter().find(|(columns, name)| {
                 *name != index.name
@@ -218,6 +239,17 @@ pub(super) fn drop_redundant(
         });
     }
     indexes.retain(|_, planned| !planned.is_empty());
+}
+
+/// The table's primary key as stage 7 scopes it concurrently (not partitioned, not partial),
+/// if it does: its scoped copy is what the composite foreign keys reference.
+pub(super) fn scoped_primary_key<'u>(
+    uniques: &'u BTreeMap<QualifiedName, Vec<ScopedUnique>>,
+    table: &QualifiedName,
+) -> Option<&'u ScopedUnique> {
+    uniques.get(table)?.iter().find(|u| {
+        u.primary_key && !u.partitioned && u.build_definition.is_some() && u.original.predicate.is_none()
+    })
 }
 
 /// The converted tables' index count before the plan and after it, as an info finding.

@@ -360,11 +360,16 @@ mod tests {
             forward_sql(swap)
                 .contains("ADD CONSTRAINT countries_pkey PRIMARY KEY USING INDEX countries_pkey_tenant_id;")
         );
+        // The swap's rollback only builds the global key's index (the old foreign keys come
+        // back over it); the build step's rollback swaps it in once nothing needs the scoped key.
         let back = rollback_sql(swap);
         assert!(back.contains("CREATE UNIQUE INDEX CONCURRENTLY countries_pkey_global ON public.countries USING btree (code)"), "{back}");
+        assert!(!back.contains("PRIMARY KEY USING INDEX"), "{back}");
+        let build_back = rollback_sql(step(&plan, "7.unique-build:public.countries"));
         assert!(
-            back.contains("ADD CONSTRAINT countries_pkey PRIMARY KEY USING INDEX countries_pkey_global;"),
-            "{back}"
+            build_back
+                .contains("ADD CONSTRAINT countries_pkey PRIMARY KEY USING INDEX countries_pkey_global;"),
+            "{build_back}"
         );
         assert!(
             swap.guards().iter().any(|g| g.sql.contains("GROUP BY (code)")),

@@ -43,7 +43,11 @@ fn build_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Opt
         } else {
             build_concurrently_part(s, table, u, sql)
         });
-        checks.push(index_valid_check(&temp));
+        checks.push(if u.primary_key && !u.partitioned {
+            scoped_key_check(s, table, u, &temp)
+        } else {
+            index_valid_check(&temp)
+        });
     }
     if parts.is_empty() {
         return None;
@@ -67,6 +71,17 @@ fn build_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Opt
     })
 }
 
+/// A primary key's scoped copy is valid, or already the key: an apply resumed after a rollback
+/// that stopped between the swap's and this step's finds the key scoped, and goes on from there.
+fn scoped_key_check(s: &Scope, table: &QualifiedName, u: &ScopedUnique, temp: &QualifiedName) -> Check {
+    let scoped = probe::constraint_index_leads_with(table, &u.original.index_name, &s.tenant.column);
+    check(
+        format!("index {} is valid, or is the key", temp.name),
+        1,
+        format!("SELECT (({}) OR ({scoped}))::int::int8", probe::index_valid(temp)),
+    )
+}
+
 /// Whether the swap consumed the copy: the original's name now holds a scoped index. Undoing
 /// the copy then has to wait for the swap's rollback.
 fn swapped_in(s: &Scope, table: &QualifiedName, u: &ScopedUnique) -> PartState {
@@ -82,13 +97,25 @@ fn build_concurrently_part(s: &Scope, table: &QualifiedName, u: &ScopedUnique, s
     let temp = table.sibling(u.temp_name.clone());
     // A primary key's rollback drops the scoped copy with the key: never kept aside.
     let constraint = u.original.constraint.is_some() && !u.primary_key;
-    let mut states = vec![swapped_in(s, table, u)];
+    let mut states = Vec::new();
+    if u.primary_key {
+        states.push(primary_key::global_copy_built(table, u, &s.tenant.column));
+    }
+    states.push(swapped_in(s, table, u));
     if constraint {
         states.push(state(KEPT, holds(probe::constraint_exists(table, &u.temp_name, 'u'))));
     }
     states.extend(index_part::states(&temp));
     let mut transitions = index_part::transitions(&temp, table, format!("{sql};\n"));
     let mut done = names(&["built", SWAPPED_IN]);
+    if u.primary_key {
+        done.push(primary_key::GLOBAL_COPY_BUILT.into());
+        transitions.push(transition(
+            primary_key::GLOBAL_COPY_BUILT,
+            "absent",
+            primary_key::swap_back(table, u),
+        ));
+    }
     if constraint {
         done.push(KEPT.into());
         transitions.push(transition(
@@ -107,7 +134,7 @@ fn build_concurrently_part(s: &Scope, table: &QualifiedName, u: &ScopedUnique, s
         done,
         undone: names(&["absent"]),
         rollback_from: if u.primary_key {
-            Some("absent".to_string())
+            Some(primary_key::GLOBAL_COPY_BUILT.to_string())
         } else {
             constraint.then(|| KEPT.to_string())
         },
