@@ -387,3 +387,49 @@ async fn a_table_that_cannot_be_probed_is_not_proven_rather_than_ok() {
     assert_eq!(report["leaks"].as_array().unwrap().len(), 0);
     assert_eq!(report["tables_proven"].as_u64().unwrap() + 1, report["tables_total"].as_u64().unwrap());
 }
+
+/// Shapes found on real schemas (Philomena, Miniflux) that made the probe report "not proven"
+/// on a correct conversion: a cycle of foreign keys whose names sort child first, uniques on
+/// typed columns (`varchar(255)`, `numeric(10,2)`), two identical unique indexes, and a CHECK
+/// allowing at most one of two references.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_schema_shapes_are_proven_not_reported() {
+    let dir = scratch_dir();
+    let before = "CREATE TABLE cy_users (id bigserial PRIMARY KEY, name text NOT NULL, filter_id bigint);
+                  CREATE TABLE cy_filters (id bigserial PRIMARY KEY,
+                      user_id bigint REFERENCES cy_users, name text NOT NULL);
+                  ALTER TABLE cy_users ADD FOREIGN KEY (filter_id) REFERENCES cy_filters;
+                  CREATE TABLE a_notes (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES cy_users, body text NOT NULL);
+                  INSERT INTO cy_users (name) VALUES ('ann'), ('bob');
+                  INSERT INTO cy_filters (user_id, name) SELECT id, name || ' default' FROM cy_users;
+                  UPDATE cy_users u SET filter_id = f.id FROM cy_filters f WHERE f.user_id = u.id;
+                  INSERT INTO a_notes (user_id, body) SELECT id, 'hello' FROM cy_users;
+                  CREATE TABLE rules (id bigserial PRIMARY KEY, name varchar(255) NOT NULL UNIQUE,
+                      weight numeric(10,2) NOT NULL UNIQUE);
+                  INSERT INTO rules (name, weight) VALUES ('first', 1.5), ('second', 2.25);
+                  CREATE TABLE sources (id bigserial PRIMARY KEY, url text NOT NULL);
+                  CREATE UNIQUE INDEX sources_url_idx ON sources (url);
+                  CREATE UNIQUE INDEX sources_url_unique ON sources (url);
+                  INSERT INTO sources (url) VALUES ('https://a.example'), ('https://b.example');
+                  CREATE TABLE reports (id bigserial PRIMARY KEY,
+                      issue_id bigint REFERENCES issues, comment_id bigint REFERENCES issue_comments,
+                      reason text NOT NULL,
+                      CONSTRAINT reports_one_target CHECK (num_nonnulls(issue_id, comment_id) <= 1));
+                  INSERT INTO reports (issue_id, reason) SELECT min(id), 'spam' FROM issues;
+                  INSERT INTO reports (comment_id, reason) SELECT min(id), 'rude' FROM issue_comments;";
+    let (db, plan) = converted_with("iso_real_shapes", &dir, before, &[], "").await;
+    expect_proven(&db.tenantize(&["verify", "--isolation", &plan]));
+    let report = json_report(&db, &plan);
+    for (object, probe) in [
+        ("public.a_notes", "a row pointing at another tenant's public.cy_users is refused"),
+        ("public.cy_users", "a row pointing at another tenant's public.cy_filters is refused"),
+        ("public.reports", "a row pointing at another tenant's public.issue_comments is refused"),
+        ("public.reports", "a row pointing at another tenant's public.issues is refused"),
+    ] {
+        let seen = outcomes(&report, object, probe);
+        assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{object}: {seen:?}");
+    }
+    let seen = outcomes(&report, "public.sources", "a unique value cannot repeat within a tenant");
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: refused")), "{seen:?}");
+}

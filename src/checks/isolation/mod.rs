@@ -30,6 +30,7 @@ use tokio_postgres::Client;
 
 use super::{CheckError, db_error};
 mod citus;
+mod order;
 mod probes;
 mod rows;
 mod views;
@@ -531,7 +532,7 @@ async fn run(
     });
     p.schemas = probe_schemas(client, tenancy).await?;
     p.setup().await?;
-    let roots = ordered_roots(catalog, tenancy);
+    let roots = order::ordered_roots(catalog, tenancy);
     p.clone_rows(&roots, 'b').await?;
     let before = p.view_contents(&views).await?;
     p.clone_rows(&roots, 'a').await?;
@@ -565,25 +566,4 @@ impl Prober<'_> {
             && report.tables_proven == report.tables_total
             && report.views_proven == report.views_total;
     }
-}
-
-/// Tenant-scoped roots (not partitions), parents before children.
-fn ordered_roots(catalog: &Catalog, tenancy: &Tenancy) -> Vec<QualifiedName> {
-    let roots: Vec<&Table> =
-        catalog.tables.iter().filter(|t| tenancy.tables.contains(&t.name) && !t.is_partition()).collect();
-    let mut done: Vec<QualifiedName> = Vec::new();
-    while done.len() < roots.len() {
-        let ready = roots.iter().find(|t| {
-            let mut tree = vec![**t];
-            tree.extend(catalog.partition_descendants(&t.name));
-            !done.contains(&t.name)
-                && tree.iter().flat_map(|t| t.foreign_keys.iter()).all(|f| {
-                    let parent = catalog.partition_root(&f.referenced_table);
-                    parent == &t.name || done.contains(parent) || !tenancy.tables.contains(parent)
-                })
-        });
-        let next = ready.or_else(|| roots.iter().find(|t| !done.contains(&t.name))).expect("a root is left");
-        done.push(next.name.clone());
-    }
-    done
 }

@@ -386,7 +386,7 @@ impl Prober<'_> {
             return self.row_insert(&spec).await;
         }
         let parent = &self.clones[&(fk.referenced_table.clone(), 'b')];
-        let sets: Vec<String> = fk
+        let mut sets: Vec<String> = fk
             .columns
             .iter()
             .zip(fk.referenced_columns.iter())
@@ -396,6 +396,22 @@ impl Prober<'_> {
                 format!("{} = {}::{ty}", quote_ident(c), super::literal_for(&parent[r.as_str()]))
             })
             .collect();
+        // The other nullable references a CHECK reads go NULL: "at most one of these
+        // references" would refuse the row before the foreign key under test could.
+        let pinned = self.pinned_columns(table);
+        let mut others: Vec<String> = self
+            .fk_columns(table)
+            .into_iter()
+            .map(|(c, _, _)| c)
+            .filter(|c| {
+                !fk.columns.contains(c)
+                    && *c != self.tenancy.column
+                    && pinned.contains(c)
+                    && table.column(c).is_some_and(|col| !col.not_null)
+            })
+            .collect();
+        others.dedup();
+        sets.extend(others.iter().map(|c| format!("{} = NULL", quote_ident(c))));
         Ok(format!(
             "UPDATE {} SET {} WHERE {}",
             table.name,
@@ -407,6 +423,20 @@ impl Prober<'_> {
     /// Names a violation of `unique` may carry: its own, or its partitions' indexes'.
     fn unique_names(&self, table: &Table, unique: &UniqueIndex) -> Vec<String> {
         let mut names = vec![unique.index_name.clone()];
+        // An identical unique of the same table enforces the same rule: whichever PostgreSQL
+        // checks first refuses the row.
+        names.extend(
+            table
+                .uniques
+                .iter()
+                .filter(|u| {
+                    u.index_name != unique.index_name
+                        && u.key_columns == unique.key_columns
+                        && u.predicate == unique.predicate
+                        && u.nulls_not_distinct == unique.nulls_not_distinct
+                })
+                .map(|u| u.index_name.clone()),
+        );
         for part in self.catalog.partition_descendants(&table.name) {
             names.extend(
                 part.uniques

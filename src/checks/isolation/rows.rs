@@ -28,6 +28,16 @@ pub(super) struct RowSpec<'s> {
     pub fresh: Vec<String>,
 }
 
+/// The type `format_type()` prints without its modifier and schema: `character varying(255)`
+/// is `character varying`, `public.citext` is `citext`, `numeric(10,2)` is `numeric`.
+fn base_type(printed: &str) -> &str {
+    let bare = printed.split('(').next().unwrap_or(printed).trim_end();
+    if printed.ends_with("[]") {
+        return printed;
+    }
+    bare.rsplit('.').next().unwrap_or(bare)
+}
+
 /// The identifiers (unquoted words) of a SQL text.
 fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
@@ -92,7 +102,7 @@ fn row_query(from: &Table, conditions: &[String]) -> String {
 
 impl Prober<'_> {
     /// Foreign keys of `table` (and of its partitions) to tenant-scoped tables, per column.
-    fn fk_columns(&self, table: &Table) -> Vec<(String, ForeignKey, usize)> {
+    pub(super) fn fk_columns(&self, table: &Table) -> Vec<(String, ForeignKey, usize)> {
         let mut tree = vec![table];
         tree.extend(self.catalog.partition_descendants(&table.name));
         let mut out: Vec<(String, ForeignKey, usize)> = Vec::new();
@@ -110,7 +120,7 @@ impl Prober<'_> {
 
     /// Columns a new value must not be invented for: partition keys (routing) and columns a
     /// CHECK constraint reads (a fresh value could break it and hide the rule under test).
-    fn pinned_columns(&self, table: &Table) -> Vec<String> {
+    pub(super) fn pinned_columns(&self, table: &Table) -> Vec<String> {
         let root = self.catalog.partition_root(&table.name);
         let mut texts: Vec<String> = Vec::new();
         let mut tree: Vec<&Table> = self.catalog.table(root).into_iter().collect();
@@ -131,7 +141,7 @@ impl Prober<'_> {
         let q = quote_ident(column);
         let root = self.catalog.partition_root(&table.name);
         let ty = col.data_type.as_str();
-        let sql = match ty {
+        let sql = match base_type(ty) {
             "smallint" | "integer" | "bigint" | "numeric" => {
                 format!("SELECT (coalesce(max({q}), 0) + {})::text FROM {root}", 1000 + self.counter)
             }
@@ -249,7 +259,13 @@ impl Prober<'_> {
             } else if let Some((_, fk, i)) = fk_columns.iter().find(|(f, _, _)| *f == col.name) {
                 let from = if spec.cross == Some(fk.name.as_str()) { other } else { spec.parents };
                 let referenced = &fk.referenced_columns[*i];
+                // NULL where the copied row has NULL: a CHECK such as "at most one of these
+                // references" holds for the copy as it holds for the original.
+                let null_in_source = spec.source[col.name.as_str()].is_null();
                 match self.clones.get(&(fk.referenced_table.clone(), from)) {
+                    _ if !col.not_null && null_in_source && spec.cross != Some(fk.name.as_str()) => {
+                        "NULL".into()
+                    }
                     Some(parent) => format!("{}::{}", literal_for(&parent[referenced]), col.data_type),
                     None if !col.not_null => "NULL".into(),
                     None if *self.catalog.partition_root(&fk.referenced_table) == root
@@ -410,5 +426,17 @@ impl Prober<'_> {
                 why.message,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base_types_drop_modifiers_and_schemas() {
+        assert_eq!(super::base_type("character varying(255)"), "character varying");
+        assert_eq!(super::base_type("public.citext"), "citext");
+        assert_eq!(super::base_type("numeric(10,2)"), "numeric");
+        assert_eq!(super::base_type("text"), "text");
+        assert_eq!(super::base_type("character varying(20)[]"), "character varying(20)[]");
     }
 }
