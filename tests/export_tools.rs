@@ -294,6 +294,10 @@ async fn pgtap_export_holds_after_apply_only() {
     assert!(!text.contains("not ok"), "{text}");
     // The file leaves nothing behind (pgTAP is installed and dropped in its transaction).
     assert_eq!(db.query_i64("SELECT count(*) FROM pg_extension WHERE extname = 'pgtap'").await, 0);
+    // A migration tool's bookkeeping table, created after the plan, is shared like any.
+    db.exec("CREATE TABLE public._sqlx_migrations (version bigint PRIMARY KEY)").await;
+    let (ok, text) = pg_prove(&db, &file);
+    assert!(ok, "a migration tool's table failed the invariants:\n{text}");
     db.exec("CREATE TABLE public.added_later (id int)").await;
     let (ok, text) = pg_prove(&db, &file);
     assert!(!ok, "a table without the tenant column went unnoticed:\n{text}");

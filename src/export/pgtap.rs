@@ -14,11 +14,14 @@ use crate::sql::{comment, dollar_quote, quote_literal};
 
 pub(super) const FILE_NAME: &str = "tenantize_invariants.sql";
 
+/// The tables that exist of `names`, as a subquery. Missing ones are left out, not NULL: a
+/// NULL in `NOT IN` makes it never true, and the test would pass whatever the schema.
 fn regclasses(names: &[String]) -> String {
     let list: Vec<String> = names.iter().map(|n| quote_literal(n)).collect();
     format!(
-        "(SELECT pg_catalog.to_regclass(x) FROM pg_catalog.unnest(ARRAY[{}]::text[]) x)",
-        if list.is_empty() { "NULL".to_string() } else { list.join(", ") }
+        "(SELECT pg_catalog.to_regclass(x) FROM pg_catalog.unnest(ARRAY[{}]::text[]) x \
+         WHERE pg_catalog.to_regclass(x) IS NOT NULL)",
+        list.join(", ")
     )
 }
 
@@ -72,6 +75,13 @@ fn tests(plan: &Plan) -> Vec<String> {
     let mut shared: Vec<String> =
         plan.tables.iter().filter(|t| !t.scoped).map(|t| t.name.to_string()).collect();
     shared.push(plan.tenant.table.to_string());
+    // A migration tool's bookkeeping table is shared whenever it appears, also after the plan.
+    for schema in &plan.options.schemas {
+        shared.extend(
+            crate::plan::migration_table_names()
+                .map(|t| crate::sql::QualifiedName::new(schema, t).to_string()),
+        );
+    }
     let schemas: Vec<String> = plan.options.schemas.iter().map(|s| quote_literal(s)).collect();
     out.push(format!(
         "SELECT is_empty({}, {});",
@@ -82,7 +92,7 @@ fn tests(plan: &Plan) -> Vec<String> {
             quote_literal(col)
         )),
         quote_literal(&format!(
-            "every table in {} has {col}, except the plan's shared tables",
+            "every table in {} has {col}, except the plan's shared tables and migration tools' tables",
             plan.options.schemas.join(", ")
         ))
     ));

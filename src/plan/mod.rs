@@ -11,6 +11,7 @@ pub mod codec;
 mod ddl;
 pub mod file;
 pub mod machine;
+mod migration_tables;
 mod model;
 mod options;
 mod probe;
@@ -22,6 +23,7 @@ mod test_support;
 mod tests;
 
 pub use backfill_sql::{BackfillSql, backfill_sql};
+pub use migration_tables::{migration_table_names, migration_tool};
 pub use model::*;
 pub use options::{PlanError, set_local_snippet};
 pub use stages::distribute::reference_tables;

@@ -69,6 +69,25 @@ fn scoped_tables(
             );
             continue;
         }
+        // No foreign key in or out: a table of that name that the application's data
+        // references is the application's own, and converted.
+        if let Some(tool) = crate::plan::migration_tool(&table.name.name).filter(|_| {
+            table.name == root
+                && table.foreign_keys.is_empty()
+                && !catalog.tables.iter().any(|t| t.foreign_keys.iter().any(|f| f.referenced_table == root))
+        }) {
+            findings.add(
+                Severity::Info,
+                "migration-table",
+                table.name.display_plain(),
+                format!(
+                    "the migration bookkeeping table of {tool}: shared by every tenant and never \
+                     converted (the tool reads it without a tenant; under row-level security it \
+                     would find no migration and run them all again)"
+                ),
+            );
+            continue;
+        }
         if !table.inherits_from.is_empty() {
             findings.add(
                 Severity::Error,
@@ -357,6 +376,30 @@ mod tests {
             }
         }
         assert!(plan.scoped_tables().any(|t| t.name == qn("public", "places")), "its users are converted");
+    }
+
+    #[test]
+    fn migration_tool_tables_are_shared_unless_data_references_them() {
+        let catalog = saas(PG15)
+            .table("public", "schema_migrations", |t| t.pk(&["version"]).col_nn("version", "text"))
+            .table("public", "alembic_version", |t| t.pk(&["version_num"]).col_nn("version_num", "text"))
+            .table("public", "orders", |t| {
+                t.pk(&["id"]).col_nn("version_num", "text").fk(
+                    &["version_num"],
+                    "alembic_version",
+                    &["version_num"],
+                    'r',
+                )
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        let shared = qn("public", "schema_migrations");
+        assert!(has_finding(&plan, Severity::Info, "migration-table", "public.schema_migrations"));
+        assert!(!plan.tables.iter().find(|t| t.name == shared).unwrap().scoped);
+        assert!(plan.steps.iter().all(|s| !s.tables.contains(&shared)));
+        // Referenced by the application's data: the application's own table, converted.
+        assert!(plan.scoped_tables().any(|t| t.name == qn("public", "alembic_version")));
+        assert!(!has_finding(&plan, Severity::Info, "migration-table", "public.alembic_version"));
     }
 
     #[test]
