@@ -433,3 +433,77 @@ async fn real_schema_shapes_are_proven_not_reported() {
     let seen = outcomes(&report, "public.sources", "a unique value cannot repeat within a tenant");
     assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: refused")), "{seen:?}");
 }
+
+/// A shape of Sanbase's schema (santiment/sanbase2: `user_followers`, `notification_muted_users`):
+/// two foreign keys to the same table that a CHECK keeps apart. The probe pointed both of a
+/// copied row's references at the one parent it had cloned for the tenant, the CHECK refused
+/// the copy, and a correct conversion was reported "not proven". Beside it, a table with two
+/// references to the same table and no CHECK, probed before the other (by name), whose unique
+/// must still be probed with the value it holds (the first fix pointed that copy at the
+/// second parent: a false LEAK). And a CHECK requiring exactly one of two references, with a
+/// third reference outside it; a unique on a reference beside the unique under test; and a
+/// unique whose column is also in the primary key (Sanbase's telegram_user_tokens).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_references_to_one_table_that_a_check_keeps_apart_are_proven() {
+    let dir = scratch_dir();
+    let before = "CREATE TABLE user_followers (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES users, follower_id bigint NOT NULL REFERENCES users,
+                      CONSTRAINT user_cannot_follow_self CHECK (user_id <> follower_id));
+                  CREATE UNIQUE INDEX user_followers_pair ON user_followers (user_id, follower_id);
+                  INSERT INTO user_followers (user_id, follower_id)
+                      SELECT a.id, b.id FROM users a JOIN users b ON b.id = a.id + 1 LIMIT 3;
+                  CREATE TABLE linked_users (id bigserial PRIMARY KEY,
+                      primary_user_id bigint NOT NULL REFERENCES users,
+                      secondary_user_id bigint NOT NULL REFERENCES users);
+                  CREATE UNIQUE INDEX linked_users_secondary ON linked_users (secondary_user_id);
+                  INSERT INTO linked_users (primary_user_id, secondary_user_id)
+                      SELECT a.id, b.id FROM users a JOIN users b ON b.id = a.id + 2 LIMIT 3;
+                  CREATE TABLE timeline_events (id bigserial PRIMARY KEY,
+                      user_id bigint REFERENCES users, issue_id bigint REFERENCES issues,
+                      comment_id bigint REFERENCES issue_comments,
+                      CONSTRAINT only_one_fk CHECK (num_nonnulls(issue_id, comment_id) = 1));
+                  INSERT INTO timeline_events (issue_id) SELECT min(id) FROM issues;
+                  CREATE TABLE epic_tokens (id bigserial PRIMARY KEY,
+                      epic_id bigint NOT NULL UNIQUE REFERENCES epics, token text NOT NULL UNIQUE);
+                  INSERT INTO epic_tokens (epic_id, token) SELECT id, 'tok' || id FROM epics LIMIT 2;
+                  CREATE TABLE telegram_tokens (user_id bigint NOT NULL REFERENCES users,
+                      token text NOT NULL, PRIMARY KEY (user_id, token));
+                  CREATE UNIQUE INDEX telegram_tokens_user ON telegram_tokens (user_id);
+                  CREATE UNIQUE INDEX telegram_tokens_token ON telegram_tokens (token);
+                  INSERT INTO telegram_tokens SELECT id, 'tg' || id FROM users LIMIT 2;";
+    let (db, plan) = converted_with("iso_two_refs", &dir, before, &[], "").await;
+    expect_proven(&db.tenantize(&["verify", "--isolation", &plan]));
+    let report = json_report(&db, &plan);
+    let seen = outcomes(
+        &report,
+        "public.user_followers",
+        "a row pointing at another tenant's public.users is refused",
+    );
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{seen:?}");
+    let seen = outcomes(&report, "public.user_followers", "tenant A reads only its rows");
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{seen:?}");
+    // Without a CHECK both references keep pointing at the one parent: a copy made to test
+    // the unique repeats the value it tests.
+    // A reference the CHECK does not read, NULL in the row: setting it leaves the CHECK's
+    // "exactly one" as it was (clearing the others broke it).
+    let seen = outcomes(
+        &report,
+        "public.timeline_events",
+        "a row pointing at another tenant's public.users is refused",
+    );
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{seen:?}");
+    // The token's unique is probed with a copy whose epic_id, held by another unique, points
+    // at a second epic (it came first and hid the rule under test).
+    let seen = outcomes(&report, "public.epic_tokens", "a unique value cannot repeat within a tenant");
+    assert!(seen.len() == 2 && seen.iter().all(|s| s.starts_with("ok: refused")), "{seen:?}");
+    assert!(seen.iter().any(|s| s.contains("[epic_tokens_token_key]")), "{seen:?}");
+    // The token is also in the primary key: the copy keeps it (a fresh key value there would
+    // test nothing, and with user_id on a second user the copy was let through: a false LEAK).
+    let seen = outcomes(&report, "public.telegram_tokens", "a unique value cannot repeat within a tenant");
+    assert!(
+        seen.iter().any(|s| s.starts_with("ok: refused") && s.contains("[telegram_tokens_token]")),
+        "{seen:?}"
+    );
+    let seen = outcomes(&report, "public.linked_users", "a unique value cannot repeat within a tenant");
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: refused")), "{seen:?}");
+}

@@ -33,6 +33,7 @@ mod citus;
 mod order;
 mod probes;
 mod rows;
+mod uniques;
 mod views;
 
 use crate::catalog::{Catalog, Table};
@@ -197,6 +198,9 @@ struct Prober<'a> {
     /// Per relation and tenant ('a'/'b'): a cloned row as JSON. A partitioned table's entry
     /// is its first leaf's row.
     clones: BTreeMap<(QualifiedName, char), Value>,
+    /// A second cloned row per relation and tenant, made only for a row that needs two
+    /// different parents in one table (`CHECK (user_id <> follower_id)`).
+    second_parents: BTreeMap<(QualifiedName, char), Value>,
     /// Every statement that built the rows, in order, with the root table it wrote to (the
     /// reproduction scripts replay those they need).
     script: Vec<(QualifiedName, String)>,
@@ -506,6 +510,7 @@ async fn run(
         tenancy,
         qcol: quote_ident(&tenancy.column),
         clones: BTreeMap::new(),
+        second_parents: BTreeMap::new(),
         script: Vec::new(),
         report: IsolationReport::default(),
         savepoints: 0,

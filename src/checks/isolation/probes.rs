@@ -1,17 +1,23 @@
 //! The probe's table phases, in the order `run` calls them.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::rows::RowSpec;
-use super::{FK_VIOLATION, Outcome, Prober, RLS_VIOLATION, Refusal, UNIQUE_VIOLATION};
-use crate::catalog::{Table, TableKind, UniqueIndex};
+use super::{FK_VIOLATION, Outcome, Prober, RLS_VIOLATION, Refusal};
+use crate::catalog::{Table, TableKind};
 use crate::checks::{CheckError, query_error};
 use crate::db::describe_pg_error;
 use crate::sql::{QualifiedName, quote_ident, quote_literal};
 
 /// How an attempt that must be refused with `expected` (and, when given, by one of `names`)
 /// ended.
-fn judged(outcome: &Result<u64, Refusal>, expected: &str, names: Option<&[String]>) -> (Outcome, String) {
+pub(super) fn judged(
+    outcome: &Result<u64, Refusal>,
+    expected: &str,
+    names: Option<&[String]>,
+) -> (Outcome, String) {
     match outcome {
         Ok(n) => (Outcome::Leak, format!("was allowed ({n} rows)")),
         Err(r) if r.code == expected => match (names, &r.constraint) {
@@ -102,8 +108,11 @@ impl Prober<'_> {
 
     /// How many of `tenant`'s cloned rows live in `name` (and its partitions).
     fn own_rows(&self, name: &QualifiedName, tenant: char) -> i64 {
-        self.leaves(name).into_iter().filter(|l| self.clones.contains_key(&(l.clone(), tenant))).count()
-            as i64
+        let leaves = self.leaves(name);
+        let count = |rows: &BTreeMap<(QualifiedName, char), Value>| {
+            leaves.iter().filter(|l| rows.contains_key(&((*l).clone(), tenant))).count() as i64
+        };
+        count(&self.clones) + count(&self.second_parents)
     }
 
     async fn count_as(
@@ -172,7 +181,11 @@ impl Prober<'_> {
     }
 
     /// Run `sql` as the probe role with `tenant` set.
-    async fn attempt_as(&mut self, tenant: char, sql: &str) -> Result<Result<u64, Refusal>, CheckError> {
+    pub(super) async fn attempt_as(
+        &mut self,
+        tenant: char,
+        sql: &str,
+    ) -> Result<Result<u64, Refusal>, CheckError> {
         self.as_probe(Some(tenant)).await?;
         let outcome = self.attempt(sql).await;
         self.as_admin(None).await?;
@@ -199,8 +212,15 @@ impl Prober<'_> {
                 continue;
             };
             let target = self.table(relation);
-            let spec =
-                RowSpec { target, source: &row_a, tenant: 'b', parents: 'b', cross: None, fresh: Vec::new() };
+            let spec = RowSpec {
+                target,
+                source: &row_a,
+                tenant: 'b',
+                parents: 'b',
+                cross: None,
+                fresh: Vec::new(),
+                keep: Vec::new(),
+            };
             match self.row_insert(&spec).await {
                 Ok(sql) => {
                     let outcome = self.attempt_as('a', &sql).await?;
@@ -241,23 +261,6 @@ impl Prober<'_> {
             self.probe_unique(table, unique, &row_a).await?;
         }
         Ok(())
-    }
-
-    /// A unique whose columns include the whole primary key can never repeat with a fresh key.
-    fn implied_by_primary_key(&self, table: &Table, unique: &UniqueIndex) -> bool {
-        let Some(pk) = &table.primary_key else { return false };
-        let Some(columns) = &unique.key_column_names else { return false };
-        pk.columns.iter().filter(|c| **c != self.tenancy.column).all(|c| columns.contains(c))
-    }
-
-    /// Plain columns of every unique (and the primary key) of `table` outside `keep`.
-    fn unique_columns(&self, table: &Table, keep: &[String]) -> Vec<String> {
-        let mut out: Vec<String> =
-            table.uniques.iter().flat_map(|u| u.key_column_names.clone().unwrap_or_default()).collect();
-        out.retain(|c| !keep.contains(c) && *c != self.tenancy.column);
-        out.sort();
-        out.dedup();
-        out
     }
 
     /// For every foreign key to a tenant table: a row of A made for it, pointing at B's parent,
@@ -382,6 +385,7 @@ impl Prober<'_> {
                 parents: 'a',
                 cross: Some(&fk.name),
                 fresh,
+                keep: Vec::new(),
             };
             return self.row_insert(&spec).await;
         }
@@ -396,15 +400,24 @@ impl Prober<'_> {
                 format!("{} = {}::{ty}", quote_ident(c), super::literal_for(&parent[r.as_str()]))
             })
             .collect();
-        // The other nullable references a CHECK reads go NULL: "at most one of these
-        // references" would refuse the row before the foreign key under test could.
+        // Where the reference under test was NULL and a CHECK reads it, the other nullable
+        // references that CHECK reads go NULL: "at most one (or exactly one) of these
+        // references" would refuse the row before the foreign key under test could. A reference
+        // the CHECK does not read, or one already set, changes nothing the CHECK counts, and
+        // clearing the others would break "exactly one" (Sanbase's timeline_events).
         let pinned = self.pinned_columns(table);
+        let was_null_and_read = fk
+            .columns
+            .iter()
+            .filter(|c| **c != self.tenancy.column)
+            .any(|c| pinned.contains(c) && row_a.get(c.as_str()).is_none_or(Value::is_null));
         let mut others: Vec<String> = self
             .fk_columns(table)
             .into_iter()
             .map(|(c, _, _)| c)
             .filter(|c| {
-                !fk.columns.contains(c)
+                was_null_and_read
+                    && !fk.columns.contains(c)
                     && *c != self.tenancy.column
                     && pinned.contains(c)
                     && table.column(c).is_some_and(|col| !col.not_null)
@@ -418,157 +431,5 @@ impl Prober<'_> {
             sets.join(", "),
             self.where_row(table, row_a, "")
         ))
-    }
-
-    /// Names a violation of `unique` may carry: its own, or its partitions' indexes'.
-    fn unique_names(&self, table: &Table, unique: &UniqueIndex) -> Vec<String> {
-        let mut names = vec![unique.index_name.clone()];
-        // An identical unique of the same table enforces the same rule: whichever PostgreSQL
-        // checks first refuses the row.
-        names.extend(
-            table
-                .uniques
-                .iter()
-                .filter(|u| {
-                    u.index_name != unique.index_name
-                        && u.key_columns == unique.key_columns
-                        && u.predicate == unique.predicate
-                        && u.nulls_not_distinct == unique.nulls_not_distinct
-                })
-                .map(|u| u.index_name.clone()),
-        );
-        for part in self.catalog.partition_descendants(&table.name) {
-            names.extend(
-                part.uniques
-                    .iter()
-                    .filter(|u| {
-                        u.is_partition_child
-                            && u.key_columns == unique.key_columns
-                            && u.predicate == unique.predicate
-                    })
-                    .map(|u| u.index_name.clone()),
-            );
-        }
-        names
-    }
-
-    /// A row of A that `unique` covers (its predicate holds, its key values are not NULL):
-    /// A's clone when it qualifies, else a copy of a row that does.
-    async fn row_for_unique(
-        &mut self,
-        table: &Table,
-        unique: &UniqueIndex,
-        row_a: &Value,
-    ) -> Result<Value, String> {
-        let mut conditions: Vec<String> = unique.predicate.iter().cloned().collect();
-        if !unique.nulls_not_distinct {
-            conditions.extend(
-                unique
-                    .key_columns
-                    .iter()
-                    .filter(|c| **c != self.qcol && **c != self.tenancy.column)
-                    .map(|c| format!("({c}) IS NOT NULL")),
-            );
-        }
-        let mut own = conditions.clone();
-        own.push(self.where_row(table, row_a, ""));
-        if let Some(found) = self.fetch_row_of_a(table, &own).await? {
-            return Ok(found);
-        }
-        let Some(source) = self.fetch_row(table, &conditions).await? else {
-            return Err(format!(
-                "no row has values {} covers (predicate true, keys not NULL)",
-                unique.index_name
-            ));
-        };
-        let spec = RowSpec {
-            target: table,
-            source: &source,
-            tenant: 'a',
-            parents: 'a',
-            cross: None,
-            fresh: Vec::new(),
-        };
-        self.as_admin(Some('a')).await.map_err(|e| e.to_string())?;
-        let made = self.make_row(&spec).await;
-        self.as_admin(None).await.map_err(|e| e.to_string())?;
-        made.map_err(|r| format!("making a row {} covers: {}", unique.index_name, r.message))
-    }
-
-    /// `unique`: a copy of A's row (fresh key, other uniques' columns fresh) is refused within
-    /// A by this unique, and accepted in tenant C, which has no row of its own (or refused by a
-    /// foreign key, never by the unique).
-    async fn probe_unique(
-        &mut self,
-        table: &Table,
-        unique: &UniqueIndex,
-        row_a: &Value,
-    ) -> Result<(), CheckError> {
-        let object = table.name.display_plain();
-        let (within, across) =
-            ("a unique value cannot repeat within a tenant", "a unique value may repeat in another tenant");
-        let mark = self.script.len();
-        self.client.batch_execute("SAVEPOINT unique_probe").await?;
-        let first = match self.row_for_unique(table, unique, row_a).await {
-            Ok(row) => row,
-            Err(why) => {
-                self.client
-                    .batch_execute("ROLLBACK TO SAVEPOINT unique_probe; RELEASE SAVEPOINT unique_probe")
-                    .await?;
-                self.script.truncate(mark);
-                self.record(&object, false, within, Outcome::NotProven, why.clone());
-                self.record(&object, false, across, Outcome::NotProven, why);
-                return Ok(());
-            }
-        };
-        let names = self.unique_names(table, unique);
-        let keep = unique.key_column_names.clone().unwrap_or_default();
-        let fresh = self.unique_columns(table, &keep);
-        for (tenant, probe) in [('a', within), ('c', across)] {
-            let spec = RowSpec {
-                target: table,
-                source: &first,
-                tenant,
-                parents: 'a',
-                cross: None,
-                fresh: fresh.clone(),
-            };
-            let sql = match self.row_insert(&spec).await {
-                Ok(sql) => sql,
-                Err(why) => {
-                    self.record(&object, false, probe, Outcome::NotProven, why);
-                    continue;
-                }
-            };
-            let outcome = self.attempt_as(tenant, &sql).await?;
-            let (outcome, detail) = if tenant == 'a' {
-                judged(&outcome, UNIQUE_VIOLATION, Some(&names))
-            } else {
-                match &outcome {
-                    Ok(_) => (Outcome::Ok, "accepted".to_string()),
-                    Err(r) if r.code == FK_VIOLATION => (
-                        Outcome::Ok,
-                        format!("the unique let it through (a foreign key then refused it: {})", r.message),
-                    ),
-                    Err(r)
-                        if r.code == UNIQUE_VIOLATION
-                            && r.constraint.as_ref().is_some_and(|c| names.contains(c)) =>
-                    {
-                        (Outcome::Leak, format!("refused: {}", r.message))
-                    }
-                    Err(r) => (
-                        Outcome::NotProven,
-                        format!("refused for another reason than the one tested: {}", r.message),
-                    ),
-                }
-            };
-            let detail = format!("{detail} [{}]", unique.index_name);
-            self.record_sql(&object, false, probe, outcome, detail, Some((tenant, &sql)));
-        }
-        self.client
-            .batch_execute("ROLLBACK TO SAVEPOINT unique_probe; RELEASE SAVEPOINT unique_probe")
-            .await?;
-        self.script.truncate(mark);
-        Ok(())
     }
 }

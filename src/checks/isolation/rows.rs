@@ -2,6 +2,8 @@
 //! role and written back as a typed literal, so a statement run as the probe role never reads
 //! a row under RLS, and a reproduction script carries the exact values.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::{ADMIN, Outcome, Prober, Refusal, UNIQUE_VIOLATION, literal_for};
@@ -26,6 +28,9 @@ pub(super) struct RowSpec<'s> {
     pub cross: Option<&'s str>,
     /// Columns given fresh values besides the primary key's (other uniques' columns).
     pub fresh: Vec<String>,
+    /// Columns that keep the copied row's values even in the primary key (the unique under
+    /// test: a fresh value there would test nothing).
+    pub keep: Vec<String>,
 }
 
 /// The type `format_type()` prints without its modifier and schema: `character varying(255)`
@@ -233,6 +238,7 @@ impl Prober<'_> {
         for c in pk.iter().chain(spec.fresh.iter()) {
             let keyed = pk.contains(c);
             if *c == self.tenancy.column
+                || spec.keep.contains(c)
                 || is_fk(c)
                 || (pinned.contains(c) && !keyed)
                 || fresh.iter().any(|(f, _)| f == c)
@@ -249,6 +255,12 @@ impl Prober<'_> {
         let other = if spec.parents == 'a' { 'b' } else { 'a' };
         let root = self.catalog.partition_root(&table.name).clone();
         let (mut columns, mut values, mut overriding) = (Vec::new(), Vec::new(), false);
+        // Per referenced table, the foreign key that points at its first clone; a second
+        // foreign key to it points at the second clone, only where this row needs two
+        // parents (any other copy must repeat the values of the row it copies: a unique's
+        // probe tests exactly those).
+        let apart = self.needs_second_parent(table, spec.source);
+        let mut first_fk: BTreeMap<QualifiedName, String> = BTreeMap::new();
         for col in &table.columns {
             let own_fresh = fresh.iter().find(|(f, _)| *f == col.name).map(|(_, v)| v.clone());
             if col.generated.is_some() || (col.identity.as_deref() == Some("a") && own_fresh.is_none()) {
@@ -262,7 +274,24 @@ impl Prober<'_> {
                 // NULL where the copied row has NULL: a CHECK such as "at most one of these
                 // references" holds for the copy as it holds for the original.
                 let null_in_source = spec.source[col.name.as_str()].is_null();
-                match self.clones.get(&(fk.referenced_table.clone(), from)) {
+                let first = first_fk.entry(fk.referenced_table.clone()).or_insert_with(|| fk.name.clone());
+                let key = (fk.referenced_table.clone(), from);
+                let second = self.second_parents.get(&key);
+                let parent = if spec.fresh.contains(&col.name) {
+                    // A reference asked fresh (another unique holds it, not the one under
+                    // test): the second parent where it differs from the copied row's.
+                    let differs = |p: &&Value| spec.source[col.name.as_str()] != p[referenced.as_str()];
+                    let first_clone = self.clones.get(&key);
+                    second.filter(differs).or(first_clone)
+                } else {
+                    match second {
+                        Some(second) if *first != fk.name && apart.contains(&fk.referenced_table) => {
+                            Some(second)
+                        }
+                        _ => self.clones.get(&key),
+                    }
+                };
+                match parent {
                     _ if !col.not_null && null_in_source && spec.cross != Some(fk.name.as_str()) => {
                         "NULL".into()
                     }
@@ -366,6 +395,9 @@ impl Prober<'_> {
                 self.as_admin(Some(tenant)).await?;
                 let made = match self.fetch_row(leaf, &[]).await {
                     Ok(Some(source)) => {
+                        for parent in self.needs_second_parent(root, &source) {
+                            self.make_second_parent(&parent, tenant).await;
+                        }
                         let spec = RowSpec {
                             target: root,
                             source: &source,
@@ -373,6 +405,7 @@ impl Prober<'_> {
                             parents: tenant,
                             cross: None,
                             fresh: Vec::new(),
+                            keep: Vec::new(),
                         };
                         self.make_row(&spec).await
                     }
@@ -394,6 +427,70 @@ impl Prober<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The tables a copy of `source` needs two different rows of: two foreign keys of `table`
+    /// to one table with different values in the source, a CHECK reading one of them
+    /// (`user_id <> follower_id`). Pointed at the one clone, the copy would break the CHECK.
+    fn needs_second_parent(&self, table: &Table, source: &Value) -> Vec<QualifiedName> {
+        let pinned = self.pinned_columns(table);
+        let mut fks: Vec<ForeignKey> = Vec::new();
+        for (_, fk, _) in self.fk_columns(table) {
+            if !fks.iter().any(|f| f.name == fk.name) {
+                fks.push(fk);
+            }
+        }
+        let value_of = |fk: &ForeignKey, referenced: &str| {
+            let i = fk.referenced_columns.iter().position(|r| r == referenced)?;
+            Some(&source[fk.columns[i].as_str()]).filter(|v| !v.is_null())
+        };
+        let mut out: Vec<QualifiedName> = Vec::new();
+        for (i, first) in fks.iter().enumerate() {
+            for second in &fks[i + 1..] {
+                let read = first.columns.iter().chain(&second.columns).any(|c| pinned.contains(c));
+                let differ = first.referenced_columns.iter().any(
+                    |r| matches!((value_of(first, r), value_of(second, r)), (Some(a), Some(b)) if a != b),
+                );
+                if second.referenced_table == first.referenced_table
+                    && read
+                    && differ
+                    && !out.contains(&first.referenced_table)
+                {
+                    out.push(first.referenced_table.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// A second row of `name` for `tenant`, copied from its first clone with fresh values for
+    /// its keys and uniques. When it cannot be made the copy falls back to the first clone.
+    pub(super) async fn make_second_parent(&mut self, name: &QualifiedName, tenant: char) {
+        let key = (name.clone(), tenant);
+        if self.second_parents.contains_key(&key) {
+            return;
+        }
+        let Some(first) = self.clones.get(&key).cloned() else { return };
+        let target = self.table(name);
+        // Only where the row's table is known (a partitioned parent's lands in some leaf,
+        // and the read probes count rows per leaf).
+        if target.kind != TableKind::Ordinary || target.partition_of.is_some() {
+            return;
+        }
+        // Every unique's columns, those an expression reads too (`lower(email)`).
+        let mut fresh: Vec<String> = target
+            .uniques
+            .iter()
+            .flat_map(|u| u.key_columns.iter().flat_map(|k| words(k)))
+            .filter(|c| *c != self.tenancy.column && target.column(c).is_some())
+            .collect();
+        fresh.sort();
+        fresh.dedup();
+        let spec =
+            RowSpec { target, source: &first, tenant, parents: tenant, cross: None, fresh, keep: Vec::new() };
+        if let Ok(row) = self.make_row(&spec).await {
+            self.second_parents.insert(key, row);
+        }
     }
 
     /// A clone refused by a unique that is not tenant-scoped is a leak (a new tenant may not

@@ -1,0 +1,193 @@
+//! The unique probes: a copy of a row of A repeating a unique's values is refused within A by
+//! that unique, and let through in tenant C.
+
+use serde_json::Value;
+
+use super::probes::judged;
+use super::rows::RowSpec;
+use super::{FK_VIOLATION, Outcome, Prober, UNIQUE_VIOLATION};
+use crate::catalog::{Table, UniqueIndex};
+use crate::checks::CheckError;
+
+impl Prober<'_> {
+    /// A unique whose columns include the whole primary key can never repeat with a fresh key.
+    pub(super) fn implied_by_primary_key(&self, table: &Table, unique: &UniqueIndex) -> bool {
+        let Some(pk) = &table.primary_key else { return false };
+        let Some(columns) = &unique.key_column_names else { return false };
+        pk.columns.iter().filter(|c| **c != self.tenancy.column).all(|c| columns.contains(c))
+    }
+
+    /// Plain columns of every unique (and the primary key) of `table` outside `keep`.
+    pub(super) fn unique_columns(&self, table: &Table, keep: &[String]) -> Vec<String> {
+        let mut out: Vec<String> =
+            table.uniques.iter().flat_map(|u| u.key_column_names.clone().unwrap_or_default()).collect();
+        out.retain(|c| !keep.contains(c) && *c != self.tenancy.column);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Names a violation of `unique` may carry: its own, or its partitions' indexes'.
+    fn unique_names(&self, table: &Table, unique: &UniqueIndex) -> Vec<String> {
+        let mut names = vec![unique.index_name.clone()];
+        // An identical unique of the same table enforces the same rule: whichever PostgreSQL
+        // checks first refuses the row.
+        names.extend(
+            table
+                .uniques
+                .iter()
+                .filter(|u| {
+                    u.index_name != unique.index_name
+                        && u.key_columns == unique.key_columns
+                        && u.predicate == unique.predicate
+                        && u.nulls_not_distinct == unique.nulls_not_distinct
+                })
+                .map(|u| u.index_name.clone()),
+        );
+        for part in self.catalog.partition_descendants(&table.name) {
+            names.extend(
+                part.uniques
+                    .iter()
+                    .filter(|u| {
+                        u.is_partition_child
+                            && u.key_columns == unique.key_columns
+                            && u.predicate == unique.predicate
+                    })
+                    .map(|u| u.index_name.clone()),
+            );
+        }
+        names
+    }
+
+    /// A row of A that `unique` covers (its predicate holds, its key values are not NULL):
+    /// A's clone when it qualifies, else a copy of a row that does.
+    async fn row_for_unique(
+        &mut self,
+        table: &Table,
+        unique: &UniqueIndex,
+        row_a: &Value,
+    ) -> Result<Value, String> {
+        let mut conditions: Vec<String> = unique.predicate.iter().cloned().collect();
+        if !unique.nulls_not_distinct {
+            conditions.extend(
+                unique
+                    .key_columns
+                    .iter()
+                    .filter(|c| **c != self.qcol && **c != self.tenancy.column)
+                    .map(|c| format!("({c}) IS NOT NULL")),
+            );
+        }
+        let mut own = conditions.clone();
+        own.push(self.where_row(table, row_a, ""));
+        if let Some(found) = self.fetch_row_of_a(table, &own).await? {
+            return Ok(found);
+        }
+        let Some(source) = self.fetch_row(table, &conditions).await? else {
+            return Err(format!(
+                "no row has values {} covers (predicate true, keys not NULL)",
+                unique.index_name
+            ));
+        };
+        let spec = RowSpec {
+            target: table,
+            source: &source,
+            tenant: 'a',
+            parents: 'a',
+            cross: None,
+            fresh: Vec::new(),
+            keep: Vec::new(),
+        };
+        self.as_admin(Some('a')).await.map_err(|e| e.to_string())?;
+        let made = self.make_row(&spec).await;
+        self.as_admin(None).await.map_err(|e| e.to_string())?;
+        made.map_err(|r| format!("making a row {} covers: {}", unique.index_name, r.message))
+    }
+
+    /// `unique`: a copy of A's row (fresh key, other uniques' columns fresh) is refused within
+    /// A by this unique, and accepted in tenant C, which has no row of its own (or refused by a
+    /// foreign key, never by the unique).
+    pub(super) async fn probe_unique(
+        &mut self,
+        table: &Table,
+        unique: &UniqueIndex,
+        row_a: &Value,
+    ) -> Result<(), CheckError> {
+        let object = table.name.display_plain();
+        let (within, across) =
+            ("a unique value cannot repeat within a tenant", "a unique value may repeat in another tenant");
+        let keep = unique.key_column_names.clone().unwrap_or_default();
+        let fresh = self.unique_columns(table, &keep);
+        // A reference another unique holds (`UNIQUE (user_id)` beside the unique under test)
+        // cannot take a fresh value: the copy points it at a second parent of tenant A, made
+        // here, before the savepoint, so it stays for later probes.
+        for (_, fk, _) in self.fk_columns(table) {
+            if fk.columns.iter().any(|c| *c != self.tenancy.column && fresh.contains(c)) {
+                self.as_admin(Some('a')).await?;
+                self.make_second_parent(&fk.referenced_table, 'a').await;
+                self.as_admin(None).await?;
+            }
+        }
+        let mark = self.script.len();
+        self.client.batch_execute("SAVEPOINT unique_probe").await?;
+        let first = match self.row_for_unique(table, unique, row_a).await {
+            Ok(row) => row,
+            Err(why) => {
+                self.client
+                    .batch_execute("ROLLBACK TO SAVEPOINT unique_probe; RELEASE SAVEPOINT unique_probe")
+                    .await?;
+                self.script.truncate(mark);
+                self.record(&object, false, within, Outcome::NotProven, why.clone());
+                self.record(&object, false, across, Outcome::NotProven, why);
+                return Ok(());
+            }
+        };
+        let names = self.unique_names(table, unique);
+        for (tenant, probe) in [('a', within), ('c', across)] {
+            let spec = RowSpec {
+                target: table,
+                source: &first,
+                tenant,
+                parents: 'a',
+                cross: None,
+                fresh: fresh.clone(),
+                keep: keep.clone(),
+            };
+            let sql = match self.row_insert(&spec).await {
+                Ok(sql) => sql,
+                Err(why) => {
+                    self.record(&object, false, probe, Outcome::NotProven, why);
+                    continue;
+                }
+            };
+            let outcome = self.attempt_as(tenant, &sql).await?;
+            let (outcome, detail) = if tenant == 'a' {
+                judged(&outcome, UNIQUE_VIOLATION, Some(&names))
+            } else {
+                match &outcome {
+                    Ok(_) => (Outcome::Ok, "accepted".to_string()),
+                    Err(r) if r.code == FK_VIOLATION => (
+                        Outcome::Ok,
+                        format!("the unique let it through (a foreign key then refused it: {})", r.message),
+                    ),
+                    Err(r)
+                        if r.code == UNIQUE_VIOLATION
+                            && r.constraint.as_ref().is_some_and(|c| names.contains(c)) =>
+                    {
+                        (Outcome::Leak, format!("refused: {}", r.message))
+                    }
+                    Err(r) => (
+                        Outcome::NotProven,
+                        format!("refused for another reason than the one tested: {}", r.message),
+                    ),
+                }
+            };
+            let detail = format!("{detail} [{}]", unique.index_name);
+            self.record_sql(&object, false, probe, outcome, detail, Some((tenant, &sql)));
+        }
+        self.client
+            .batch_execute("ROLLBACK TO SAVEPOINT unique_probe; RELEASE SAVEPOINT unique_probe")
+            .await?;
+        self.script.truncate(mark);
+        Ok(())
+    }
+}
