@@ -10,6 +10,7 @@ mod backfill_sql;
 pub mod codec;
 mod ddl;
 pub mod file;
+mod job_queues;
 pub mod machine;
 mod migration_tables;
 mod model;
@@ -23,6 +24,7 @@ mod test_support;
 mod tests;
 
 pub use backfill_sql::{BackfillSql, backfill_sql};
+pub use job_queues::job_queue;
 pub use migration_tables::{migration_table_names, migration_tool};
 pub use model::*;
 pub use options::{PlanError, set_local_snippet};

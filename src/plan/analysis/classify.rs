@@ -88,6 +88,22 @@ fn scoped_tables(
             );
             continue;
         }
+        if let Some(queue) = crate::plan::job_queue(&table.name.name).filter(|_| table.name == root) {
+            // Converted like the rest: its jobs carry tenants' data, so sharing it is the
+            // operator's choice, not ours.
+            findings.add(
+                Severity::Warning,
+                "job-queue",
+                table.name.display_plain(),
+                format!(
+                    "a table of the {queue} job queue: converted like the others, but its workers \
+                     fetch jobs without a tenant, so once row-level security is on (stage 8) they \
+                     would find none and jobs would stop running; run the workers as a role with \
+                     BYPASSRLS, or --exclude it to share it (every tenant's job arguments then \
+                     stay readable by the application's role)"
+                ),
+            );
+        }
         if !table.inherits_from.is_empty() {
             findings.add(
                 Severity::Error,
@@ -400,6 +416,19 @@ mod tests {
         // Referenced by the application's data: the application's own table, converted.
         assert!(plan.scoped_tables().any(|t| t.name == qn("public", "alembic_version")));
         assert!(!has_finding(&plan, Severity::Info, "migration-table", "public.alembic_version"));
+    }
+
+    #[test]
+    fn job_queue_tables_are_converted_with_a_warning() {
+        let catalog = saas(PG15)
+            .table("public", "oban_jobs", |t| t.pk(&["id"]).col_nn("args", "jsonb"))
+            .table("public", "jobs", |t| t.pk(&["id"]).col_nn("args", "jsonb"))
+            .build();
+        let plan = plan_of(&catalog);
+        assert!(has_finding(&plan, Severity::Warning, "job-queue", "public.oban_jobs"));
+        assert!(plan.scoped_tables().any(|t| t.name == qn("public", "oban_jobs")));
+        // A generic name is the application's own.
+        assert!(!has_finding(&plan, Severity::Warning, "job-queue", "public.jobs"));
     }
 
     #[test]
