@@ -507,3 +507,31 @@ async fn two_references_to_one_table_that_a_check_keeps_apart_are_proven() {
     let seen = outcomes(&report, "public.linked_users", "a unique value cannot repeat within a tenant");
     assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: refused")), "{seen:?}");
 }
+
+/// Found on Sourcegraph's schema (its own policies on every table): a row of A that a policy
+/// of the application hides from the probe role. The probe's UPDATE pointing it at B's parent
+/// changed no row, and "allowed (0 rows)" was reported as a LEAK; a statement that writes
+/// nothing proves nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_that_changes_no_row_is_not_a_leak() {
+    let dir = scratch_dir();
+    let before = "CREATE TABLE hidden_notes (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES users, hidden boolean NOT NULL DEFAULT true);
+                  INSERT INTO hidden_notes (user_id) SELECT id FROM users LIMIT 2;
+                  ALTER TABLE hidden_notes ENABLE ROW LEVEL SECURITY;
+                  CREATE POLICY only_shown ON hidden_notes USING (NOT hidden);";
+    let (db, plan) = converted_with("iso_zero_rows", &dir, before, &[], "").await;
+    let run = db.tenantize(&["verify", "--isolation", &plan]);
+    run.expect_code(3).expect_output("NOT PROVEN");
+    assert!(!run.stdout.contains("LEAK") && !run.stdout.contains('✗'), "{}", run.text());
+    let report = json_report(&db, &plan);
+    let seen = outcomes(
+        &report,
+        "public.hidden_notes",
+        "a row pointing at another tenant's public.users is refused",
+    );
+    assert!(
+        seen.len() == 1 && seen[0].starts_with("not_proven: ") && seen[0].contains("changed no row"),
+        "{seen:?}"
+    );
+}

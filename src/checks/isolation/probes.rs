@@ -19,6 +19,14 @@ pub(super) fn judged(
     names: Option<&[String]>,
 ) -> (Outcome, String) {
     match outcome {
+        // Nothing written, nothing crossed: the row was not visible to the statement (a
+        // policy of the application's own hides it) or a trigger skipped it.
+        Ok(0) => (
+            Outcome::NotProven,
+            "the statement changed no row (the row was not visible to it, or a trigger skipped it), \
+             so it proves nothing"
+                .to_string(),
+        ),
         Ok(n) => (Outcome::Leak, format!("was allowed ({n} rows)")),
         Err(r) if r.code == expected => match (names, &r.constraint) {
             (Some(names), Some(c)) if !names.contains(c) => (
