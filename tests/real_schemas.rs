@@ -112,6 +112,18 @@ const KILLBILL: Fixture = Fixture {
     isolation: Isolation::Proven,
 };
 
+const SANBASE: Fixture = Fixture {
+    file: "sanbase.sql",
+    schemas: &["public"],
+    // Its Ecto table (schema_migrations) is shared by default; Oban's tables are converted,
+    // with a job-queue warning (checked in sanbase_job_queue_is_converted_with_a_warning).
+    extra: &[],
+    extensions: &[],
+    revoked: &[],
+    search_path: None,
+    isolation: Isolation::Proven,
+};
+
 #[derive(Clone, Copy)]
 enum Isolation {
     Proven,
@@ -570,6 +582,30 @@ async fn killbill_fast() {
 #[tokio::test(flavor = "multi_thread")]
 async fn killbill_batched() {
     round_trip(&KILLBILL, "killbill_batched", "batched").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sanbase_fast() {
+    round_trip(&SANBASE, "sanbase_fast", "fast").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sanbase_batched() {
+    round_trip(&SANBASE, "sanbase_batched", "batched").await;
+}
+
+/// Oban's workers fetch jobs without a tenant: the plan says so before anything changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn sanbase_job_queue_is_converted_with_a_warning() {
+    let db = load(&SANBASE, "sanbase_queue").await;
+    let dir = scratch_dir();
+    let plan = dir.path().join("plan.toml");
+    db.tenantize(&["plan", "--out", plan.to_str().unwrap()])
+        .expect_ok()
+        .expect_output("warning job-queue public.oban_jobs: a table of the Oban job queue");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(text.contains("name = \"public.oban_jobs\"\nscoped = true\n"), "oban_jobs is converted");
+    db.drop().await;
 }
 
 /// Kill Bill's own `tenants` table takes the default tenant table's name: plan refuses, names
