@@ -442,7 +442,8 @@ async fn real_schema_shapes_are_proven_not_reported() {
 /// must still be probed with the value it holds (the first fix pointed that copy at the
 /// second parent: a false LEAK). And a CHECK requiring exactly one of two references, with a
 /// third reference outside it; a unique on a reference beside the unique under test; and a
-/// unique whose column is also in the primary key (Sanbase's telegram_user_tokens).
+/// unique whose column is also in the primary key (Sanbase's telegram_user_tokens); and an
+/// expression unique reading a reference another unique holds (found by review).
 #[tokio::test(flavor = "multi_thread")]
 async fn two_references_to_one_table_that_a_check_keeps_apart_are_proven() {
     let dir = scratch_dir();
@@ -470,7 +471,12 @@ async fn two_references_to_one_table_that_a_check_keeps_apart_are_proven() {
                       token text NOT NULL, PRIMARY KEY (user_id, token));
                   CREATE UNIQUE INDEX telegram_tokens_user ON telegram_tokens (user_id);
                   CREATE UNIQUE INDEX telegram_tokens_token ON telegram_tokens (token);
-                  INSERT INTO telegram_tokens SELECT id, 'tg' || id FROM users LIMIT 2;";
+                  INSERT INTO telegram_tokens SELECT id, 'tg' || id FROM users LIMIT 2;
+                  CREATE TABLE owned_things (id bigserial PRIMARY KEY,
+                      owner_id bigint NOT NULL REFERENCES users, slug text NOT NULL, name text NOT NULL,
+                      UNIQUE (owner_id, slug));
+                  CREATE UNIQUE INDEX owned_things_owner_name ON owned_things (owner_id, lower(name));
+                  INSERT INTO owned_things (owner_id, slug, name) SELECT id, 's' || id, 'N' || id FROM users LIMIT 2;";
     let (db, plan) = converted_with("iso_two_refs", &dir, before, &[], "").await;
     expect_proven(&db.tenantize(&["verify", "--isolation", &plan]));
     let report = json_report(&db, &plan);
@@ -502,6 +508,13 @@ async fn two_references_to_one_table_that_a_check_keeps_apart_are_proven() {
     let seen = outcomes(&report, "public.telegram_tokens", "a unique value cannot repeat within a tenant");
     assert!(
         seen.iter().any(|s| s.starts_with("ok: refused") && s.contains("[telegram_tokens_token]")),
+        "{seen:?}"
+    );
+    // An expression unique keeps the columns it reads: its copy repeats owner_id (the other
+    // unique's slug goes fresh), never moves it to the second user (a false LEAK).
+    let seen = outcomes(&report, "public.owned_things", "a unique value cannot repeat within a tenant");
+    assert!(
+        seen.iter().any(|s| s.starts_with("ok: refused") && s.contains("[owned_things_owner_name]")),
         "{seen:?}"
     );
     let seen = outcomes(&report, "public.linked_users", "a unique value cannot repeat within a tenant");

@@ -19,14 +19,6 @@ pub(super) fn judged(
     names: Option<&[String]>,
 ) -> (Outcome, String) {
     match outcome {
-        // Nothing written, nothing crossed: the row was not visible to the statement (a
-        // policy of the application's own hides it) or a trigger skipped it.
-        Ok(0) => (
-            Outcome::NotProven,
-            "the statement changed no row (the row was not visible to it, or a trigger skipped it), \
-             so it proves nothing"
-                .to_string(),
-        ),
         Ok(n) => (Outcome::Leak, format!("was allowed ({n} rows)")),
         Err(r) if r.code == expected => match (names, &r.constraint) {
             (Some(names), Some(c)) if !names.contains(c) => (
@@ -315,7 +307,19 @@ impl Prober<'_> {
             match self.cross_reference_sql(table, &fk, row_a).await {
                 Ok(sql) => {
                     let outcome = self.attempt_as('a', &sql).await?;
-                    let (outcome, detail) = judged(&outcome, FK_VIOLATION, Some(&names));
+                    let (outcome, detail) = match outcome {
+                        // An UPDATE that changed no row wrote nothing across: A's row was not
+                        // visible to it (a policy of the application's own hides it) or a
+                        // trigger skipped it. An INSERT that made no row here is still judged
+                        // a leak: a trigger or rule may have written it elsewhere.
+                        Ok(0) if sql.starts_with("UPDATE ") => (
+                            Outcome::NotProven,
+                            "the UPDATE changed no row (tenant A's row was not visible to it, or a \
+                             trigger skipped it), so it proves nothing"
+                                .to_string(),
+                        ),
+                        other => judged(&other, FK_VIOLATION, Some(&names)),
+                    };
                     self.record_sql(
                         &object,
                         false,

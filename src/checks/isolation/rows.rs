@@ -44,7 +44,7 @@ fn base_type(printed: &str) -> &str {
 }
 
 /// The identifiers (unquoted words) of a SQL text.
-fn words(text: &str) -> Vec<String> {
+pub(super) fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
         .filter(|w| !w.is_empty())
         .map(str::to_string)
@@ -277,7 +277,8 @@ impl Prober<'_> {
                 let first = first_fk.entry(fk.referenced_table.clone()).or_insert_with(|| fk.name.clone());
                 let key = (fk.referenced_table.clone(), from);
                 let second = self.second_parents.get(&key);
-                let parent = if spec.fresh.contains(&col.name) {
+                // A reference a CHECK keeps apart from another stays with the pair's parents.
+                let parent = if spec.fresh.contains(&col.name) && !apart.contains(&fk.referenced_table) {
                     // A reference asked fresh (another unique holds it, not the one under
                     // test): the second parent where it differs from the copied row's.
                     let differs = |p: &&Value| spec.source[col.name.as_str()] != p[referenced.as_str()];

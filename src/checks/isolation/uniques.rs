@@ -115,7 +115,17 @@ impl Prober<'_> {
         let object = table.name.display_plain();
         let (within, across) =
             ("a unique value cannot repeat within a tenant", "a unique value may repeat in another tenant");
-        let keep = unique.key_column_names.clone().unwrap_or_default();
+        // The columns the unique reads (an expression's too: `lower(name)` keeps name).
+        let keep: Vec<String> = unique.key_column_names.clone().unwrap_or_else(|| {
+            let mut read: Vec<String> = unique
+                .key_columns
+                .iter()
+                .flat_map(|k| super::rows::words(k))
+                .filter(|c| table.column(c).is_some())
+                .collect();
+            read.dedup();
+            read
+        });
         let fresh = self.unique_columns(table, &keep);
         // A reference another unique holds (`UNIQUE (user_id)` beside the unique under test)
         // cannot take a fresh value: the copy points it at a second parent of tenant A, made
