@@ -476,7 +476,10 @@ async fn two_references_to_one_table_that_a_check_keeps_apart_are_proven() {
                       owner_id bigint NOT NULL REFERENCES users, slug text NOT NULL, name text NOT NULL,
                       UNIQUE (owner_id, slug));
                   CREATE UNIQUE INDEX owned_things_owner_name ON owned_things (owner_id, lower(name));
-                  INSERT INTO owned_things (owner_id, slug, name) SELECT id, 's' || id, 'N' || id FROM users LIMIT 2;";
+                  INSERT INTO owned_things (owner_id, slug, name) SELECT id, 's' || id, 'N' || id FROM users LIMIT 2;
+                  CREATE TABLE epic_a_watchers (user_id bigint NOT NULL REFERENCES users,
+                      epic_id bigint NOT NULL UNIQUE REFERENCES epics, PRIMARY KEY (user_id, epic_id));
+                  INSERT INTO epic_a_watchers SELECT u.id, e.id FROM users u, epics e LIMIT 1;";
     let (db, plan) = converted_with("iso_two_refs", &dir, before, &[], "").await;
     expect_proven(&db.tenantize(&["verify", "--isolation", &plan]));
     let report = json_report(&db, &plan);
@@ -517,6 +520,14 @@ async fn two_references_to_one_table_that_a_check_keeps_apart_are_proven() {
         seen.iter().any(|s| s.starts_with("ok: refused") && s.contains("[owned_things_owner_name]")),
         "{seen:?}"
     );
+    // The primary key holds the reference under test, so the probe makes a new row: its
+    // epic_id, held by a unique, points at a second epic (made then, whatever the table order).
+    let seen = outcomes(
+        &report,
+        "public.epic_a_watchers",
+        "a row pointing at another tenant's public.users is refused",
+    );
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{seen:?}");
     let seen = outcomes(&report, "public.linked_users", "a unique value cannot repeat within a tenant");
     assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: refused")), "{seen:?}");
 }

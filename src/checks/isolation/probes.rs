@@ -390,6 +390,7 @@ impl Prober<'_> {
             .is_some_and(|pk| pk.columns.iter().any(|c| *c != self.tenancy.column && fk.columns.contains(c)));
         if in_pk {
             let fresh = self.unique_columns(table, &fk.columns);
+            self.second_parents_for_fresh(table, &fresh).await.map_err(|e| e.to_string())?;
             let spec = RowSpec {
                 target: table,
                 source: row_a,

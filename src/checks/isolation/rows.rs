@@ -464,9 +464,26 @@ impl Prober<'_> {
         out
     }
 
+    /// A reference of `table` asked `fresh` (another unique holds it) cannot take a fresh
+    /// value: a copy points it at a second parent of tenant A, made here when there is none.
+    pub(super) async fn second_parents_for_fresh(
+        &mut self,
+        table: &Table,
+        fresh: &[String],
+    ) -> Result<(), crate::checks::CheckError> {
+        for (_, fk, _) in self.fk_columns(table) {
+            if fk.columns.iter().any(|c| *c != self.tenancy.column && fresh.contains(c)) {
+                self.as_admin(Some('a')).await?;
+                self.make_second_parent(&fk.referenced_table, 'a').await;
+                self.as_admin(None).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// A second row of `name` for `tenant`, copied from its first clone with fresh values for
     /// its keys and uniques. When it cannot be made the copy falls back to the first clone.
-    pub(super) async fn make_second_parent(&mut self, name: &QualifiedName, tenant: char) {
+    async fn make_second_parent(&mut self, name: &QualifiedName, tenant: char) {
         let key = (name.clone(), tenant);
         if self.second_parents.contains_key(&key) {
             return;

@@ -127,16 +127,8 @@ impl Prober<'_> {
             read
         });
         let fresh = self.unique_columns(table, &keep);
-        // A reference another unique holds (`UNIQUE (user_id)` beside the unique under test)
-        // cannot take a fresh value: the copy points it at a second parent of tenant A, made
-        // here, before the savepoint, so it stays for later probes.
-        for (_, fk, _) in self.fk_columns(table) {
-            if fk.columns.iter().any(|c| *c != self.tenancy.column && fresh.contains(c)) {
-                self.as_admin(Some('a')).await?;
-                self.make_second_parent(&fk.referenced_table, 'a').await;
-                self.as_admin(None).await?;
-            }
-        }
+        // Before the savepoint, so the second parents stay for later probes.
+        self.second_parents_for_fresh(table, &fresh).await?;
         let mark = self.script.len();
         self.client.batch_execute("SAVEPOINT unique_probe").await?;
         let first = match self.row_for_unique(table, unique, row_a).await {
