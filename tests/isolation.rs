@@ -554,6 +554,12 @@ async fn a_write_that_changes_no_row_is_not_a_leak() {
         "public.hidden_notes",
         "a row pointing at another tenant's public.users is refused",
     );
+    // The reads say what may hide the rows: the application's own policy.
+    let reads = outcomes(&report, "public.hidden_notes", "tenant A reads only its rows");
+    assert!(
+        reads.len() == 1 && reads[0].contains("policies of its own, only_shown, that may hide them"),
+        "{reads:?}"
+    );
     assert!(
         seen.len() == 1 && seen[0].starts_with("not_proven: ") && seen[0].contains("changed no row"),
         "{seen:?}"

@@ -150,9 +150,13 @@ impl Prober<'_> {
                             other.to_ascii_uppercase()
                         ),
                     ),
-                    Ok((seen, _)) if seen != own => {
-                        (Outcome::NotProven, format!("saw {seen} of its own {own} rows and none of others"))
-                    }
+                    Ok((seen, _)) if seen != own => (
+                        Outcome::NotProven,
+                        format!(
+                            "saw {seen} of its own {own} rows and none of others{}",
+                            self.own_policies_hint(name)
+                        ),
+                    ),
                     Ok((seen, _)) => (Outcome::Ok, format!("saw its {seen} rows, none of other tenants")),
                     Err(e) => (Outcome::NotProven, format!("reading failed: {e}")),
                 };
@@ -178,6 +182,23 @@ impl Prober<'_> {
             );
         }
         Ok(())
+    }
+
+    /// When `name` has row-level security policies of the application's own (any but the tenant
+    /// policy, which reads the tenant setting): a note that they may be what hides rows.
+    fn own_policies_hint(&self, name: &QualifiedName) -> String {
+        let setting = format!("'{}'", self.tenancy.setting);
+        let own: Vec<&str> = self
+            .table(name)
+            .policies
+            .iter()
+            .filter(|p| !p.definition.contains(&setting))
+            .map(|p| p.name.as_str())
+            .collect();
+        if own.is_empty() {
+            return String::new();
+        }
+        format!(" (the table has policies of its own, {}, that may hide them)", own.join(", "))
     }
 
     /// Run `sql` as the probe role with `tenant` set.
