@@ -499,8 +499,8 @@ impl Prober<'_> {
         let mut fresh: Vec<String> = target
             .uniques
             .iter()
-            .flat_map(|u| u.key_columns.iter().flat_map(|k| words(k)))
-            .filter(|c| *c != self.tenancy.column && target.column(c).is_some())
+            .flat_map(|u| super::uniques::columns_read(target, u))
+            .filter(|c| *c != self.tenancy.column)
             .collect();
         fresh.sort();
         fresh.dedup();

@@ -9,6 +9,21 @@ use super::{FK_VIOLATION, Outcome, Prober, UNIQUE_VIOLATION};
 use crate::catalog::{Table, UniqueIndex};
 use crate::checks::CheckError;
 
+/// The columns `unique` reads: its key's, or those its expressions name (`lower(name)` reads
+/// name).
+pub(super) fn columns_read(table: &Table, unique: &UniqueIndex) -> Vec<String> {
+    unique.key_column_names.clone().unwrap_or_else(|| {
+        let mut read: Vec<String> = unique
+            .key_columns
+            .iter()
+            .flat_map(|k| super::rows::words(k))
+            .filter(|c| table.column(c).is_some())
+            .collect();
+        read.dedup();
+        read
+    })
+}
+
 impl Prober<'_> {
     /// A unique whose columns include the whole primary key can never repeat with a fresh key.
     pub(super) fn implied_by_primary_key(&self, table: &Table, unique: &UniqueIndex) -> bool {
@@ -115,17 +130,7 @@ impl Prober<'_> {
         let object = table.name.display_plain();
         let (within, across) =
             ("a unique value cannot repeat within a tenant", "a unique value may repeat in another tenant");
-        // The columns the unique reads (an expression's too: `lower(name)` keeps name).
-        let keep: Vec<String> = unique.key_column_names.clone().unwrap_or_else(|| {
-            let mut read: Vec<String> = unique
-                .key_columns
-                .iter()
-                .flat_map(|k| super::rows::words(k))
-                .filter(|c| table.column(c).is_some())
-                .collect();
-            read.dedup();
-            read
-        });
+        let keep = columns_read(table, unique);
         let fresh = self.unique_columns(table, &keep);
         // Before the savepoint, so the second parents stay for later probes.
         self.second_parents_for_fresh(table, &fresh).await?;
