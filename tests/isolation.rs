@@ -565,3 +565,79 @@ async fn a_write_that_changes_no_row_is_not_a_leak() {
         "{seen:?}"
     );
 }
+
+/// Shapes of Danbooru's schema (danbooru/danbooru): an expression unique (`lower(address)`)
+/// beside plain uniques on the same table, whose column the probe of each other unique must
+/// give a fresh value (it kept it, the expression unique refused the copy first: "not
+/// proven"); and a foreign key to a unique, non-key column with no default (`login_id`),
+/// which every clone copied as is, so A had the very value B's parent had and the probe could
+/// not tell them apart ("not proven"). And a partial unique whose predicate reads a column
+/// another unique holds (`UNIQUE (email) WHERE provider = 'local'` beside `UNIQUE (provider,
+/// uid)`): its copy must keep the predicate's column. And a CHECK tying a reference to a
+/// column that is not one (Lago's `usage_monitoring_alerts`: a subscription or a wallet).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expression_unique_and_a_reference_to_a_copied_unique_column_are_proven() {
+    let dir = scratch_dir();
+    let before = "CREATE TABLE email_addresses (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES users, address varchar NOT NULL,
+                      normalized_address varchar NOT NULL);
+                  CREATE UNIQUE INDEX email_lower ON email_addresses (lower(address::text));
+                  CREATE UNIQUE INDEX email_normalized ON email_addresses (normalized_address);
+                  CREATE UNIQUE INDEX email_user ON email_addresses (user_id);
+                  INSERT INTO email_addresses (user_id, address, normalized_address)
+                      SELECT id, 'User' || id || '@Example.com', 'user' || id || '@example.com'
+                      FROM users ORDER BY id LIMIT 3;
+                  CREATE TABLE login_sessions (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES users, login_id uuid NOT NULL);
+                  CREATE UNIQUE INDEX login_sessions_login ON login_sessions (login_id);
+                  CREATE TABLE user_events (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES users,
+                      login_session_id uuid REFERENCES login_sessions (login_id));
+                  INSERT INTO login_sessions (user_id, login_id) SELECT id, gen_random_uuid()
+                      FROM users ORDER BY id LIMIT 3;
+                  INSERT INTO user_events (user_id, login_session_id) SELECT user_id, login_id
+                      FROM login_sessions;
+                  CREATE TABLE identities (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES users, provider text NOT NULL,
+                      uid text NOT NULL, email text);
+                  CREATE UNIQUE INDEX identities_provider_uid ON identities (provider, uid);
+                  CREATE UNIQUE INDEX identities_local_email ON identities (email)
+                      WHERE provider = 'local';
+                  INSERT INTO identities (user_id, provider, uid, email)
+                      SELECT id, 'local', 'u' || id, 'u' || id || '@example.com' FROM users
+                      ORDER BY id LIMIT 2;
+                  CREATE TABLE wallets (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES users);
+                  CREATE TABLE usage_alerts (id bigserial PRIMARY KEY,
+                      subscription_external_id varchar, wallet_id bigint REFERENCES wallets,
+                      CONSTRAINT subscription_xor_wallet
+                          CHECK ((subscription_external_id IS NOT NULL) <> (wallet_id IS NOT NULL)));
+                  INSERT INTO wallets (user_id) SELECT id FROM users ORDER BY id LIMIT 2;
+                  INSERT INTO usage_alerts (subscription_external_id) VALUES ('sub_1');";
+    let (db, plan) = converted_with("iso_danbooru", &dir, before, &[], "").await;
+    expect_proven(&db.tenantize(&["verify", "--isolation", &plan]));
+    let report = json_report(&db, &plan);
+    let seen = outcomes(&report, "public.email_addresses", "a unique value cannot repeat within a tenant");
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for index in ["email_lower", "email_normalized", "email_user"] {
+        assert!(seen.iter().any(|s| s.starts_with("ok: refused") && s.contains(index)), "{index}: {seen:?}");
+    }
+    // The partial unique's copy keeps the column its predicate reads, which the other
+    // unique holds: a fresh provider took the copy out of the predicate (a false LEAK).
+    let seen = outcomes(&report, "public.identities", "a unique value cannot repeat within a tenant");
+    assert!(
+        seen.iter().any(|s| s.starts_with("ok: refused") && s.contains("identities_local_email")),
+        "{seen:?}"
+    );
+    // Lago's usage_monitoring_alerts: the cross-tenant UPDATE sets the wallet and clears the
+    // subscription the CHECK ties it to, else the CHECK refused it first.
+    let seen = outcomes(
+        &report,
+        "public.usage_alerts",
+        "a row pointing at another tenant's public.wallets is refused",
+    );
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{seen:?}");
+    let probe = "a row pointing at another tenant's public.login_sessions is refused";
+    let seen = outcomes(&report, "public.user_events", probe);
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{seen:?}");
+}

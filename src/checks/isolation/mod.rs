@@ -30,6 +30,7 @@ use tokio_postgres::Client;
 
 use super::{CheckError, db_error};
 mod citus;
+mod columns;
 mod order;
 mod probes;
 mod rows;

@@ -435,28 +435,25 @@ impl Prober<'_> {
             })
             .collect();
         // Where the reference under test was NULL and a CHECK reads it, the other nullable
-        // references that CHECK reads go NULL: "at most one (or exactly one) of these
-        // references" would refuse the row before the foreign key under test could. A reference
-        // the CHECK does not read, or one already set, changes nothing the CHECK counts, and
-        // clearing the others would break "exactly one" (Sanbase's timeline_events).
-        let pinned = self.pinned_columns(table);
-        let was_null_and_read = fk
+        // columns that CHECK reads go NULL: "at most one (or exactly one) of these references",
+        // or "a subscription or a wallet" (Lago's usage_monitoring_alerts), would refuse the row
+        // before the foreign key under test could. A column no such CHECK reads, or a reference
+        // already set, changes nothing the CHECK counts, and clearing it would break "exactly
+        // one" (Sanbase's timeline_events).
+        let partition_keys = self.partition_key_columns(table);
+        let mut others: Vec<String> = fk
             .columns
             .iter()
-            .filter(|c| **c != self.tenancy.column)
-            .any(|c| pinned.contains(c) && row_a.get(c.as_str()).is_none_or(Value::is_null));
-        let mut others: Vec<String> = self
-            .fk_columns(table)
-            .into_iter()
-            .map(|(c, _, _)| c)
+            .filter(|c| **c != self.tenancy.column && row_a.get(c.as_str()).is_none_or(Value::is_null))
+            .flat_map(|c| self.read_by_checks_with(table, c))
             .filter(|c| {
-                was_null_and_read
-                    && !fk.columns.contains(c)
+                !fk.columns.contains(c)
                     && *c != self.tenancy.column
-                    && pinned.contains(c)
+                    && !partition_keys.contains(c)
                     && table.column(c).is_some_and(|col| !col.not_null)
             })
             .collect();
+        others.sort();
         others.dedup();
         sets.extend(others.iter().map(|c| format!("{} = NULL", quote_ident(c))));
         Ok(format!(

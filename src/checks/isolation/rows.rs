@@ -106,37 +106,6 @@ fn row_query(from: &Table, conditions: &[String]) -> String {
 }
 
 impl Prober<'_> {
-    /// Foreign keys of `table` (and of its partitions) to tenant-scoped tables, per column.
-    pub(super) fn fk_columns(&self, table: &Table) -> Vec<(String, ForeignKey, usize)> {
-        let mut tree = vec![table];
-        tree.extend(self.catalog.partition_descendants(&table.name));
-        let mut out: Vec<(String, ForeignKey, usize)> = Vec::new();
-        for fk in
-            tree.iter().flat_map(|t| t.foreign_keys.iter()).filter(|f| self.is_scoped(&f.referenced_table))
-        {
-            for (i, c) in fk.columns.iter().enumerate() {
-                if !out.iter().any(|(o, _, _)| o == c) {
-                    out.push((c.clone(), fk.clone(), i));
-                }
-            }
-        }
-        out
-    }
-
-    /// Columns a new value must not be invented for: partition keys (routing) and columns a
-    /// CHECK constraint reads (a fresh value could break it and hide the rule under test).
-    pub(super) fn pinned_columns(&self, table: &Table) -> Vec<String> {
-        let root = self.catalog.partition_root(&table.name);
-        let mut texts: Vec<String> = Vec::new();
-        let mut tree: Vec<&Table> = self.catalog.table(root).into_iter().collect();
-        tree.extend(self.catalog.partition_descendants(root));
-        for t in tree {
-            texts.extend(t.partition_key.clone());
-            texts.extend(t.check_constraints.iter().map(|c| c.definition.clone()));
-        }
-        texts.iter().flat_map(|t| words(t)).collect()
-    }
-
     /// A fresh value for `column` as a typed literal, computed as the admin over the whole
     /// partition tree (under RLS a `max()` would see one tenant's rows only), or None when
     /// the type has no obvious fresh value.
@@ -223,15 +192,7 @@ impl Prober<'_> {
         let pinned = self.pinned_columns(table);
         let fk_columns = self.fk_columns(table);
         let is_fk = |c: &str| fk_columns.iter().any(|(f, _, _)| f.as_str() == c);
-        let root_name = self.catalog.partition_root(&table.name);
-        let partition_keys: Vec<String> = self
-            .catalog
-            .table(root_name)
-            .into_iter()
-            .chain(self.catalog.partition_descendants(root_name))
-            .filter_map(|t| t.partition_key.as_ref())
-            .flat_map(|k| words(k))
-            .collect();
+        let partition_keys = self.partition_key_columns(table);
         let pk: Vec<String> = table.primary_key.as_ref().map(|p| p.columns.clone()).unwrap_or_default();
         // Fresh key values first: a self-reference may point at the row itself.
         let mut fresh: Vec<(String, String)> = Vec::new();
@@ -399,16 +360,24 @@ impl Prober<'_> {
                         for parent in self.needs_second_parent(root, &source) {
                             self.make_second_parent(&parent, tenant).await;
                         }
+                        let fresh = self.referenced_columns(root);
+                        let retry = !fresh.is_empty();
                         let spec = RowSpec {
                             target: root,
                             source: &source,
                             tenant,
                             parents: tenant,
                             cross: None,
-                            fresh: Vec::new(),
+                            fresh,
                             keep: Vec::new(),
                         };
-                        self.make_row(&spec).await
+                        match self.make_row(&spec).await {
+                            // A fresh value the table refuses (a trigger, a domain): the copy
+                            // as is, whose references the probe then reports it cannot tell
+                            // apart.
+                            Err(_) if retry => self.make_row(&RowSpec { fresh: Vec::new(), ..spec }).await,
+                            made => made,
+                        }
                     }
                     Ok(None) => Err(Refusal::other("the table has no row to copy")),
                     Err(e) => Err(Refusal::other(e)),

@@ -32,10 +32,11 @@ impl Prober<'_> {
         pk.columns.iter().filter(|c| **c != self.tenancy.column).all(|c| columns.contains(c))
     }
 
-    /// Plain columns of every unique (and the primary key) of `table` outside `keep`.
+    /// The columns every unique (and the primary key) of `table` reads, outside `keep`: an
+    /// expression unique's too (`lower(address)` beside `UNIQUE (normalized_address)`: kept,
+    /// it refused the copy before the unique under test could).
     pub(super) fn unique_columns(&self, table: &Table, keep: &[String]) -> Vec<String> {
-        let mut out: Vec<String> =
-            table.uniques.iter().flat_map(|u| u.key_column_names.clone().unwrap_or_default()).collect();
+        let mut out: Vec<String> = table.uniques.iter().flat_map(|u| columns_read(table, u)).collect();
         out.retain(|c| !keep.contains(c) && *c != self.tenancy.column);
         out.sort();
         out.dedup();
@@ -130,7 +131,11 @@ impl Prober<'_> {
         let object = table.name.display_plain();
         let (within, across) =
             ("a unique value cannot repeat within a tenant", "a unique value may repeat in another tenant");
-        let keep = columns_read(table, unique);
+        // Its predicate's columns too: a fresh value there could take the copy out of it.
+        let mut keep = columns_read(table, unique);
+        keep.extend(
+            unique.predicate.iter().flat_map(|p| super::rows::words(p)).filter(|c| table.column(c).is_some()),
+        );
         let fresh = self.unique_columns(table, &keep);
         // Before the savepoint, so the second parents stay for later probes.
         self.second_parents_for_fresh(table, &fresh).await?;
