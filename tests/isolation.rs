@@ -641,3 +641,58 @@ async fn an_expression_unique_and_a_reference_to_a_copied_unique_column_are_prov
     let seen = outcomes(&report, "public.user_events", probe);
     assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{seen:?}");
 }
+
+/// Shapes a review of the probe's fresh values found (each a false LEAK or a table no longer
+/// proven, before its fix): a unique on a generated column (`lower(slug)`), whose copy must
+/// keep the column it is computed from; a trigger that gives every new row its own token, so
+/// a copy accepted within the tenant never repeated the unique's value (not proven, never a
+/// leak); a foreign key to a unique holding the whole key and a type column (`(id, kind)`),
+/// whose clones keep the type a child's CHECK requires; and a CHECK tying a reference to a
+/// column that must then be set (`wallet_id IS NULL OR threshold IS NOT NULL`), which the
+/// cross-tenant UPDATE must not clear.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_that_does_not_repeat_a_unique_is_not_a_leak() {
+    let dir = scratch_dir();
+    let before = "CREATE TABLE slugs (id bigserial PRIMARY KEY,
+                      owner_id bigint NOT NULL REFERENCES users, slug text NOT NULL,
+                      slug_lower text GENERATED ALWAYS AS (lower(slug)) STORED);
+                  CREATE UNIQUE INDEX slugs_lower ON slugs (slug_lower);
+                  CREATE UNIQUE INDEX slugs_owner_slug ON slugs (owner_id, slug);
+                  INSERT INTO slugs (owner_id, slug) SELECT id, 'Slug' || id FROM users ORDER BY id LIMIT 2;
+                  CREATE TABLE api_keys (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES users, token text NOT NULL UNIQUE);
+                  CREATE FUNCTION api_keys_token() RETURNS trigger LANGUAGE plpgsql AS
+                      $$ BEGIN NEW.token := md5(random()::text); RETURN NEW; END $$;
+                  CREATE TRIGGER api_keys_token BEFORE INSERT ON api_keys
+                      FOR EACH ROW EXECUTE FUNCTION api_keys_token();
+                  INSERT INTO api_keys (user_id, token) SELECT id, '' FROM users ORDER BY id LIMIT 2;
+                  CREATE TABLE documents (id bigserial PRIMARY KEY, kind text NOT NULL,
+                      UNIQUE (id, kind));
+                  CREATE TABLE invoices (id bigserial PRIMARY KEY, document_id bigint NOT NULL,
+                      document_kind text NOT NULL CHECK (document_kind = 'invoice'),
+                      FOREIGN KEY (document_id, document_kind) REFERENCES documents (id, kind));
+                  INSERT INTO documents (kind) VALUES ('invoice'), ('invoice');
+                  INSERT INTO invoices (document_id, document_kind) SELECT id, kind FROM documents;
+                  CREATE TABLE wallets (id bigserial PRIMARY KEY,
+                      user_id bigint NOT NULL REFERENCES users);
+                  INSERT INTO wallets (user_id) SELECT id FROM users ORDER BY id LIMIT 2;
+                  CREATE TABLE alerts (id bigserial PRIMARY KEY, wallet_id bigint REFERENCES wallets,
+                      threshold numeric, CHECK (wallet_id IS NULL OR threshold IS NOT NULL));
+                  INSERT INTO alerts (threshold) VALUES (10);";
+    let (db, plan) = converted_with("iso_no_repeat", &dir, before, &[], "").await;
+    let report = json_report(&db, &plan);
+    assert_eq!(report["leaks"].as_array().unwrap().len(), 0, "{report:#}");
+    let within = "a unique value cannot repeat within a tenant";
+    let seen = outcomes(&report, "public.slugs", within);
+    assert!(seen.iter().any(|s| s.starts_with("ok: refused") && s.contains("[slugs_lower]")), "{seen:?}");
+    let seen = outcomes(&report, "public.api_keys", within);
+    assert!(
+        seen.iter().any(|s| s.starts_with("not_proven: the copy was made without repeating")),
+        "{seen:?}"
+    );
+    for (object, parent) in [("public.invoices", "public.documents"), ("public.alerts", "public.wallets")] {
+        let seen =
+            outcomes(&report, object, &format!("a row pointing at another tenant's {parent} is refused"));
+        assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{object}: {seen:?}");
+    }
+}

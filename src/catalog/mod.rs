@@ -262,7 +262,7 @@ pub struct Column {
     pub default: Option<String>,
     /// `a` (always) or `d` (by default) for identity columns.
     pub identity: Option<String>,
-    /// `s` for stored generated columns.
+    /// A stored generated column's expression (`lower(slug)`).
     pub generated: Option<String>,
 }
 

@@ -338,7 +338,7 @@ async fn read_columns(
             // A generated column's expression lives in pg_attrdef too; it is not a default.
             default: if generated.is_some() { None } else { get(what, row, "default_expr")? },
             identity: non_empty(get(what, row, "identity")?),
-            generated,
+            generated: if generated.is_some() { get(what, row, "default_expr")? } else { None },
         });
     }
     Ok(())

@@ -66,9 +66,15 @@ impl Prober<'_> {
 
     /// The columns of `table` outside its primary key that a foreign key references (a
     /// unique `login_id`): each clone gets fresh values there. Copied as is, A's clone would
-    /// hold the very value B's has, and a row of A pointing at B's would point at A's own.
+    /// hold the very value B's has, and a row of A pointing at B's would point at A's own. A
+    /// foreign key whose columns hold the whole key (`(id, kind)`) is told apart by the fresh
+    /// key already, and its other columns stay as they are (a child's CHECK may read them).
     pub(super) fn referenced_columns(&self, table: &Table) -> Vec<String> {
-        let pk: Vec<String> = table.primary_key.as_ref().map(|p| p.columns.clone()).unwrap_or_default();
+        let pk: Vec<String> = table
+            .primary_key
+            .as_ref()
+            .map(|p| p.columns.iter().filter(|c| **c != self.tenancy.column).cloned().collect())
+            .unwrap_or_default();
         let own_references = self.fk_columns(table);
         let mut out: Vec<String> = self
             .catalog
@@ -76,6 +82,7 @@ impl Prober<'_> {
             .iter()
             .flat_map(|t| t.foreign_keys.iter())
             .filter(|fk| fk.referenced_table == table.name)
+            .filter(|fk| pk.is_empty() || !pk.iter().all(|c| fk.referenced_columns.contains(c)))
             .flat_map(|fk| fk.referenced_columns.iter().cloned())
             .filter(|c| *c != self.tenancy.column && !pk.contains(c))
             .filter(|c| !own_references.iter().any(|(f, _, _)| f == c))

@@ -184,6 +184,7 @@ impl Refusal {
 pub(super) const RLS_VIOLATION: &str = "42501";
 pub(super) const FK_VIOLATION: &str = "23503";
 pub(super) const UNIQUE_VIOLATION: &str = "23505";
+pub(super) const CHECK_VIOLATION: &str = "23514";
 
 struct Prober<'a> {
     client: &'a Client,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::rows::RowSpec;
-use super::{FK_VIOLATION, Outcome, Prober, RLS_VIOLATION, Refusal};
+use super::{CHECK_VIOLATION, FK_VIOLATION, Outcome, Prober, RLS_VIOLATION, Refusal};
 use crate::catalog::{Table, TableKind};
 use crate::checks::{CheckError, query_error};
 use crate::db::describe_pg_error;
@@ -325,9 +325,20 @@ impl Prober<'_> {
                 self.record(&object, false, &probe, Outcome::NotProven, why);
                 continue;
             }
-            match self.cross_reference_sql(table, &fk, row_a).await {
-                Ok(sql) => {
-                    let outcome = self.attempt_as('a', &sql).await?;
+            match self.cross_reference_sql(table, &fk, row_a, false).await {
+                Ok(mut sql) => {
+                    let mut outcome = self.attempt_as('a', &sql).await?;
+                    if matches!(&outcome, Err(r) if r.code == CHECK_VIOLATION) {
+                        // A CHECK came first: once more, clearing every column it ties the
+                        // reference to.
+                        match self.cross_reference_sql(table, &fk, row_a, true).await {
+                            Ok(wide) if wide != sql => {
+                                outcome = self.attempt_as('a', &wide).await?;
+                                sql = wide;
+                            }
+                            _ => {}
+                        }
+                    }
                     let (outcome, detail) = match outcome {
                         // An UPDATE that changed no row wrote nothing across: A's row was not
                         // visible to it (a policy of the application's own hides it) or a
@@ -356,6 +367,19 @@ impl Prober<'_> {
         Ok(())
     }
 
+    /// One row of `sql`, a query that filters on tenant A's rows itself: as the admin, or on
+    /// Citus as the probe role (only it can read A's new rows there, see citus.rs).
+    pub(super) async fn read_of_a(&self, sql: &str) -> Result<tokio_postgres::Row, CheckError> {
+        if self.citus {
+            self.as_probe(Some('a')).await?;
+            let read = self.read_one(sql).await?;
+            self.as_admin(None).await?;
+            read.map_err(|r| query_error(r.message))
+        } else {
+            self.client.query_one(sql, &[]).await.map_err(super::db_error)
+        }
+    }
+
     /// When A has a parent with the very key B's parent has (a generated key, or one copied as
     /// is because the probe cannot change it), a row of A pointing at that key points at A's
     /// own parent: the probe cannot tell the tenants apart through `fk`, so it proves nothing.
@@ -375,15 +399,7 @@ impl Prober<'_> {
             fk.referenced_table,
             conditions.join(" AND ")
         );
-        let found: bool = if self.citus {
-            // Only the probe role can read A's new rows (see citus.rs); the query filters on A.
-            self.as_probe(Some('a')).await?;
-            let read = self.read_one(&sql).await?;
-            self.as_admin(None).await?;
-            read.map(|r| r.get(0)).map_err(|r| query_error(r.message))?
-        } else {
-            self.client.query_one(sql.as_str(), &[]).await.map_err(super::db_error)?.get(0)
-        };
+        let found: bool = self.read_of_a(&sql).await?.get(0);
         Ok(found.then(|| {
             format!(
                 "tenant A has a row in {} with the key B's row has ({}: generated or kept as is), so \
@@ -404,6 +420,7 @@ impl Prober<'_> {
         table: &Table,
         fk: &crate::catalog::ForeignKey,
         row_a: &Value,
+        clear_checked: bool,
     ) -> Result<String, String> {
         let in_pk = table
             .primary_key
@@ -435,12 +452,15 @@ impl Prober<'_> {
             })
             .collect();
         // Where the reference under test was NULL and a CHECK reads it, the other nullable
-        // columns that CHECK reads go NULL: "at most one (or exactly one) of these references",
-        // or "a subscription or a wallet" (Lago's usage_monitoring_alerts), would refuse the row
-        // before the foreign key under test could. A column no such CHECK reads, or a reference
-        // already set, changes nothing the CHECK counts, and clearing it would break "exactly
-        // one" (Sanbase's timeline_events).
+        // references that CHECK reads go NULL: "at most one (or exactly one) of these
+        // references" would refuse the row before the foreign key under test could. With
+        // `clear_checked` (that CHECK refused the first try), its other nullable columns too:
+        // "a subscription or a wallet" (Lago's usage_monitoring_alerts); not at first, since
+        // "a wallet needs a threshold" would refuse that. A column no such CHECK reads, or a
+        // reference already set, changes nothing the CHECK counts, and clearing it would break
+        // "exactly one" (Sanbase's timeline_events).
         let partition_keys = self.partition_key_columns(table);
+        let references = self.fk_columns(table);
         let mut others: Vec<String> = fk
             .columns
             .iter()
@@ -450,7 +470,8 @@ impl Prober<'_> {
                 !fk.columns.contains(c)
                     && *c != self.tenancy.column
                     && !partition_keys.contains(c)
-                    && table.column(c).is_some_and(|col| !col.not_null)
+                    && (clear_checked || references.iter().any(|(r, _, _)| r == c))
+                    && table.column(c).is_some_and(|col| !col.not_null && col.generated.is_none())
             })
             .collect();
         others.sort();

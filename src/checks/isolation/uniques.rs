@@ -119,6 +119,22 @@ impl Prober<'_> {
         made.map_err(|r| format!("making a row {} covers: {}", unique.index_name, r.message))
     }
 
+    /// Whether tenant A now has two rows with `first`'s values of `unique` (its predicate
+    /// true): an accepted copy is a leak only when it really repeats them.
+    async fn repeated(&self, table: &Table, unique: &UniqueIndex, first: &Value) -> Result<bool, CheckError> {
+        let keys = format!("ROW({})", unique.key_columns.join(", "));
+        let predicate = unique.predicate.as_ref().map(|p| format!(" AND ({p})")).unwrap_or_default();
+        let sql = format!(
+            "SELECT count(*) >= 2 FROM {t} WHERE {tenant} = {a}{predicate} AND {keys} IS NOT DISTINCT FROM \
+             (SELECT {keys} FROM {t} WHERE {row})",
+            t = table.name,
+            tenant = self.qcol,
+            a = self.tenant_literal('a'),
+            row = self.where_row(table, first, ""),
+        );
+        Ok(self.read_of_a(&sql).await?.get(0))
+    }
+
     /// `unique`: a copy of A's row (fresh key, other uniques' columns fresh) is refused within
     /// A by this unique, and accepted in tenant C, which has no row of its own (or refused by a
     /// foreign key, never by the unique).
@@ -131,11 +147,19 @@ impl Prober<'_> {
         let object = table.name.display_plain();
         let (within, across) =
             ("a unique value cannot repeat within a tenant", "a unique value may repeat in another tenant");
-        // Its predicate's columns too: a fresh value there could take the copy out of it.
+        // Its predicate's columns too (a fresh value there could take the copy out of it), and
+        // those its generated columns are computed from (`lower(slug)`).
         let mut keep = columns_read(table, unique);
-        keep.extend(
-            unique.predicate.iter().flat_map(|p| super::rows::words(p)).filter(|c| table.column(c).is_some()),
-        );
+        let generated_from: Vec<&String> =
+            keep.iter().filter_map(|c| table.column(c)).filter_map(|c| c.generated.as_ref()).collect();
+        let read: Vec<String> = unique
+            .predicate
+            .iter()
+            .chain(generated_from)
+            .flat_map(|p| super::rows::words(p))
+            .filter(|c| table.column(c).is_some())
+            .collect();
+        keep.extend(read);
         let fresh = self.unique_columns(table, &keep);
         // Before the savepoint, so the second parents stay for later probes.
         self.second_parents_for_fresh(table, &fresh).await?;
@@ -173,7 +197,16 @@ impl Prober<'_> {
             };
             let outcome = self.attempt_as(tenant, &sql).await?;
             let (outcome, detail) = if tenant == 'a' {
-                judged(&outcome, UNIQUE_VIOLATION, Some(&names))
+                match outcome {
+                    Ok(_) if !self.repeated(table, unique, &first).await? => (
+                        Outcome::NotProven,
+                        "the copy was made without repeating the unique's values (a trigger or a \
+                         generated column changed them, or took it out of the predicate), so it \
+                         proves nothing"
+                            .to_string(),
+                    ),
+                    _ => judged(&outcome, UNIQUE_VIOLATION, Some(&names)),
+                }
             } else {
                 match &outcome {
                     Ok(_) => (Outcome::Ok, "accepted".to_string()),
