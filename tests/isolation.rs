@@ -574,7 +574,8 @@ async fn a_write_that_changes_no_row_is_not_a_leak() {
 /// not tell them apart ("not proven"). And a partial unique whose predicate reads a column
 /// another unique holds (`UNIQUE (email) WHERE provider = 'local'` beside `UNIQUE (provider,
 /// uid)`): its copy must keep the predicate's column. And a CHECK tying a reference to a
-/// column that is not one (Lago's `usage_monitoring_alerts`: a subscription or a wallet).
+/// column that is not one (Lago's `usage_monitoring_alerts`: a subscription or a wallet). And
+/// two expression uniques whose columns CHECKs read (sagittarius's `users`).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expression_unique_and_a_reference_to_a_copied_unique_column_are_proven() {
     let dir = scratch_dir();
@@ -613,7 +614,14 @@ async fn an_expression_unique_and_a_reference_to_a_copied_unique_column_are_prov
                       CONSTRAINT subscription_xor_wallet
                           CHECK ((subscription_external_id IS NOT NULL) <> (wallet_id IS NOT NULL)));
                   INSERT INTO wallets (user_id) SELECT id FROM users ORDER BY id LIMIT 2;
-                  INSERT INTO usage_alerts (subscription_external_id) VALUES ('sub_1');";
+                  INSERT INTO usage_alerts (subscription_external_id) VALUES ('sub_1');
+                  CREATE TABLE accounts (id bigserial PRIMARY KEY, username text, email text,
+                      CONSTRAINT check_username CHECK (char_length(username) <= 255),
+                      CONSTRAINT check_email CHECK (char_length(email) <= 255));
+                  CREATE UNIQUE INDEX accounts_lower_email ON accounts (lower(email));
+                  CREATE UNIQUE INDEX accounts_lower_username ON accounts (lower(username));
+                  INSERT INTO accounts (username, email) VALUES ('Ann', 'ann@example.com'),
+                      ('Bob', 'bob@example.com');";
     let (db, plan) = converted_with("iso_danbooru", &dir, before, &[], "").await;
     expect_proven(&db.tenantize(&["verify", "--isolation", &plan]));
     let report = json_report(&db, &plan);
@@ -629,6 +637,12 @@ async fn an_expression_unique_and_a_reference_to_a_copied_unique_column_are_prov
         seen.iter().any(|s| s.starts_with("ok: refused") && s.contains("identities_local_email")),
         "{seen:?}"
     );
+    // Code0's sagittarius (GitLab's style): a CHECK on every text column's length kept
+    // email as it was in the copy for lower(username), and lower(email) refused it first.
+    let seen = outcomes(&report, "public.accounts", "a unique value cannot repeat within a tenant");
+    for index in ["accounts_lower_email", "accounts_lower_username"] {
+        assert!(seen.iter().any(|s| s.starts_with("ok: refused") && s.contains(index)), "{index}: {seen:?}");
+    }
     // Lago's usage_monitoring_alerts: the cross-tenant UPDATE sets the wallet and clears the
     // subscription the CHECK ties it to, else the CHECK refused it first.
     let seen = outcomes(

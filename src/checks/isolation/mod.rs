@@ -210,6 +210,9 @@ struct Prober<'a> {
     savepoints: u32,
     /// Numbers fresh key values apart.
     counter: u32,
+    /// Whether new rows get fresh values in the columns CHECKs read too (a unique probe's
+    /// second try).
+    fresh_checked: bool,
     /// The temporary tenants' ids, as text: A and B get rows; C none (a unique's value
     /// repeated in C can collide with another tenant's row only).
     a: String,
@@ -517,6 +520,7 @@ async fn run(
         report: IsolationReport::default(),
         savepoints: 0,
         counter: 0,
+        fresh_checked: false,
         a,
         b,
         c,

@@ -201,7 +201,7 @@ impl Prober<'_> {
             if *c == self.tenancy.column
                 || spec.keep.contains(c)
                 || is_fk(c)
-                || (pinned.contains(c) && !keyed)
+                || (pinned.contains(c) && !keyed && (!self.fresh_checked || partition_keys.contains(c)))
                 || fresh.iter().any(|(f, _)| f == c)
             {
                 continue;

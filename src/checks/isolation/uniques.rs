@@ -135,6 +135,53 @@ impl Prober<'_> {
         Ok(self.read_of_a(&sql).await?.get(0))
     }
 
+    /// One copy for `unique`'s probe in `spec.tenant`, judged: within A it must be refused by
+    /// that unique, in C not by it.
+    async fn unique_attempt(
+        &mut self,
+        table: &Table,
+        unique: &UniqueIndex,
+        spec: &RowSpec<'_>,
+        names: &[String],
+    ) -> Result<(Outcome, String, Option<String>), CheckError> {
+        let sql = match self.row_insert(spec).await {
+            Ok(sql) => sql,
+            Err(why) => return Ok((Outcome::NotProven, why, None)),
+        };
+        let outcome = self.attempt_as(spec.tenant, &sql).await?;
+        let (outcome, detail) = if spec.tenant == 'a' {
+            match outcome {
+                Ok(_) if !self.repeated(table, unique, spec.source).await? => (
+                    Outcome::NotProven,
+                    "the copy was made without repeating the unique's values (a trigger or a \
+                     generated column changed them, or took it out of the predicate), so it \
+                     proves nothing"
+                        .to_string(),
+                ),
+                _ => judged(&outcome, UNIQUE_VIOLATION, Some(names)),
+            }
+        } else {
+            match &outcome {
+                Ok(_) => (Outcome::Ok, "accepted".to_string()),
+                Err(r) if r.code == FK_VIOLATION => (
+                    Outcome::Ok,
+                    format!("the unique let it through (a foreign key then refused it: {})", r.message),
+                ),
+                Err(r)
+                    if r.code == UNIQUE_VIOLATION
+                        && r.constraint.as_ref().is_some_and(|c| names.contains(c)) =>
+                {
+                    (Outcome::Leak, format!("refused: {}", r.message))
+                }
+                Err(r) => (
+                    Outcome::NotProven,
+                    format!("refused for another reason than the one tested: {}", r.message),
+                ),
+            }
+        };
+        Ok((outcome, detail, Some(sql)))
+    }
+
     /// `unique`: a copy of A's row (fresh key, other uniques' columns fresh) is refused within
     /// A by this unique, and accepted in tenant C, which has no row of its own (or refused by a
     /// foreign key, never by the unique).
@@ -188,46 +235,30 @@ impl Prober<'_> {
                 fresh: fresh.clone(),
                 keep: keep.clone(),
             };
-            let sql = match self.row_insert(&spec).await {
-                Ok(sql) => sql,
-                Err(why) => {
-                    self.record(&object, false, probe, Outcome::NotProven, why);
-                    continue;
+            let mut tried = self.unique_attempt(table, unique, &spec, &names).await?;
+            if tried.0 == Outcome::NotProven {
+                // Another rule came first (`UNIQUE (lower(email))` beside the one under test,
+                // its column kept for `CHECK (char_length(email) <= 255)`): once more with
+                // fresh values in the columns CHECKs read too; a CHECK that refuses those
+                // leaves the first answer.
+                self.fresh_checked = true;
+                let again = self.unique_attempt(table, unique, &spec, &names).await;
+                self.fresh_checked = false;
+                let again = again?;
+                if again.0 != Outcome::NotProven {
+                    tried = again;
                 }
-            };
-            let outcome = self.attempt_as(tenant, &sql).await?;
-            let (outcome, detail) = if tenant == 'a' {
-                match outcome {
-                    Ok(_) if !self.repeated(table, unique, &first).await? => (
-                        Outcome::NotProven,
-                        "the copy was made without repeating the unique's values (a trigger or a \
-                         generated column changed them, or took it out of the predicate), so it \
-                         proves nothing"
-                            .to_string(),
-                    ),
-                    _ => judged(&outcome, UNIQUE_VIOLATION, Some(&names)),
-                }
-            } else {
-                match &outcome {
-                    Ok(_) => (Outcome::Ok, "accepted".to_string()),
-                    Err(r) if r.code == FK_VIOLATION => (
-                        Outcome::Ok,
-                        format!("the unique let it through (a foreign key then refused it: {})", r.message),
-                    ),
-                    Err(r)
-                        if r.code == UNIQUE_VIOLATION
-                            && r.constraint.as_ref().is_some_and(|c| names.contains(c)) =>
-                    {
-                        (Outcome::Leak, format!("refused: {}", r.message))
-                    }
-                    Err(r) => (
-                        Outcome::NotProven,
-                        format!("refused for another reason than the one tested: {}", r.message),
-                    ),
-                }
-            };
+            }
+            let (outcome, detail, sql) = tried;
             let detail = format!("{detail} [{}]", unique.index_name);
-            self.record_sql(&object, false, probe, outcome, detail, Some((tenant, &sql)));
+            self.record_sql(
+                &object,
+                false,
+                probe,
+                outcome,
+                detail,
+                sql.as_ref().map(|s| (tenant, s.as_str())),
+            );
         }
         self.client
             .batch_execute("ROLLBACK TO SAVEPOINT unique_probe; RELEASE SAVEPOINT unique_probe")
