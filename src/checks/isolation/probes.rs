@@ -367,16 +367,20 @@ impl Prober<'_> {
         Ok(())
     }
 
-    /// One row of `sql`, a query that filters on tenant A's rows itself: as the admin, or on
-    /// Citus as the probe role (only it can read A's new rows there, see citus.rs).
-    pub(super) async fn read_of_a(&self, sql: &str) -> Result<tokio_postgres::Row, CheckError> {
+    /// One row of `sql`, a query that filters on tenant A's rows itself, in a savepoint (a
+    /// query the server refuses is an answer): as the admin, or on Citus as the probe role
+    /// (only it can read A's new rows there, see citus.rs).
+    pub(super) async fn read_of_a(
+        &self,
+        sql: &str,
+    ) -> Result<Result<tokio_postgres::Row, Refusal>, CheckError> {
         if self.citus {
             self.as_probe(Some('a')).await?;
             let read = self.read_one(sql).await?;
             self.as_admin(None).await?;
-            read.map_err(|r| query_error(r.message))
+            Ok(read)
         } else {
-            self.client.query_one(sql, &[]).await.map_err(super::db_error)
+            self.read_one(sql).await
         }
     }
 
@@ -399,7 +403,7 @@ impl Prober<'_> {
             fk.referenced_table,
             conditions.join(" AND ")
         );
-        let found: bool = self.read_of_a(&sql).await?.get(0);
+        let found: bool = self.read_of_a(&sql).await?.map_err(|r| query_error(r.message))?.get(0);
         Ok(found.then(|| {
             format!(
                 "tenant A has a row in {} with the key B's row has ({}: generated or kept as is), so \

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::probes::judged;
 use super::rows::RowSpec;
-use super::{FK_VIOLATION, Outcome, Prober, UNIQUE_VIOLATION};
+use super::{FK_VIOLATION, Outcome, Prober, Refusal, UNIQUE_VIOLATION};
 use crate::catalog::{Table, UniqueIndex};
 use crate::checks::CheckError;
 
@@ -121,7 +121,12 @@ impl Prober<'_> {
 
     /// Whether tenant A now has two rows with `first`'s values of `unique` (its predicate
     /// true): an accepted copy is a leak only when it really repeats them.
-    async fn repeated(&self, table: &Table, unique: &UniqueIndex, first: &Value) -> Result<bool, CheckError> {
+    async fn repeated(
+        &self,
+        table: &Table,
+        unique: &UniqueIndex,
+        first: &Value,
+    ) -> Result<Result<bool, Refusal>, CheckError> {
         let keys = format!("ROW({})", unique.key_columns.join(", "));
         let predicate = unique.predicate.as_ref().map(|p| format!(" AND ({p})")).unwrap_or_default();
         let sql = format!(
@@ -132,7 +137,7 @@ impl Prober<'_> {
             a = self.tenant_literal('a'),
             row = self.where_row(table, first, ""),
         );
-        Ok(self.read_of_a(&sql).await?.get(0))
+        Ok(self.read_of_a(&sql).await?.map(|row| row.get(0)))
     }
 
     /// One copy for `unique`'s probe in `spec.tenant`, judged: within A it must be refused by
@@ -150,15 +155,26 @@ impl Prober<'_> {
         };
         let outcome = self.attempt_as(spec.tenant, &sql).await?;
         let (outcome, detail) = if spec.tenant == 'a' {
-            match outcome {
-                Ok(_) if !self.repeated(table, unique, spec.source).await? => (
+            let repeated = match &outcome {
+                Ok(_) => self.repeated(table, unique, spec.source).await?,
+                Err(_) => Ok(true),
+            };
+            match repeated {
+                Ok(false) => (
                     Outcome::NotProven,
                     "the copy was made without repeating the unique's values (a trigger or a \
                      generated column changed them, or took it out of the predicate), so it \
                      proves nothing"
                         .to_string(),
                 ),
-                _ => judged(&outcome, UNIQUE_VIOLATION, Some(names)),
+                Err(r) => (
+                    Outcome::NotProven,
+                    format!(
+                        "the copy was made, but whether it repeats the unique's values could not be read: {}",
+                        r.message
+                    ),
+                ),
+                Ok(true) => judged(&outcome, UNIQUE_VIOLATION, Some(names)),
             }
         } else {
             match &outcome {
