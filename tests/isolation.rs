@@ -710,3 +710,36 @@ async fn a_copy_that_does_not_repeat_a_unique_is_not_a_leak() {
         assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{object}: {seen:?}");
     }
 }
+
+/// Sourcegraph's shape (sourcegraph/artifacts: `idp_clients`): a table with a row-level
+/// security policy of its own on a column of its own (`org = current org`), referenced by a
+/// foreign key through that column (`(opaque_id, org)`). The clones got a fresh `org` to tell
+/// the tenants' keys apart, the application's policy then hid them, and the reads were "not
+/// proven"; `opaque_id` alone tells them apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_column_the_applications_own_policy_reads_keeps_its_value() {
+    let dir = scratch_dir();
+    let before = "CREATE TABLE clients (id bigserial PRIMARY KEY, org integer NOT NULL DEFAULT 1,
+                      opaque_id text NOT NULL, UNIQUE (opaque_id, org));
+                  ALTER TABLE clients ENABLE ROW LEVEL SECURITY;
+                  CREATE POLICY own_org ON clients
+                      USING (org = coalesce(nullif(current_setting('app.org', true), ''), '1')::integer);
+                  CREATE TABLE oauth_apps (id bigserial PRIMARY KEY, org integer NOT NULL DEFAULT 1,
+                      client_id text NOT NULL,
+                      FOREIGN KEY (client_id, org) REFERENCES clients (opaque_id, org));
+                  INSERT INTO clients (opaque_id) VALUES ('c1'), ('c2');
+                  INSERT INTO oauth_apps (client_id) VALUES ('c1'), ('c2');";
+    let (db, plan) = converted_with("iso_own_policy", &dir, before, &[], "").await;
+    let report = json_report(&db, &plan);
+    assert_eq!(report["leaks"].as_array().unwrap().len(), 0, "{report:#}");
+    for probe in ["tenant A reads only its rows", "tenant B reads only its rows"] {
+        let seen = outcomes(&report, "public.clients", probe);
+        assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{probe}: {seen:?}");
+    }
+    let seen = outcomes(
+        &report,
+        "public.oauth_apps",
+        "a row pointing at another tenant's public.clients is refused",
+    );
+    assert!(!seen.is_empty() && seen.iter().all(|s| s.starts_with("ok: ")), "{seen:?}");
+}

@@ -68,7 +68,9 @@ impl Prober<'_> {
     /// unique `login_id`): each clone gets fresh values there. Copied as is, A's clone would
     /// hold the very value B's has, and a row of A pointing at B's would point at A's own. A
     /// foreign key whose columns hold the whole key (`(id, kind)`) is told apart by the fresh
-    /// key already, and its other columns stay as they are (a child's CHECK may read them).
+    /// key already, and its other columns stay as they are (a child's CHECK may read them). A
+    /// column the table's own policies read stays too: Sourcegraph's `(opaque_id, tenant_id)`,
+    /// whose fresh `tenant_id` hid the clone from its `tenant_isolation_policy`.
     pub(super) fn referenced_columns(&self, table: &Table) -> Vec<String> {
         let pk: Vec<String> = table
             .primary_key
@@ -76,6 +78,15 @@ impl Prober<'_> {
             .map(|p| p.columns.iter().filter(|c| **c != self.tenancy.column).cloned().collect())
             .unwrap_or_default();
         let own_references = self.fk_columns(table);
+        let root = self.catalog.partition_root(&table.name);
+        let policies_read: Vec<String> = self
+            .catalog
+            .table(root)
+            .into_iter()
+            .chain(self.catalog.partition_descendants(root))
+            .flat_map(|t| t.policies.iter())
+            .flat_map(|p| words(&p.definition))
+            .collect();
         let mut out: Vec<String> = self
             .catalog
             .tables
@@ -85,7 +96,7 @@ impl Prober<'_> {
             .filter(|fk| pk.is_empty() || !pk.iter().all(|c| fk.referenced_columns.contains(c)))
             .flat_map(|fk| fk.referenced_columns.iter().cloned())
             .filter(|c| *c != self.tenancy.column && !pk.contains(c))
-            .filter(|c| !own_references.iter().any(|(f, _, _)| f == c))
+            .filter(|c| !own_references.iter().any(|(f, _, _)| f == c) && !policies_read.contains(c))
             .collect();
         out.sort();
         out.dedup();
