@@ -24,26 +24,29 @@ impl Prober<'_> {
         out
     }
 
+    /// `table`'s partition tree: its root and every partition under it.
+    fn partition_tree(&self, table: &Table) -> Vec<&Table> {
+        let root = self.catalog.partition_root(&table.name);
+        self.catalog.table(root).into_iter().chain(self.catalog.partition_descendants(root)).collect()
+    }
+
     /// Columns a new value must not be invented for: partition keys (routing) and columns a
     /// CHECK constraint reads (a fresh value could break it and hide the rule under test).
     pub(super) fn pinned_columns(&self, table: &Table) -> Vec<String> {
-        let root = self.catalog.partition_root(&table.name);
-        let mut texts: Vec<String> = Vec::new();
-        let mut tree: Vec<&Table> = self.catalog.table(root).into_iter().collect();
-        tree.extend(self.catalog.partition_descendants(root));
-        for t in tree {
-            texts.extend(t.partition_key.clone());
-            texts.extend(t.check_constraints.iter().map(|c| c.definition.clone()));
-        }
-        texts.iter().flat_map(|t| words(t)).collect()
+        let mut pinned = self.partition_key_columns(table);
+        pinned.extend(
+            self.partition_tree(table)
+                .iter()
+                .flat_map(|t| t.check_constraints.iter())
+                .flat_map(|c| words(&c.definition)),
+        );
+        pinned
     }
 
     /// The columns of `table` read by a CHECK (of its partition tree) that reads `column`.
     pub(super) fn read_by_checks_with(&self, table: &Table, column: &str) -> Vec<String> {
-        let root = self.catalog.partition_root(&table.name);
-        let mut tree: Vec<&Table> = self.catalog.table(root).into_iter().collect();
-        tree.extend(self.catalog.partition_descendants(root));
-        tree.iter()
+        self.partition_tree(table)
+            .iter()
             .flat_map(|t| t.check_constraints.iter())
             .map(|c| words(&c.definition))
             .filter(|read| read.iter().any(|w| w == column))
@@ -54,11 +57,8 @@ impl Prober<'_> {
 
     /// The columns the partition key of `table`'s tree reads.
     pub(super) fn partition_key_columns(&self, table: &Table) -> Vec<String> {
-        let root = self.catalog.partition_root(&table.name);
-        self.catalog
-            .table(root)
-            .into_iter()
-            .chain(self.catalog.partition_descendants(root))
+        self.partition_tree(table)
+            .iter()
             .filter_map(|t| t.partition_key.as_ref())
             .flat_map(|k| words(k))
             .collect()
@@ -78,12 +78,9 @@ impl Prober<'_> {
             .map(|p| p.columns.iter().filter(|c| **c != self.tenancy.column).cloned().collect())
             .unwrap_or_default();
         let own_references = self.fk_columns(table);
-        let root = self.catalog.partition_root(&table.name);
         let policies_read: Vec<String> = self
-            .catalog
-            .table(root)
-            .into_iter()
-            .chain(self.catalog.partition_descendants(root))
+            .partition_tree(table)
+            .iter()
             .flat_map(|t| t.policies.iter())
             .flat_map(|p| words(&p.definition))
             .collect();
