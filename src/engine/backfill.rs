@@ -46,21 +46,7 @@ pub(super) async fn run_backfill(
         )));
     };
     let client = &exec.session.ddl;
-    // Have the server push the backfill's writes to disk as they happen (sync_file_range every
-    // 256 kB). Left to the kernel they stay dirty for ~30 s (vm.dirty_expire_centisecs) and are
-    // then written back in one burst, during which every other session's commit waits on its
-    // WAL fsync: the benchmark measured the longest application write at 335 ms without this
-    // and 145 ms with it, and the backfill itself got faster. Session-level on the tool's own
-    // connection; a platform without the setting just goes without.
-    let _ = client.batch_execute("SET backend_flush_after = '256kB'").await;
-    // The first change to a page after a checkpoint logs the whole page, and a backfill
-    // changes every page of the table: most of its WAL is those images, and every commit of
-    // the application waits for the fsync of whatever WAL is ahead of it. Compressed (lz4 where
-    // the server has it) they take a fraction of the bytes. Superuser-only; without it the
-    // server's own setting stays.
-    if client.batch_execute("SET wal_compression = lz4").await.is_err() {
-        let _ = client.batch_execute("SET wal_compression = pglz").await;
-    }
+    super::wal::write_heavy_begin(client).await;
     emit(
         exec.events,
         Event::StatementStarted {
@@ -95,12 +81,13 @@ pub(super) async fn run_backfill(
         }),
     };
     filler.report(0, ProgressUnit::Rows, Some(filler.remaining_at_start));
-    match &backfill.key {
-        BackfillKey::Keyset { .. } => filler.keyset(resume.batch_key.clone()).await?,
-        BackfillKey::Ctid => filler.ctid(resume.block.unwrap_or(0), resume.sweep).await?,
-    }
-    let _ = client.batch_execute("RESET backend_flush_after").await;
-    let _ = client.batch_execute("RESET wal_compression").await;
+    let filled = match &backfill.key {
+        BackfillKey::Keyset { .. } => filler.keyset(resume.batch_key.clone()).await,
+        BackfillKey::Ctid => filler.ctid(resume.block.unwrap_or(0), resume.sweep).await,
+    };
+    // Put back on the way out too: the session goes on to other steps (or a rollback).
+    super::wal::write_heavy_end(client).await;
+    filled?;
     let done = Resume { direction: Some(Direction::Forward), statement: index + 1, ..Resume::default() };
     journal::save_resume(client, &plan.plan_hash, &step.id, &done, 0).await?;
     emit(

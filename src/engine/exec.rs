@@ -465,7 +465,11 @@ impl<'a> Executor<'a> {
             client.batch_execute(&statement.settings_sql(false)).await?;
         }
         let unit = super::failpoint::before_commit(step_id);
+        // Outside a transaction is where a concurrent index build runs, and it writes the
+        // whole index (and its WAL) at once.
+        super::wal::write_heavy_begin(client).await;
         let result = self.run_sql(step_id, index, statement, attempt, blockers, watch).await;
+        super::wal::write_heavy_end(client).await;
         // Back to the session's own settings (a RESET would restore the role's defaults,
         // which may be anything; for the statement's own settings it is what we want).
         let _ = client.batch_execute(&self.session_baseline()).await;

@@ -12,6 +12,7 @@ mod preflight;
 mod rollback;
 mod run;
 mod step_checks;
+mod wal;
 
 use std::time::Duration;
 
