@@ -11,6 +11,7 @@ async fn sample_application_fast_path_round_trips() {
     // The fast path writes no row: stage 4 only proves it with counts.
     assert!(plan.contains("ADD COLUMN tenant_id uuid DEFAULT '00000000-0000-0000-0000-000000000001'::uuid"));
     assert!(!plan.contains("kind = \"batch\""));
+    assert!(!plan.contains("wal-init-zero"), "no table's worth of WAL to warn about");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -25,6 +26,8 @@ async fn sample_application_batched_backfill_round_trips_without_firing_triggers
     .await;
     assert!(plan.contains("kind = \"batch\""));
     assert!(plan.contains("session_replication_role"), "the plan must say triggers are kept from firing");
+    // The test cluster keeps the server's default, wal_init_zero = on, read from the live server.
+    assert!(plan.contains("code = \"wal-init-zero\""), "the backfill's WAL stalls must be warned of");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -138,6 +138,10 @@ pub struct ServerInfo {
     /// `version()`.
     pub version: String,
     pub database: String,
+    /// `wal_init_zero`: new WAL segments are zero-filled (16 MB written and fsynced) by the
+    /// session that first writes into one, while every commit waits.
+    #[serde(default)]
+    pub wal_init_zero: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -199,6 +199,7 @@ async fn server_and_role(client: &Client) -> Result<(ServerInfo, RoleInfo, bool)
         .query_one(
             "SELECT current_setting('server_version_num')::int4 AS version_num, version() AS version,
                     current_database()::text AS database, current_user::text AS role_name,
+                    coalesce(current_setting('wal_init_zero', true), 'off')::bool AS wal_init_zero,
                     r.rolsuper AS superuser, r.rolbypassrls AS bypass_rls,
                     has_database_privilege(current_database(), 'CREATE') AS can_create,
                     EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'tenantize') AS journal_exists
@@ -211,6 +212,7 @@ async fn server_and_role(client: &Client) -> Result<(ServerInfo, RoleInfo, bool)
         version_num: get(WHAT, &row, "version_num")?,
         version: get(WHAT, &row, "version")?,
         database: get(WHAT, &row, "database")?,
+        wal_init_zero: get(WHAT, &row, "wal_init_zero")?,
     };
     let role = RoleInfo {
         name: get(WHAT, &row, "role_name")?,

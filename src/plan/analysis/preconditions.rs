@@ -46,6 +46,7 @@ pub(super) fn check(scope: &Scope, findings: &mut Findings) {
         }
         report_triggers_writing_tenant_tables(scope, table, findings);
     }
+    report_wal_init_zero(scope, findings);
     if scope.roots.is_empty() {
         findings.add(
             Severity::Error,
@@ -54,6 +55,27 @@ pub(super) fn check(scope: &Scope, findings: &mut Findings) {
             "no tables to convert in the chosen schemas",
         );
     }
+}
+
+/// A batched backfill writes about a table's size of WAL and more. Whichever session first
+/// writes into a new WAL segment zero-fills it while holding the WAL write lock, and that is
+/// nearly always an application commit (each commit writes out all the WAL queued before it).
+/// Only the server's setting changes that, so the DBA is told before the window.
+fn report_wal_init_zero(scope: &Scope, findings: &mut Findings) {
+    if scope.tenant.backfill != BackfillMode::Batched || !scope.catalog.server.wal_init_zero {
+        return;
+    }
+    findings.add(
+        Severity::Warning,
+        "wal-init-zero",
+        "wal_init_zero",
+        "the server zero-fills each new 16 MB WAL segment inside whichever commit first \
+         writes into it, and the batched backfill writes WAL fast enough to need a new one \
+         every second or so: on the benchmark's machine each one held an application write for \
+         60-70 ms (`IO:WALInitWrite`). Unless the filesystem \
+         needs it, ALTER SYSTEM SET wal_init_zero = off; SELECT pg_reload_conf(); before \
+         the window (a superuser), or keep --backfill fast",
+    );
 }
 
 /// A trigger whose function writes another tenant table: the rows it inserts get that table's
@@ -130,7 +152,7 @@ fn check_batched_backfill_triggers(scope: &Scope, table: &Table, findings: &mut 
 #[cfg(test)]
 mod tests {
     use crate::plan::test_support::*;
-    use crate::plan::{PlanOptions, Severity};
+    use crate::plan::{BackfillMode, PlanOptions, Severity};
 
     #[test]
     fn refuses_when_the_tenant_table_name_is_taken() {
@@ -147,6 +169,28 @@ mod tests {
         assert_eq!(error_objects(&plan_of(&as_view), "tenant-table-exists"), ["public.tenants"]);
 
         assert!(plan_of(&saas(PG15).build()).errors().next().is_none());
+    }
+
+    #[test]
+    fn a_batched_backfill_on_a_server_that_zero_fills_wal_segments_is_warned() {
+        let mut catalog = saas(PG15).build();
+        let batched = PlanOptions { backfill: Some(BackfillMode::Batched), ..PlanOptions::default() };
+        let fast = PlanOptions { backfill: Some(BackfillMode::Fast), ..PlanOptions::default() };
+        assert!(!has_finding(
+            &plan_with(&catalog, &batched),
+            Severity::Warning,
+            "wal-init-zero",
+            "wal_init_zero"
+        ));
+        catalog.server.wal_init_zero = true;
+        assert!(has_finding(
+            &plan_with(&catalog, &batched),
+            Severity::Warning,
+            "wal-init-zero",
+            "wal_init_zero"
+        ));
+        // The metadata-only default writes no table's worth of WAL.
+        assert!(!plan_with(&catalog, &fast).findings.iter().any(|f| f.code == "wal-init-zero"));
     }
 
     #[test]

@@ -412,6 +412,7 @@ impl CatalogBuilder {
                         version_num % 10000
                     ),
                     database: "app".into(),
+                    wal_init_zero: false,
                 },
                 role: RoleInfo {
                     name: "app_owner".into(),

@@ -175,6 +175,7 @@ pub fn catalog() -> Catalog {
                       (Debian 12.2.0-14+deb12u1) 12.2.0, 64-bit"
                 .into(),
             database: "app".into(),
+            wal_init_zero: false,
         },
         role: RoleInfo {
             name: "app_owner".into(),
