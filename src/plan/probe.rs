@@ -60,6 +60,20 @@ pub fn column_not_null(table: &QualifiedName, column: &str) -> String {
     )
 }
 
+/// The planner has statistics for the column with no NULLs in them (`pg_stats`, gathered after
+/// the column was filled), or the last ANALYZE found the table empty, which stores none.
+pub fn column_analyzed(table: &QualifiedName, column: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_stats s WHERE s.schemaname = {} AND s.tablename = {} \
+         AND s.attname = {} AND s.null_frac = 0) \
+         OR EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = {} AND c.reltuples = 0)",
+        quote_literal(&table.schema),
+        quote_literal(&table.name),
+        quote_literal(column),
+        regclass(table)
+    )
+}
+
 /// The index exists and is valid (a finished build).
 pub fn index_valid(index: &QualifiedName) -> String {
     format!(
