@@ -275,6 +275,53 @@ pub(super) fn report_count(
     );
 }
 
+/// The application's own plain btree indexes that do not hold the tenant column: after stage 8
+/// every query of the table carries the policy's `tenant_id = …`, which such an index cannot
+/// answer, so an index-only scan of it has to read each row's heap tuple too (the sample's
+/// count of a project's comments: an index-only scan of `(issue_id)` before, a sequential
+/// scan after, see README). The plan does not rebuild the application's indexes; it says which
+/// ones, so a DBA can rebuild those the application reads that way.
+pub(super) fn report_index_only_scans(scope: &Scope, findings: &mut super::Findings) {
+    let col = quote_ident(&scope.tenant.column);
+    for name in &scope.scoped {
+        let lacking = scope.table(name).indexes.iter().filter(|i| {
+            i.valid
+                && !i.is_partition_child
+                && i.definition.contains(" USING btree (")
+                && !i.key_columns.contains(&col)
+                && !mentions_in_include(&i.definition, &col)
+        });
+        // PostgreSQL cannot build a partitioned index concurrently.
+        let how = if scope.table(name).kind == TableKind::Partitioned {
+            "CREATE INDEX CONCURRENTLY on each partition, CREATE INDEX ON ONLY the parent, \
+             ALTER INDEX … ATTACH PARTITION each, then drop the old one"
+        } else {
+            "CREATE INDEX CONCURRENTLY, then DROP INDEX CONCURRENTLY the old one"
+        };
+        // One finding per index, with one message per kind of table: the wizard lists them
+        // together.
+        for index in lacking {
+            findings.add(
+                super::Severity::Info,
+                "index-only-scan",
+                format!("{} ({}) on {}", index.name, index.key_columns.join(", "), name.display_plain()),
+                format!(
+                    "no {col} in the index: once the policy filters every query, an index-only \
+                     scan of it reads the table too; where the application relies on one \
+                     (EXPLAIN shows Index Only Scan), rebuild it with INCLUDE ({col}) after \
+                     stage 8 ({how})"
+                ),
+            );
+        }
+    }
+}
+
+/// The index's `INCLUDE (…)` list names the column.
+fn mentions_in_include(definition: &str, col: &str) -> bool {
+    let Some((_, rest)) = definition.split_once(" INCLUDE (") else { return false };
+    rest.split(')').next().unwrap_or("").split(", ").any(|c| c == col)
+}
+
 /// Every scoped root should end up with an index that leads with the tenant column, so that
 /// RLS-filtered queries are not sequential scans.
 pub(super) fn add_leading_indexes(
@@ -318,5 +365,19 @@ pub(super) fn name_partition_indexes(
                 index.partition_names.insert(child.name.clone(), name);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions_in_include;
+
+    #[test]
+    fn an_include_list_is_read_for_the_column() {
+        let def = |tail: &str| format!("CREATE INDEX i ON public.t USING btree (a){tail}");
+        assert!(mentions_in_include(&def(" INCLUDE (tenant_id)"), "tenant_id"));
+        assert!(mentions_in_include(&def(" INCLUDE (b, tenant_id) WHERE (c > 0)"), "tenant_id"));
+        assert!(!mentions_in_include(&def(" INCLUDE (b) WHERE (tenant_id IS NULL)"), "tenant_id"));
+        assert!(!mentions_in_include(&def(""), "tenant_id"));
     }
 }

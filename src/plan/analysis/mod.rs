@@ -78,6 +78,7 @@ pub(in crate::plan) fn analyse<'a>(catalog: &'a Catalog, options: &'a PlanOption
     coverage::report(&scope, &mut findings);
     indexes::name_partition_indexes(&scope, &mut indexes, &mut book);
     indexes::report_count(&scope, &indexes, &mut findings);
+    indexes::report_index_only_scans(&scope, &mut findings);
     let foreign_keys = foreign_keys::decide(&scope, &indexes, &uniques, &mut book, &mut findings);
     let implied_tenant_keys = tenant_keys::implied(&scope, &foreign_keys, &mut findings);
     let distribution =
