@@ -1,7 +1,8 @@
 //! Schemas written to trip a converter: quoted CamelCase and unicode names, reserved words,
 //! non-public schemas, enums, identity and generated columns, composite primary keys, tables
 //! without a primary key, FKs to non-primary uniques, deferrable and NULLS NOT DISTINCT
-//! uniques, and names at PostgreSQL's 63-byte limit.
+//! uniques, names at PostgreSQL's 63-byte limit, and a partitioned table with no partitions
+//! yet (ANALYZE stores nothing for it).
 
 mod common;
 use common::*;
@@ -62,6 +63,13 @@ CREATE TABLE app.a_table_name_that_is_long_enough_to_hit_the_identifier_limit_2 
     id integer PRIMARY KEY,
     user_id integer REFERENCES app."user" (id)
 );
+
+-- Partitioned, with no partition yet: ANALYZE skips it, and stores no statistics.
+CREATE TABLE app.readings (
+    taken_at timestamptz NOT NULL,
+    user_id  integer REFERENCES app."user" (id),
+    value    numeric
+) PARTITION BY RANGE (taken_at);
 
 INSERT INTO "Sales"."Customers" ("Email Address", "select", "Nàme")
 SELECT format('c%s@example.com', g), CASE WHEN g % 2 = 0 THEN 'x' END, format('Ñame %s', g)

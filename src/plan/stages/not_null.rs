@@ -160,6 +160,9 @@ fn validated_part(s: &Scope, table: &QualifiedName, name: &str) -> Part {
 /// nothing: the statistics go with the column in stage 3's rollback.
 fn analyzed_part(s: &Scope, root: &QualifiedName) -> Part {
     let analyzed = probe::column_analyzed(root, &s.tenant.column);
+    // ANALYZE of a partitioned root analyzes, and so locks, every partition under it too.
+    let partitions = s.catalog.partition_descendants(root);
+    let on: Vec<&QualifiedName> = std::iter::once(root).chain(partitions.iter().map(|t| &t.name)).collect();
     Part {
         name: format!("statistics of {}.{}", root.display_plain(), s.tenant.column),
         states: vec![
@@ -172,7 +175,7 @@ fn analyzed_part(s: &Scope, root: &QualifiedName) -> Part {
         transitions: vec![transition(
             "no statistics",
             "analyzed",
-            long(LockMode::ShareUpdateExclusive, &[root], format!("ANALYZE {root} ({});\n", s.col())),
+            long(LockMode::ShareUpdateExclusive, &on, format!("ANALYZE {root} ({});\n", s.col())),
         )],
         guards: Vec::new(),
     }
@@ -289,5 +292,17 @@ mod tests {
         // One ANALYZE on the root covers its partitions.
         assert!(offset(&sql, "ANALYZE public.events (tenant_id);") > parent);
         assert!(!sql.contains("ANALYZE public.events_2024"), "{sql}");
+        // It locks them too, at any depth, and says so.
+        let analyze = &events.forward()[statement_index(events, "ANALYZE public.events (tenant_id);")];
+        assert_eq!(
+            analyze.on,
+            [
+                "public.events",
+                "public.events_2024",
+                "public.events_2025",
+                "public.events_2025_p0",
+                "public.events_2025_p1"
+            ]
+        );
     }
 }
