@@ -322,6 +322,8 @@ pub struct Index {
     pub name: String,
     pub definition: String,
     pub key_columns: Vec<String>,
+    /// Plain column names when every key column is a plain column; `None` with expressions.
+    pub key_column_names: Option<Vec<String>>,
     pub valid: bool,
     pub is_partition_child: bool,
 }

@@ -180,6 +180,7 @@ pub(super) async fn read_indexes(
                 name: index_name,
                 definition,
                 key_columns,
+                key_column_names,
                 valid,
                 is_partition_child,
             });

@@ -222,6 +222,27 @@ mod tests {
     }
 
     #[test]
+    fn an_index_only_scan_finding_names_plain_column_indexes_only() {
+        // An expression key rarely gave an index-only scan before the conversion: not named.
+        let catalog = saas(PG15)
+            .table("public", "tags", |t| {
+                t.pk(&["id"])
+                    .col_nn("name", "text")
+                    .index("tags_name_idx", &["name"])
+                    .expression_index("tags_lower_name_idx", &["lower(name)"])
+            })
+            .build();
+        let plan = plan_of(&catalog);
+        let lost: Vec<&str> = plan
+            .findings
+            .iter()
+            .filter(|f| f.code == "index-only-scan" && f.object.ends_with("on public.tags"))
+            .map(|f| f.object.as_str())
+            .collect();
+        assert_eq!(lost, ["tags_name_idx (name) on public.tags"]);
+    }
+
+    #[test]
     fn stage6_builds_no_index_that_a_scoped_unique_or_a_longer_index_serves() {
         // memberships: FK (team_id) and UNIQUE (team_id, user_id), which stage 7 rebuilds as
         // (tenant_id, team_id, user_id): (tenant_id, team_id) would be redundant. grants: FKs

@@ -207,12 +207,24 @@ impl TableBuilder {
         self
     }
 
-    pub(crate) fn index(mut self, name: &str, columns: &[&str]) -> Self {
+    pub(crate) fn index(self, name: &str, columns: &[&str]) -> Self {
         let keys: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        let names = columns.iter().map(|c| c.to_string()).collect();
+        self.plain_index(name, keys, Some(names))
+    }
+
+    /// `CREATE INDEX name ON table (keys)` with a key that is an expression, as PostgreSQL
+    /// prints it (`lower(email)`).
+    pub(crate) fn expression_index(self, name: &str, keys: &[&str]) -> Self {
+        self.plain_index(name, keys.iter().map(|k| k.to_string()).collect(), None)
+    }
+
+    fn plain_index(mut self, name: &str, keys: Vec<String>, names: Option<Vec<String>>) -> Self {
         self.table.indexes.push(Index {
             name: name.into(),
             definition: self.index_definition(false, name, &keys, None),
             key_columns: keys,
+            key_column_names: names,
             valid: true,
             is_partition_child: false,
         });
