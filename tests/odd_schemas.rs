@@ -53,6 +53,9 @@ CREATE TABLE app."user" (
     "group" text
 );
 CREATE UNIQUE INDEX user_handle_lower ON app."user" (lower(handle)) WHERE handle <> '';
+-- Two plain indexes, one on a column, one on an expression (the index-only-scan finding).
+CREATE INDEX user_group_idx ON app."user" ("group");
+CREATE INDEX user_group_lower_idx ON app."user" (lower("group"));
 
 -- Two 63-byte names sharing their first 60 bytes: generated names must stay distinct.
 CREATE TABLE app.a_table_name_that_is_long_enough_to_hit_the_identifier_limit_1 (
@@ -112,6 +115,9 @@ async fn odd_schema_round_trips() {
     assert!(plan.contains("USING btree (tenant_id, lower(handle)) WHERE (handle <> ''::text)"), "{plan}");
     // A table without a primary key is backfilled and covered all the same.
     assert!(plan.contains("3.add-column:app.order_lines"));
+    // The index an index-only scan could use is named; the expression index is not.
+    assert!(plan.contains("object = 'user_group_idx (\"group\") on app.user'"), "{plan}");
+    assert!(!plan.contains("object = 'user_group_lower_idx"), "{plan}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
