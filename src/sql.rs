@@ -331,8 +331,96 @@ pub fn bounded_name(natural: &str) -> String {
     format!("{}{}", &natural[..cut], suffix)
 }
 
+/// Where the parenthesized list that starts at byte `open` (a `(`) of `text` ends: the byte
+/// just past its `)`. Quoted identifiers may hold parentheses; nothing else in an index's
+/// plain-column list can.
+fn list_end(text: &str, open: usize) -> Option<usize> {
+    let (mut depth, mut quoted) = (0usize, false);
+    for (i, c) in text[open..].char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(open + i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where an index definition's key list ends (just past its `)`), and the span of its INCLUDE
+/// list if it has one (from its `(` to just past its `)`), as `pg_get_indexdef()` prints an
+/// index on `table`.
+fn index_lists(definition: &str, table: &QualifiedName) -> Option<(usize, Option<(usize, usize)>)> {
+    let on = [format!(" ON {table} USING "), format!(" ON ONLY {table} USING ")];
+    let after_on = on.iter().find_map(|o| definition.find(o.as_str()).map(|at| at + o.len()))?;
+    let key_open = after_on + definition[after_on..].find('(')?;
+    let key_end = list_end(definition, key_open)?;
+    let include = definition[key_end..].strip_prefix(" INCLUDE (").and_then(|_| {
+        let open = key_end + " INCLUDE ".len();
+        list_end(definition, open).map(|end| (open, end))
+    });
+    Some((key_end, include))
+}
+
+/// The index definition with `column` appended to its INCLUDE list (which it gains if it has
+/// none); everything else as printed.
+pub fn with_included_column(definition: &str, table: &QualifiedName, column: &str) -> Option<String> {
+    let (key_end, include) = index_lists(definition, table)?;
+    let column = quote_ident(column);
+    Some(match include {
+        Some((_, end)) => format!("{}, {column}{}", &definition[..end - 1], &definition[end - 1..]),
+        None => format!("{} INCLUDE ({column}){}", &definition[..key_end], &definition[key_end..]),
+    })
+}
+
+/// The inverse of [`with_included_column`]: the definition without `column` where it ends
+/// the INCLUDE list; `None` where it does not.
+pub fn without_included_column(definition: &str, table: &QualifiedName, column: &str) -> Option<String> {
+    let (key_end, include) = index_lists(definition, table)?;
+    let (open, end) = include?;
+    let column = quote_ident(column);
+    let inner = &definition[open + 1..end - 1];
+    if inner == column {
+        return Some(format!("{}{}", &definition[..key_end], &definition[end..]));
+    }
+    let kept = inner.strip_suffix(&format!(", {column}"))?;
+    Some(format!("{}{kept}{}", &definition[..open + 1], &definition[end - 1..]))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_included_column_is_appended_and_removed_exactly() {
+        let table = QualifiedName::new("public", "t(1)");
+        for (plain, covered) in [
+            (
+                r#"CREATE INDEX i ON public."t(1)" USING btree (a, "b)c" DESC)"#,
+                r#"CREATE INDEX i ON public."t(1)" USING btree (a, "b)c" DESC) INCLUDE (tenant_id)"#,
+            ),
+            (
+                r#"CREATE INDEX i ON public."t(1)" USING btree (a) INCLUDE (b, "c(") WHERE (a > 0)"#,
+                r#"CREATE INDEX i ON public."t(1)" USING btree (a) INCLUDE (b, "c(", tenant_id) WHERE (a > 0)"#,
+            ),
+            (
+                r#"CREATE INDEX i ON ONLY public."t(1)" USING btree (a) WITH (fillfactor='70')"#,
+                r#"CREATE INDEX i ON ONLY public."t(1)" USING btree (a) INCLUDE (tenant_id) WITH (fillfactor='70')"#,
+            ),
+        ] {
+            assert_eq!(with_included_column(plain, &table, "tenant_id").as_deref(), Some(covered));
+            assert_eq!(without_included_column(covered, &table, "tenant_id").as_deref(), Some(plain));
+            assert_eq!(without_included_column(plain, &table, "tenant_id"), None, "{plain}");
+        }
+        // Not the last included column, or another table: left alone.
+        let other = r#"CREATE INDEX i ON public."t(1)" USING btree (a) INCLUDE (tenant_id, b)"#;
+        assert_eq!(without_included_column(other, &table, "tenant_id"), None);
+        assert_eq!(with_included_column(other, &QualifiedName::new("public", "u"), "x"), None);
+    }
+
     use super::*;
 
     #[test]

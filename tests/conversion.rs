@@ -90,14 +90,7 @@ async fn the_applications_queries_keep_to_their_indexes() {
     use tenantize::sample::queries::{QUERIES, SETUP_SQL, sequential_scans};
     let db = sample_db("app_queries", 20_000).await;
     let role = "app_queries_role";
-    db.exec(&format!(
-        "{SETUP_SQL} CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS; GRANT USAGE ON SCHEMA public TO {role}; \
-         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
-         GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};"
-    ))
-    .await;
-    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
-    let spec = tenantize::db::ConnSpec::resolve(Some(&url), &tenantize::db::ProcessEnv).unwrap();
+    let spec = application_role(&db, role, SETUP_SQL).await;
     let explain_all = || async {
         let app = spec.connect("tenantize-test").await.expect("connect as the application role");
         let mut scans = Vec::new();
@@ -145,4 +138,91 @@ async fn the_applications_queries_keep_to_their_indexes() {
         "without the policy some query should scan issues: {unscoped:?}"
     );
     db.exec(&format!("DROP OWNED BY {role}; DROP ROLE {role};")).await;
+}
+
+/// A plain application role (no superuser, no BYPASSRLS) with the application's grants, after
+/// `setup_sql`; how to connect as it.
+async fn application_role(db: &TestDb, role: &str, setup_sql: &str) -> tenantize::db::ConnSpec {
+    db.exec(&format!(
+        "{setup_sql} CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS; GRANT USAGE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};"
+    ))
+    .await;
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    tenantize::db::ConnSpec::resolve(Some(&url), &tenantize::db::ProcessEnv).unwrap()
+}
+
+/// `--cover-indexes`: an index-only scan of the application's `issue_comments (issue_id)`
+/// stays one under the policy (the index now holds the tenant column), and a rollback puts
+/// the original index back exactly, also from a half-dropped retired index.
+#[tokio::test(flavor = "multi_thread")]
+async fn covered_indexes_keep_index_only_scans_and_roll_back_exactly() {
+    let db = sample_db("cover_indexes", 20_000).await;
+    let role = "cover_indexes_role";
+    // Neither is part of the index's definition: both must follow it to the copy and back.
+    let marks = "COMMENT ON INDEX issue_comments_issue_id_idx IS 'comments by issue'; \
+                 ALTER TABLE issue_comments CLUSTER ON issue_comments_issue_id_idx;";
+    let spec = application_role(&db, role, marks).await;
+    let dump_before = db.schema_dump();
+    let rows_before = db.row_checksums(&["public"], "tenant_id").await;
+    let dir = scratch_dir();
+    let plan = db.plan_sample(&dir.path().join("plan.toml"), &["--cover-indexes"]);
+    assert!(std::fs::read_to_string(&plan).unwrap().contains("6.cover-indexes:public.issue_comments"));
+    db.tenantize(&["apply", &plan, "--yes"]).expect_ok();
+    db.tenantize(&["verify", &plan]).expect_ok();
+    let definition: String = db
+        .connect()
+        .await
+        .query_one("SELECT pg_get_indexdef('public.issue_comments_issue_id_idx'::regclass)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        definition,
+        "CREATE INDEX issue_comments_issue_id_idx ON public.issue_comments USING btree (issue_id) INCLUDE (tenant_id)"
+    );
+    let applied = db.schema_dump();
+    assert!(applied.contains("COMMENT ON INDEX public.issue_comments_issue_id_idx IS 'comments by issue';"));
+    assert!(applied.contains("ALTER TABLE public.issue_comments CLUSTER ON issue_comments_issue_id_idx;"));
+    // The visibility map, so that an index-only scan is what the planner would pick.
+    db.connect().await.batch_execute("VACUUM public.issue_comments").await.unwrap();
+    let app = spec.connect("tenantize-test").await.unwrap();
+    app.batch_execute("BEGIN; SET LOCAL app.tenant_id = '00000000-0000-0000-0000-000000000001'")
+        .await
+        .unwrap();
+    let sql = "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(*) FROM public.issue_comments WHERE issue_id = 77";
+    let explained: serde_json::Value = app.query_one(sql, &[]).await.unwrap().get(0);
+    app.batch_execute("ROLLBACK").await.unwrap();
+    let scan = find_node(&explained[0]["Plan"], "Index Only Scan")
+        .unwrap_or_else(|| panic!("no index-only scan under the policy: {explained}"));
+    assert_eq!(scan["Index Name"], "issue_comments_issue_id_idx", "{explained}");
+    assert_eq!(scan["Heap Fetches"], 0, "{explained}");
+    drop(app);
+    // What an interrupted DROP INDEX CONCURRENTLY of the retired original leaves (its first
+    // transaction clears indisvalid): the rollback finishes the drop and rebuilds the original,
+    // rather than renaming a half-dropped index back in.
+    db.exec(
+        "CREATE INDEX issue_comments_issue_id_idx_retired ON public.issue_comments (issue_id); \
+         UPDATE pg_catalog.pg_index SET indisvalid = false \
+          WHERE indexrelid = 'public.issue_comments_issue_id_idx_retired'::regclass",
+    )
+    .await;
+    db.tenantize(&["rollback", &plan, "--all", "--yes"]).expect_ok();
+    let dump_after = db.schema_dump();
+    assert!(
+        dump_before == dump_after,
+        "schema after rollback differs:\n{}",
+        text_diff(&dump_before, &dump_after)
+    );
+    assert_eq!(rows_before, db.row_checksums(&["public"], "tenant_id").await);
+    db.exec(&format!("DROP OWNED BY {role}; DROP ROLE {role};")).await;
+}
+
+/// The first plan node of `kind`, depth first.
+fn find_node<'a>(node: &'a serde_json::Value, kind: &str) -> Option<&'a serde_json::Value> {
+    if node["Node Type"] == kind {
+        return Some(node);
+    }
+    node["Plans"].as_array()?.iter().find_map(|child| find_node(child, kind))
 }

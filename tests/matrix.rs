@@ -1,7 +1,8 @@
 //! The kill-point matrix: on a small schema with every step kind (a scoped unique constraint
 //! and a unique index, a natural primary key a foreign key references, partial and expression
 //! uniques, composite and self-referencing foreign keys, a partitioned table with a unique
-//! constraint and a foreign key, a view, batched backfills), the tool is killed with SIGKILL
+//! constraint and a foreign key, a view, batched backfills, an index `--cover-indexes`
+//! rebuilds), the tool is killed with SIGKILL
 //! right before and right after EVERY unit of work commits, in `apply` and in `rollback
 //! --all`. After each kill both continuations are run — the same direction, and the other one
 //! — and each must finish; a final
@@ -52,6 +53,11 @@ CREATE TABLE posts (
 );
 -- A plain unique index (not a constraint).
 CREATE UNIQUE INDEX posts_slug_key ON posts (slug);
+-- A plain index with an INCLUDE list, a comment and the CLUSTER mark, which --cover-indexes
+-- rebuilds (and the marks must follow it there and back).
+CREATE INDEX posts_title_idx ON posts (title) INCLUDE (slug);
+COMMENT ON INDEX posts_title_idx IS 'posts by title';
+ALTER TABLE posts CLUSTER ON posts_title_idx;
 CREATE TABLE events (
     id      bigint NOT NULL,
     at      timestamptz NOT NULL,
@@ -134,8 +140,17 @@ async fn baseline() -> &'static Baseline {
             let dir = scratch_dir().keep();
             let plan = dir.join("plan.toml");
             let plan_text = plan.to_str().unwrap();
-            db.tenantize(&["plan", "--out", plan_text, "--backfill", "batched", "--batch-rows", "100"])
-                .expect_ok();
+            db.tenantize(&[
+                "plan",
+                "--out",
+                plan_text,
+                "--backfill",
+                "batched",
+                "--batch-rows",
+                "100",
+                "--cover-indexes",
+            ])
+            .expect_ok();
             let schema_before = db.schema_dump();
             let rows_before = db.row_checksums(&["public"], "tenant_id").await;
             // Trace a full round trip on a copy, so the template stays untouched.

@@ -4,7 +4,8 @@
 //! recomputes them from the live catalog and refuses when they differ (drift). Because some of
 //! the plan's steps may already have run, the fingerprint leaves out what the plan adds (the
 //! tenant column and every object the plan names) and reads a tenant-scoped unique or foreign
-//! key as the original it replaced (a leading tenant column is stripped). Row counts, sizes,
+//! key as the original it replaced (a leading tenant column is stripped), and a covered index
+//! as the one it replaced (an included tenant column at the end is stripped). Row counts, sizes,
 //! owners and RLS flags are left out: they change without changing the plan.
 
 use std::collections::BTreeSet;
@@ -14,7 +15,7 @@ use serde_json::json;
 
 use super::{Catalog, Table, View};
 use crate::checksum::sha256_hex;
-use crate::sql::{QualifiedName, quote_ident};
+use crate::sql::{QualifiedName, quote_ident, without_included_column};
 
 /// What the plan adds, to be left out of a fingerprint.
 pub struct FingerprintIgnore<'a> {
@@ -95,7 +96,11 @@ pub fn table_shape(table: &Table, ignore: &FingerprintIgnore) -> TableShape {
         .indexes
         .iter()
         .filter(|i| !ignore.owned(&i.name) && !i.is_partition_child)
-        .map(|i| i.definition.clone())
+        // An index the plan covered (`--cover-indexes`) reads as the one it replaced.
+        .map(|i| {
+            without_included_column(&i.definition, &table.name, ignore.tenant_column)
+                .unwrap_or_else(|| i.definition.clone())
+        })
         .collect();
     let checks = table
         .check_constraints

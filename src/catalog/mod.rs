@@ -326,6 +326,9 @@ pub struct Index {
     pub key_column_names: Option<Vec<String>>,
     pub valid: bool,
     pub is_partition_child: bool,
+    /// A tablespace of its own (`pg_get_indexdef()` does not print it); `None`: the database's.
+    #[serde(default)]
+    pub tablespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -250,6 +250,13 @@ pub struct PlanOptionArgs {
     /// child as it did before, and every index costs each write and each plan of its table).
     #[arg(long)]
     pub index_foreign_keys: bool,
+    /// Stage 6 also rebuilds each of the application's plain btree indexes on an ordinary
+    /// tenant-scoped table as the same index INCLUDE (tenant column), concurrently and under
+    /// its own name, so an index-only scan of it stays one under the policy (the
+    /// index-only-scan findings name them; by default none is rebuilt: each rebuild reads the
+    /// table and writes a new index).
+    #[arg(long)]
+    pub cover_indexes: bool,
     /// A role the application connects as today without setting the tenant (repeatable):
     /// stage 8 gives it the default tenant in this database, the cutover (stage 10) takes it
     /// away.
@@ -327,6 +334,7 @@ impl PlanOptionArgs {
                 (None, None) => crate::plan::PrimaryKeyScope::Natural,
             },
             index_foreign_keys: self.index_foreign_keys,
+            cover_indexes: self.cover_indexes,
             legacy_roles: self.legacy_roles.clone(),
             distribute: self.distribute.map(|DistributeArg::Citus| crate::plan::Distribution {
                 shard_count: self.shard_count,

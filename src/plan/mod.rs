@@ -19,7 +19,7 @@ mod probe;
 mod stages;
 mod statement;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 
@@ -49,6 +49,7 @@ pub fn build(catalog: &Catalog, options: &PlanOptions, generated_at: &str) -> Re
         stages::backfill::steps(a),
         stages::not_null::steps(a),
         stages::indexes::steps(a),
+        stages::covers::steps(a),
         stages::uniques::build_steps(a),
         stages::foreign_keys::steps(a),
         stages::uniques::swap_steps(a),

@@ -360,6 +360,10 @@ pub struct PlanOptions {
     /// Stage 6 indexes foreign keys the application left unindexed (`--index-foreign-keys`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub index_foreign_keys: bool,
+    /// Stage 6 rebuilds the application's plain btree indexes with `INCLUDE (tenant column)`,
+    /// so index-only scans stay index-only under the policy (`--cover-indexes`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cover_indexes: bool,
     /// Roles the application connects as today, without setting the tenant: stage 8 gives
     /// each the default tenant for this database, the cutover (stage 10) takes it away.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -404,6 +408,7 @@ impl Default for PlanOptions {
             acknowledge: Vec::new(),
             scope_primary_keys: PrimaryKeyScope::Natural,
             index_foreign_keys: false,
+            cover_indexes: false,
             legacy_roles: Vec::new(),
             distribute: None,
         }

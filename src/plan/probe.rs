@@ -106,6 +106,17 @@ pub fn index_leads_with(index: &QualifiedName, column: &str) -> String {
     )
 }
 
+/// `column` of the index's table is one of the index's included (non-key) columns.
+pub fn index_includes(index: &QualifiedName, column: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a \
+         ON a.attrelid = i.indrelid AND a.attname = {} WHERE i.indexrelid = {} \
+         AND a.attnum IN (SELECT i.indkey[k] FROM generate_series(i.indnkeyatts, i.indnatts - 1) k))",
+        quote_literal(column),
+        regclass(index)
+    )
+}
+
 /// A constraint of that name and type (`u`, `f`, `c`, `p`, `x`) exists on `table`.
 pub fn constraint_exists(table: &QualifiedName, name: &str, kind: char) -> String {
     format!(

@@ -127,6 +127,7 @@ pub(super) async fn read_indexes(
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
                   WHERE u.ord <= i.indnkeyatts) AS key_column_names,
                 {nulls_not_distinct} AS nulls_not_distinct, ic.relispartition AS is_partition_child,
+                (SELECT t.spcname::text FROM pg_catalog.pg_tablespace t WHERE t.oid = ic.reltablespace) AS tablespace,
                 (SELECT con.conname::text FROM pg_catalog.pg_constraint con
                   WHERE con.conindid = i.indexrelid AND con.conrelid = i.indrelid
                     AND con.contype IN ('p', 'u', 'x')) AS constraint_name
@@ -183,6 +184,7 @@ pub(super) async fn read_indexes(
                 key_column_names,
                 valid,
                 is_partition_child,
+                tablespace: get(what, row, "tablespace")?,
             });
         }
     }

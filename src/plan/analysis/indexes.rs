@@ -275,50 +275,6 @@ pub(super) fn report_count(
     );
 }
 
-/// The application's own plain btree indexes that do not hold the tenant column: after stage 8
-/// every query of the table carries the policy's `tenant_id = …`, which such an index cannot
-/// answer, so an index-only scan of it has to read each row's heap tuple too (the sample's
-/// count of a project's comments: an index-only scan of `(issue_id)` before, a sequential
-/// scan after, see README). The plan does not rebuild the application's indexes; it says which
-/// ones, so a DBA can rebuild those the application reads that way.
-pub(super) fn report_index_only_scans(scope: &Scope, findings: &mut super::Findings) {
-    let col = quote_ident(&scope.tenant.column);
-    for name in &scope.scoped {
-        let table = scope.table(name);
-        // None holds the tenant column: a table that has it already is refused (preconditions).
-        // An index with an expression key rarely gave an index-only scan before either.
-        let lacking = table.indexes.iter().filter(|i| {
-            i.valid
-                && !i.is_partition_child
-                && i.definition.contains(" USING btree (")
-                && i.key_column_names.is_some()
-        });
-        // PostgreSQL cannot build a partitioned index concurrently, nor drop one.
-        let how = if table.kind == TableKind::Partitioned {
-            "CREATE INDEX CONCURRENTLY on each partition, CREATE INDEX ON ONLY the parent and \
-             ALTER INDEX … ATTACH PARTITION each; dropping the old one takes ACCESS EXCLUSIVE on \
-             the parent and every partition"
-        } else {
-            "CREATE INDEX CONCURRENTLY, then DROP INDEX CONCURRENTLY the old one"
-        };
-        // One finding per index, with one message per kind of table: the wizard lists them
-        // together.
-        for index in lacking {
-            findings.add(
-                super::Severity::Info,
-                "index-only-scan",
-                format!("{} ({}) on {}", index.name, index.key_columns.join(", "), name.display_plain()),
-                format!(
-                    "no {col} in the index: once the policy filters every query, an index-only \
-                     scan of it reads the table too; where the application relies on one \
-                     (EXPLAIN shows Index Only Scan), rebuild it with INCLUDE ({col}) after \
-                     stage 8 ({how})"
-                ),
-            );
-        }
-    }
-}
-
 /// Every scoped root should end up with an index that leads with the tenant column, so that
 /// RLS-filtered queries are not sequential scans.
 pub(super) fn add_leading_indexes(

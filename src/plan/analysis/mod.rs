@@ -5,6 +5,7 @@
 
 mod classify;
 mod coverage;
+mod covers;
 mod distribution;
 mod foreign_keys;
 mod indexes;
@@ -15,6 +16,7 @@ mod uniques;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+pub(in crate::plan) use covers::CoveredIndex;
 pub(in crate::plan) use distribution::{CitusTable, Distribution, KeyKind, LinkedKey};
 pub(in crate::plan) use foreign_keys::{ForeignKeyGroup, ScopedForeignKey};
 pub(in crate::plan) use indexes::PlannedIndex;
@@ -47,6 +49,9 @@ pub(in crate::plan) struct Analysis<'a> {
     pub names: HashMap<QualifiedName, TableNames>,
     /// Stage 6: the indexes built per table.
     pub indexes: BTreeMap<QualifiedName, Vec<PlannedIndex>>,
+    /// Stage 6 (`--cover-indexes`): the application's indexes rebuilt with the tenant column
+    /// included, per table.
+    pub covers: BTreeMap<QualifiedName, Vec<CoveredIndex>>,
     /// Stage 7: the uniques made tenant-scoped per table.
     pub uniques: BTreeMap<QualifiedName, Vec<ScopedUnique>>,
     /// Stage 7: foreign keys between scoped tables, per child, children in root order.
@@ -78,7 +83,7 @@ pub(in crate::plan) fn analyse<'a>(catalog: &'a Catalog, options: &'a PlanOption
     coverage::report(&scope, &mut findings);
     indexes::name_partition_indexes(&scope, &mut indexes, &mut book);
     indexes::report_count(&scope, &indexes, &mut findings);
-    indexes::report_index_only_scans(&scope, &mut findings);
+    let covers = covers::decide(&scope, &mut book, &mut findings);
     let foreign_keys = foreign_keys::decide(&scope, &indexes, &uniques, &mut book, &mut findings);
     let implied_tenant_keys = tenant_keys::implied(&scope, &foreign_keys, &mut findings);
     let distribution =
@@ -87,6 +92,7 @@ pub(in crate::plan) fn analyse<'a>(catalog: &'a Catalog, options: &'a PlanOption
         scope,
         names,
         indexes,
+        covers,
         uniques,
         foreign_keys,
         implied_tenant_keys,

@@ -2,6 +2,7 @@
 
 pub(super) mod add_column;
 pub(super) mod backfill;
+pub(super) mod covers;
 pub(super) mod cutover;
 pub(super) mod default_tenant;
 pub(super) mod distribute;

@@ -227,6 +227,7 @@ impl TableBuilder {
             key_column_names: names,
             valid: true,
             is_partition_child: false,
+            tablespace: None,
         });
         self
     }
