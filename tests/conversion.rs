@@ -202,10 +202,13 @@ async fn covered_indexes_keep_index_only_scans_and_roll_back_exactly() {
     // What an interrupted DROP INDEX CONCURRENTLY of the retired original leaves (its first
     // transaction clears indisvalid): the rollback finishes the drop and rebuilds the original,
     // rather than renaming a half-dropped index back in.
+    // The same for stage 7's swap of a plain unique index.
     db.exec(
         "CREATE INDEX issue_comments_issue_id_idx_retired ON public.issue_comments (issue_id); \
+         CREATE UNIQUE INDEX users_email_key_retired ON public.users (lower(email)) WHERE deleted_at IS NULL; \
          UPDATE pg_catalog.pg_index SET indisvalid = false \
-          WHERE indexrelid = 'public.issue_comments_issue_id_idx_retired'::regclass",
+          WHERE indexrelid IN ('public.issue_comments_issue_id_idx_retired'::regclass, \
+                               'public.users_email_key_retired'::regclass)",
     )
     .await;
     db.tenantize(&["rollback", &plan, "--all", "--yes"]).expect_ok();

@@ -355,6 +355,9 @@ fn swap_index(table: &QualifiedName, u: &ScopedUnique, col: &str) -> Option<Part
                 not(probe::relation_exists(&restore)),
             ])),
         ),
+        // An interrupted DROP INDEX CONCURRENTLY leaves the old one invalid: finish the drop (the
+        // way back rebuilds the global one) rather than rename it back in.
+        state("scoped, old one half-dropped", holds(all(&[scoped.clone(), probe::index_invalid(&retired)]))),
         state("scoped, old one retired", holds(all(&[scoped.clone(), probe::relation_exists(&retired)]))),
     ];
     states.extend(restore_states(&scoped, &restore));
@@ -373,6 +376,7 @@ fn swap_index(table: &QualifiedName, u: &ScopedUnique, col: &str) -> Option<Part
                 renames(LockMode::ShareUpdateExclusive, &retired, &temp, true),
             ),
             transition("scoped, old one retired", "scoped", drop_index_concurrently(&retired, table)),
+            transition("scoped, old one half-dropped", "scoped", drop_index_concurrently(&retired, table)),
             transition(
                 "scoped, old one retired",
                 "global",
