@@ -107,7 +107,9 @@ async fn pgbench_pair(cluster: &Cluster, args: &Args) -> Pair {
     let after = copy(cluster, &before, "app_pgbench_after").await;
     eprintln!("application cost: converting pgbench's schema at scale {}…", args.app_scale);
     let key_type = args.app_tenant_key_type;
-    let (_, note) = convert(&after.spec, &[], BackfillMode::Fast, key_type, &Phases::default()).await;
+    let (_, note) =
+        convert(&after.spec, &[], BackfillMode::Fast, key_type, args.app_cover_indexes, &Phases::default())
+            .await;
     assert!(!note.starts_with("FAILED"), "converting pgbench's schema: {note}");
     finish(cluster, args, &before, &after.name).await;
     Pair { what: "pgbench", before, after: after.name }
@@ -122,9 +124,15 @@ async fn sample_pair(cluster: &Cluster, args: &Args) -> Pair {
     let after = copy(cluster, &before, "app_sample_after").await;
     eprintln!("application cost: converting the sample ({} comments)…", args.app_rows);
     let key_type = args.app_tenant_key_type;
-    let (_, note) =
-        convert(&after.spec, &["public.issue_statuses"], BackfillMode::Fast, key_type, &Phases::default())
-            .await;
+    let (_, note) = convert(
+        &after.spec,
+        &["public.issue_statuses"],
+        BackfillMode::Fast,
+        key_type,
+        args.app_cover_indexes,
+        &Phases::default(),
+    )
+    .await;
     assert!(!note.starts_with("FAILED"), "converting the sample: {note}");
     finish(cluster, args, &before, &after.name).await;
     Pair { what: "sample", before, after: after.name }

@@ -29,6 +29,8 @@ pub struct Args {
     /// Run `p`: the tenant key's type in the converted copies (`--app-tenant-key-type`), to
     /// measure what a narrower key saves per lookup.
     pub app_tenant_key_type: tenantize::plan::KeyType,
+    /// Run `p`: convert the copies with `--cover-indexes` (`--app-cover-indexes`).
+    pub app_cover_indexes: bool,
 }
 
 pub fn args() -> Args {
@@ -50,6 +52,7 @@ pub fn args() -> Args {
         server_settings: Vec::new(),
         idle_seconds: 30,
         app_tenant_key_type: tenantize::plan::KeyType::Uuid,
+        app_cover_indexes: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,6 +64,7 @@ pub fn args() -> Args {
             "--json" => args.json = value(),
             "--runs" => args.runs = value(),
             "--skip-planning" => args.skip_planning = true,
+            "--app-cover-indexes" => args.app_cover_indexes = true,
             "--app-scale" => args.app_scale = value().parse().expect("--app-scale N"),
             "--app-rows" => args.app_rows = value().parse().expect("--app-rows N"),
             "--app-rounds" => args.app_rounds = value().parse().expect("--app-rounds N"),
@@ -85,7 +89,7 @@ pub fn args() -> Args {
                      [--app-rounds N (3)] [--app-seconds N (5)] [--app-clients N (2)] \
                      [--dist-rows N (200000)] [--dist-shard-count N (8)] [--dist-timeout S (600)] \
                      [--server-setting 'NAME = VALUE' (repeatable)] [--idle-seconds N (30)] \
-                     [--app-tenant-key-type uuid|bigint|text (uuid)]"
+                     [--app-tenant-key-type uuid|bigint|text (uuid)] [--app-cover-indexes]"
                 );
                 std::process::exit(0);
             }

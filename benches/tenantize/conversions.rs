@@ -51,16 +51,17 @@ pub async fn tenantize_apply(
     backfill: BackfillMode,
     phases: &Phases,
 ) -> (Option<f64>, String) {
-    convert(spec, &["public.issue_statuses"], backfill, KeyType::Uuid, phases).await
+    convert(spec, &["public.issue_statuses"], backfill, KeyType::Uuid, false, phases).await
 }
 
-/// Plan and apply with these shared tables and this tenant key type; the backfill rate of
-/// issue_comments when batched.
+/// Plan and apply with these shared tables, this tenant key type and `--cover-indexes` or
+/// not; the backfill rate of issue_comments when batched.
 pub async fn convert(
     spec: &ConnSpec,
     exclude: &[&str],
     backfill: BackfillMode,
     key_type: KeyType,
+    cover_indexes: bool,
     phases: &Phases,
 ) -> (Option<f64>, String) {
     let options = PlanOptions {
@@ -68,6 +69,7 @@ pub async fn convert(
         backfill: Some(backfill),
         tenant_key_type: key_type,
         default_tenant_id: key_type.default_tenant_id().to_string(),
+        cover_indexes,
         ..PlanOptions::default()
     };
     let plan = tenantize::app::live::build_plan(spec, &options).await.map_err(|e| e.message).expect("plan");
