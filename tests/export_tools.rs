@@ -67,15 +67,17 @@ struct Tool {
     down: fn(&TestDb, &Path),
 }
 
-/// For the fast and the batched plan of the sample: export for `tool`, migrate a copy up
+/// For the fast and the batched plan of the sample (the batched one also with
+/// `--cover-indexes`: its swaps carry a DO block): export for `tool`, migrate a copy up
 /// (schema as `tenantize apply` makes it), then down (schema as before).
 async fn round_trip(tool: &Tool, after_up: impl Fn(&TestDb, &Path)) {
     let reference = sample_db(&format!("{}_ref", tool.format), 300).await;
     let dir = scratch_dir();
     let original = dump(&reference, &[], &[]);
-    for backfill in ["fast", "batched"] {
-        let plan =
-            reference.plan_sample(&dir.path().join(format!("{backfill}.toml")), &["--backfill", backfill]);
+    for (backfill, extra) in [("fast", None), ("batched", Some("--cover-indexes"))] {
+        let mut args = vec!["--backfill", backfill];
+        args.extend(extra);
+        let plan = reference.plan_sample(&dir.path().join(format!("{backfill}.toml")), &args);
         reference.tenantize(&["apply", &plan, "--yes"]).expect_ok();
         let applied = dump(&reference, &[], &[]);
         reference.tenantize(&["rollback", &plan, "--all", "--yes"]).expect_ok();
