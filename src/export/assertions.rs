@@ -76,11 +76,7 @@ mod tests {
 
     #[test]
     fn a_cover_indexes_step_overtakes_no_check_of_stage_6() {
-        let catalog = saas(PG15)
-            .table("public", "tags", |t| {
-                t.pk(&["id"]).col_nn("name", "text").index("tags_name_idx", &["name"])
-            })
-            .build();
+        let catalog = with_tags(saas(PG15)).build();
         let plan = plan_with(&catalog, &PlanOptions { cover_indexes: true, ..PlanOptions::default() });
         assert!(plan.step("6.cover-indexes:public.tags").is_some());
         let built = step(&plan, "6.indexes:public.tags");

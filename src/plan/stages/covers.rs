@@ -189,32 +189,39 @@ mod tests {
         PlanOptions { cover_indexes: true, ..PlanOptions::default() }
     }
 
+    /// The swap's DO block: the comment and CLUSTER mark of `leaving` go to tags_name_idx.
+    fn marks(leaving: &str) -> String {
+        format!(
+            "DO $tenantize$\n\
+             BEGIN\n\
+             \x20   EXECUTE pg_catalog.format('COMMENT ON INDEX %s IS %L', 'public.tags_name_idx', \
+             pg_catalog.obj_description('public.{leaving}'::pg_catalog.regclass, 'pg_class'));\n\
+             \x20   IF (SELECT i.indisclustered FROM pg_catalog.pg_index i WHERE i.indexrelid = \
+             'public.{leaving}'::pg_catalog.regclass) THEN\n\
+             \x20       ALTER TABLE public.tags CLUSTER ON tags_name_idx;\n\
+             \x20   END IF;\n\
+             END\n\
+             $tenantize$;\n"
+        )
+    }
+
     #[test]
     fn cover_indexes_rebuilds_plain_indexes_with_the_tenant_column_included_and_swaps_them_in() {
-        let catalog = saas(PG15)
-            .table("public", "tags", |t| {
-                t.pk(&["id"])
-                    .col_nn("name", "text")
-                    .index("tags_name_idx", &["name"])
-                    .expression_index("tags_lower_name_idx", &["lower(name)"])
-            })
+        let catalog = with_tags(saas(PG15))
+            .alter("public", "tags", |t| t.expression_index("tags_lower_name_idx", &["lower(name)"]))
             .build();
         let plan = plan_with(&catalog, &covering());
         let tags = step(&plan, "6.cover-indexes:public.tags");
         assert_eq!(
             code(&forward_sql(tags)),
-            "CREATE INDEX CONCURRENTLY tags_name_idx_tenant_id ON public.tags USING btree (name) INCLUDE (tenant_id);\n\
+            format!(
+                "CREATE INDEX CONCURRENTLY tags_name_idx_tenant_id ON public.tags USING btree (name) INCLUDE (tenant_id);\n\
              ALTER INDEX public.tags_name_idx RENAME TO tags_name_idx_retired;\n\
              ALTER INDEX public.tags_name_idx_tenant_id RENAME TO tags_name_idx;\n\
-             DO $tenantize$\n\
-             BEGIN\n\
-             \x20   EXECUTE pg_catalog.format('COMMENT ON INDEX %s IS %L', 'public.tags_name_idx', pg_catalog.obj_description('public.tags_name_idx_retired'::pg_catalog.regclass, 'pg_class'));\n\
-             \x20   IF (SELECT i.indisclustered FROM pg_catalog.pg_index i WHERE i.indexrelid = 'public.tags_name_idx_retired'::pg_catalog.regclass) THEN\n\
-             \x20       ALTER TABLE public.tags CLUSTER ON tags_name_idx;\n\
-             \x20   END IF;\n\
-             END\n\
-             $tenantize$;\n\
-             DROP INDEX CONCURRENTLY IF EXISTS public.tags_name_idx_retired;\n"
+             {}\
+             DROP INDEX CONCURRENTLY IF EXISTS public.tags_name_idx_retired;\n",
+                marks("tags_name_idx_retired")
+            )
         );
         let kinds: Vec<StatementKind> = tags.forward().iter().map(|s| s.kind).collect();
         assert_eq!(
@@ -226,18 +233,14 @@ mod tests {
         // covering copy concurrently.
         assert_eq!(
             code(&rollback_sql(tags)),
-            "CREATE INDEX CONCURRENTLY tags_name_idx_plain ON public.tags USING btree (name);\n\
+            format!(
+                "CREATE INDEX CONCURRENTLY tags_name_idx_plain ON public.tags USING btree (name);\n\
              ALTER INDEX public.tags_name_idx RENAME TO tags_name_idx_tenant_id;\n\
              ALTER INDEX public.tags_name_idx_plain RENAME TO tags_name_idx;\n\
-             DO $tenantize$\n\
-             BEGIN\n\
-             \x20   EXECUTE pg_catalog.format('COMMENT ON INDEX %s IS %L', 'public.tags_name_idx', pg_catalog.obj_description('public.tags_name_idx_tenant_id'::pg_catalog.regclass, 'pg_class'));\n\
-             \x20   IF (SELECT i.indisclustered FROM pg_catalog.pg_index i WHERE i.indexrelid = 'public.tags_name_idx_tenant_id'::pg_catalog.regclass) THEN\n\
-             \x20       ALTER TABLE public.tags CLUSTER ON tags_name_idx;\n\
-             \x20   END IF;\n\
-             END\n\
-             $tenantize$;\n\
-             DROP INDEX CONCURRENTLY IF EXISTS public.tags_name_idx_tenant_id;\n"
+             {}\
+             DROP INDEX CONCURRENTLY IF EXISTS public.tags_name_idx_tenant_id;\n",
+                marks("tags_name_idx_tenant_id")
+            )
         );
         // Covered indexes get no finding; the expression index is not covered and not named.
         let lost: Vec<&str> =
@@ -253,11 +256,7 @@ mod tests {
 
     #[test]
     fn a_covered_index_reads_as_the_original_to_the_drift_check() {
-        let catalog = saas(PG15)
-            .table("public", "tags", |t| {
-                t.pk(&["id"]).col_nn("name", "text").index("tags_name_idx", &["name"])
-            })
-            .build();
+        let catalog = with_tags(saas(PG15)).build();
         let plan = plan_with(&catalog, &covering());
         let planned = plan.tables.iter().find(|t| t.name == qn("public", "tags")).unwrap();
         // What the swap leaves: the original's name on the definition with the tenant column.
@@ -284,11 +283,7 @@ mod tests {
     #[test]
     fn cover_indexes_leaves_an_index_in_its_own_tablespace_to_the_finding() {
         // pg_get_indexdef() does not print the tablespace: the copy would be built elsewhere.
-        let mut catalog = saas(PG15)
-            .table("public", "tags", |t| {
-                t.pk(&["id"]).col_nn("name", "text").index("tags_name_idx", &["name"])
-            })
-            .build();
+        let mut catalog = with_tags(saas(PG15)).build();
         let tags = catalog.tables.iter_mut().find(|t| t.name == qn("public", "tags")).unwrap();
         tags.indexes[0].tablespace = Some("fast disk".into());
         let plan = plan_with(&catalog, &covering());

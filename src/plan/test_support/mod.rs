@@ -61,6 +61,12 @@ pub(crate) fn saas(version_num: i32) -> CatalogBuilder {
         })
 }
 
+/// A `tags` table with one plain index, `tags_name_idx (name)`.
+pub(crate) fn with_tags(builder: CatalogBuilder) -> CatalogBuilder {
+    builder
+        .table("public", "tags", |t| t.pk(&["id"]).col_nn("name", "text").index("tags_name_idx", &["name"]))
+}
+
 /// A partitioned `events` table (two levels) referencing users.
 pub(crate) fn with_events(builder: CatalogBuilder) -> CatalogBuilder {
     builder
