@@ -3,6 +3,30 @@
 
 use super::model::{BackfillMode, KeyType, PlanOptions, PrimaryKeyScope, TenantSpec};
 use crate::catalog::Catalog;
+use crate::sql::QualifiedName;
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            schemas: vec!["public".to_string()],
+            exclude: Vec::new(),
+            tenant_table: QualifiedName::new("public", "tenants"),
+            tenant_column: "tenant_id".to_string(),
+            tenant_key_type: KeyType::Uuid,
+            default_tenant_id: KeyType::Uuid.default_tenant_id().to_string(),
+            default_tenant_name: "Default tenant".to_string(),
+            tenant_setting: "app.tenant_id".to_string(),
+            backfill: None,
+            batch_rows: 5000,
+            acknowledge: Vec::new(),
+            scope_primary_keys: PrimaryKeyScope::Natural,
+            index_foreign_keys: false,
+            cover_indexes: false,
+            legacy_roles: Vec::new(),
+            distribute: None,
+        }
+    }
+}
 
 /// PostgreSQL 11 made adding a column with a constant default metadata only.
 const FAST_DEFAULT_SERVER_VERSION_NUM: i32 = 110000;
