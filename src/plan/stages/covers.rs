@@ -5,6 +5,7 @@
 //! concurrently. The rollback is the mirror image.
 
 use super::index_part;
+use super::uniques::{GONE, gone};
 use crate::plan::analysis::{Analysis, CoveredIndex, Scope};
 use crate::plan::ddl::{check, concurrent_index, drop_index_concurrently, exempt, regclass, stmt};
 use crate::plan::machine::{names, state, transition};
@@ -104,8 +105,7 @@ fn swap_part(table: &QualifiedName, c: &CoveredIndex, col: &str) -> Part {
             state("rebuilding plain", holds(all(&[is_covered.clone(), probe::index_valid(&restore)]))),
             state("broken plain copy", holds(all(&[is_covered, probe::index_invalid(&restore)]))),
             state("plain", holds(probe::relation_exists(&original))),
-            // The application dropped it: nothing to undo, and no way on (the plan no longer fits).
-            state(GONE, holds("true".into())),
+            gone(),
         ],
         done: names(&["covered"]),
         undone: names(&["plain", GONE]),
@@ -128,7 +128,6 @@ fn swap_part(table: &QualifiedName, c: &CoveredIndex, col: &str) -> Part {
     }
 }
 
-const GONE: &str = "gone (dropped by someone else)";
 const HALF_DROPPED: &str = "covered, old one half-dropped";
 
 /// One transaction: the original name is renamed to `away`'s and `back_in` takes it, with the

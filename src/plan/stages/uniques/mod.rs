@@ -225,13 +225,14 @@ fn restore_definition(table: &QualifiedName, u: &ScopedUnique, concurrently: boo
     )
 }
 
-/// What a swap finds when the unique it swaps is not there at all: the application dropped
-/// it. Nothing to undo, and `apply` has no way on (the plan no longer fits).
-fn gone() -> PartState {
+/// What a swap finds when the index it swaps is not there at all: the application dropped
+/// it. Nothing to undo, and `apply` has no way on (the plan no longer fits). Also the
+/// `--cover-indexes` swaps'.
+pub(super) fn gone() -> PartState {
     state(GONE, holds("true".into()))
 }
 
-const GONE: &str = "gone (dropped by someone else)";
+pub(super) const GONE: &str = "gone (dropped by someone else)";
 
 /// The global copy the rollback builds, and what an interrupted rollback leaves.
 fn restore_states(original_scoped: &str, restore: &QualifiedName) -> Vec<PartState> {
