@@ -263,6 +263,17 @@ impl Cluster {
         &self.root
     }
 
+    /// A new empty directory beside the data directory, owned by the server's user: where a
+    /// tablespace can live. Removed with the cluster.
+    pub fn server_owned_dir(&self, name: &str) -> Result<PathBuf, SandboxError> {
+        let dir = self.root.join(name);
+        std::fs::create_dir(&dir)?;
+        if let Some(user) = &self.run_as {
+            std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))?;
+        }
+        Ok(dir)
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

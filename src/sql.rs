@@ -332,15 +332,18 @@ pub fn bounded_name(natural: &str) -> String {
 }
 
 /// Where the parenthesized list that starts at byte `open` (a `(`) of `text` ends: the byte
-/// just past its `)`. Quoted identifiers may hold parentheses; nothing else in an index's
-/// plain-column list can.
+/// just past its `)`. Quoted identifiers and string literals (a `WITH` list's values, an
+/// expression's constants) may hold parentheses and each other's quotes; a doubled quote
+/// inside either reads as two toggles, which leaves the state as it was.
 fn list_end(text: &str, open: usize) -> Option<usize> {
-    let (mut depth, mut quoted) = (0usize, false);
+    let (mut depth, mut quote) = (0usize, None::<char>);
     for (i, c) in text[open..].char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '(' if !quoted => depth += 1,
-            ')' if !quoted => {
+        match (c, quote) {
+            ('"' | '\'', None) => quote = Some(c),
+            (_, Some(q)) if c == q => quote = None,
+            (_, Some(_)) => {}
+            ('(', None) => depth += 1,
+            (')', None) => {
                 depth -= 1;
                 if depth == 0 {
                     return Some(open + i + 1);
@@ -365,6 +368,41 @@ fn index_lists(definition: &str, table: &QualifiedName) -> Option<(usize, Option
         list_end(definition, open).map(|end| (open, end))
     });
     Some((key_end, include))
+}
+
+/// Where a `TABLESPACE` clause goes in an index definition printed by `pg_get_indexdef()`
+/// (which never prints one): after the key list, INCLUDE, NULLS NOT DISTINCT and WITH, before
+/// WHERE; and the span of its `WITH (…)` clause, if it has one.
+fn index_tail(definition: &str, table: &QualifiedName) -> Option<(usize, Option<(usize, usize)>)> {
+    let (key_end, include) = index_lists(definition, table)?;
+    let mut at = include.map_or(key_end, |(_, end)| end);
+    if definition[at..].starts_with(" NULLS NOT DISTINCT") {
+        at += " NULLS NOT DISTINCT".len();
+    }
+    let with = match definition[at..].strip_prefix(" WITH (") {
+        Some(_) => {
+            let end = list_end(definition, at + " WITH ".len())?;
+            let span = (at + 1, end);
+            at = end;
+            Some(span)
+        }
+        None => None,
+    };
+    let tail = &definition[at..];
+    (tail.is_empty() || tail.starts_with(" WHERE ")).then_some((at, with))
+}
+
+/// The index definition with `TABLESPACE tablespace` where PostgreSQL's grammar puts it;
+/// `None` when the text does not have the shape `pg_get_indexdef()` prints.
+pub fn with_tablespace(definition: &str, table: &QualifiedName, tablespace: &str) -> Option<String> {
+    let (at, _) = index_tail(definition, table)?;
+    Some(format!("{} TABLESPACE {}{}", &definition[..at], quote_ident(tablespace), &definition[at..]))
+}
+
+/// The `WITH (…)` clause of an index definition printed by `pg_get_indexdef()`, if it has one.
+pub fn index_storage_clause<'d>(definition: &'d str, table: &QualifiedName) -> Option<&'d str> {
+    let (_, with) = index_tail(definition, table)?;
+    with.map(|(start, end)| &definition[start..end])
 }
 
 /// The index definition with `column` appended to its INCLUDE list (which it gains if it has
@@ -419,6 +457,36 @@ mod tests {
         let other = r#"CREATE INDEX i ON public."t(1)" USING btree (a) INCLUDE (tenant_id, b)"#;
         assert_eq!(without_included_column(other, &table, "tenant_id"), None);
         assert_eq!(with_included_column(other, &QualifiedName::new("public", "u"), "x"), None);
+    }
+
+    #[test]
+    fn a_tablespace_goes_after_with_and_before_where() {
+        let table = QualifiedName::new("public", "t(1)");
+        for (plain, placed, with) in [
+            (
+                r#"CREATE UNIQUE INDEX i ON public."t(1)" USING btree (a)"#,
+                r#"CREATE UNIQUE INDEX i ON public."t(1)" USING btree (a) TABLESPACE "fast disk""#,
+                None,
+            ),
+            (
+                r#"CREATE UNIQUE INDEX i ON public."t(1)" USING btree (a, lower(b)) INCLUDE (c) NULLS NOT DISTINCT WITH (fillfactor='70') WHERE (b <> ')'::text)"#,
+                r#"CREATE UNIQUE INDEX i ON public."t(1)" USING btree (a, lower(b)) INCLUDE (c) NULLS NOT DISTINCT WITH (fillfactor='70') TABLESPACE "fast disk" WHERE (b <> ')'::text)"#,
+                Some("WITH (fillfactor='70')"),
+            ),
+            (
+                r#"CREATE INDEX i ON ONLY public."t(1)" USING btree ((a || '(''"'::text)) WITH (deduplicate_items='off')"#,
+                r#"CREATE INDEX i ON ONLY public."t(1)" USING btree ((a || '(''"'::text)) WITH (deduplicate_items='off') TABLESPACE "fast disk""#,
+                Some("WITH (deduplicate_items='off')"),
+            ),
+        ] {
+            assert_eq!(with_tablespace(plain, &table, "fast disk").as_deref(), Some(placed), "{plain}");
+            assert_eq!(index_storage_clause(plain, &table), with, "{plain}");
+        }
+        // Text of another shape (another table, or a clause this code does not know) is refused.
+        let other = r#"CREATE INDEX i ON public.u USING btree (a)"#;
+        assert_eq!(with_tablespace(other, &table, "x"), None);
+        let unknown = r#"CREATE INDEX i ON public."t(1)" USING btree (a) SOMETHING ELSE"#;
+        assert_eq!(with_tablespace(unknown, &table, "x"), None);
     }
 
     use super::*;

@@ -120,6 +120,95 @@ async fn odd_schema_round_trips() {
     assert!(!plan.contains("object = 'user_group_lower_idx"), "{plan}");
 }
 
+/// Indexes with a tablespace and storage parameters of their own: neither `pg_get_indexdef()`
+/// nor `pg_get_constraintdef()` prints the tablespace, and the latter leaves out `WITH (…)`.
+const STORED_SCHEMA: &str = r#"
+CREATE SCHEMA stored;
+CREATE TABLE stored.accounts (
+    id    integer PRIMARY KEY WITH (fillfactor = 80) USING INDEX TABLESPACE "fast disk",
+    email text NOT NULL,
+    code  text,
+    CONSTRAINT accounts_email_key UNIQUE (email) WITH (fillfactor = 70) USING INDEX TABLESPACE "fast disk"
+);
+CREATE UNIQUE INDEX accounts_code_lower ON stored.accounts (lower(code)) TABLESPACE "fast disk" WHERE code <> '';
+CREATE INDEX accounts_code_idx ON stored.accounts (code) WITH (fillfactor = 60) TABLESPACE "fast disk";
+CREATE TABLE stored.readings (
+    id         integer NOT NULL,
+    account_id integer REFERENCES stored.accounts (id),
+    taken_at   date NOT NULL,
+    PRIMARY KEY (id, taken_at) WITH (fillfactor = 90) USING INDEX TABLESPACE "fast disk"
+) PARTITION BY RANGE (taken_at);
+CREATE TABLE stored.readings_2026 PARTITION OF stored.readings FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+INSERT INTO stored.accounts SELECT g, 'a' || g || '@example.com', CASE WHEN g % 3 = 0 THEN '' ELSE 'c' || g END
+  FROM generate_series(1, 40) g;
+INSERT INTO stored.readings SELECT g, 1 + g % 40, DATE '2026-01-01' + g FROM generate_series(1, 100) g;
+ANALYZE;
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn indexes_keep_their_tablespace_and_storage_parameters_through_apply_and_rollback() {
+    let location = cluster().server_owned_dir("fast_disk").expect("a directory for the tablespace");
+    let db = fresh_db("stored").await;
+    let create = format!("CREATE TABLESPACE \"fast disk\" LOCATION '{}'", location.display());
+    db.connect().await.batch_execute(&create).await.expect("create the tablespace");
+    db.exec(STORED_SCHEMA).await;
+    // The schema's own indexes, each in the tablespace every time (the plan's new ones, stage 6's
+    // and the tenant table's, go where the database's new indexes go).
+    let names = "'accounts_pkey', 'accounts_email_key', 'accounts_code_lower', 'accounts_code_idx', \
+                 'readings_pkey', 'readings_2026_pkey'";
+    let placement = format!(
+        "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace \
+          WHERE n.nspname = 'stored' AND c.relname IN ({names}) AND t.spcname = 'fast disk'"
+    );
+    let placement = placement.as_str();
+    assert_eq!(db.query_i64(placement).await, 6);
+    let dir = scratch_dir();
+    let plan_path = dir.path().join("plan.toml");
+    let plan = plan_path.to_str().unwrap();
+    let dump_before = db.schema_dump();
+    let rows_before = db.row_checksums(&["stored"], "tenant_id").await;
+    db.tenantize(&[
+        "plan",
+        "--out",
+        plan,
+        "--schema",
+        "stored",
+        "--cover-indexes",
+        "--scope-primary-keys",
+        "all",
+    ])
+    .expect_ok();
+    db.tenantize(&["apply", plan, "--yes"]).expect_ok();
+    db.tenantize(&["verify", plan]).expect_ok();
+    // Every index the plan rebuilt is scoped (or covering) and still where it was.
+    let defs = format!(
+        "SELECT string_agg(pg_get_indexdef(i.indexrelid), E'\\n' ORDER BY 1) FROM pg_catalog.pg_index i \
+           JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid WHERE c.relname IN ({names})"
+    );
+    let applied: String = db.connect().await.query_one(&defs, &[]).await.unwrap().get(0);
+    for expected in [
+        "accounts_pkey ON stored.accounts USING btree (tenant_id, id) WITH (fillfactor='80')",
+        "accounts_email_key ON stored.accounts USING btree (tenant_id, email) WITH (fillfactor='70')",
+        "accounts_code_lower ON stored.accounts USING btree (tenant_id, lower(code)) WHERE (code <> ''::text)",
+        "accounts_code_idx ON stored.accounts USING btree (code) INCLUDE (tenant_id) WITH (fillfactor='60')",
+        "readings_pkey ON ONLY stored.readings USING btree (tenant_id, id, taken_at) WITH (fillfactor='90')",
+        "readings_2026_pkey ON stored.readings_2026 USING btree (tenant_id, id, taken_at) WITH (fillfactor='90')",
+    ] {
+        assert!(applied.contains(expected), "{expected} not in\n{applied}");
+    }
+    assert_eq!(db.query_i64(placement).await, 6, "an index left its tablespace:\n{applied}");
+    db.tenantize(&["rollback", plan, "--all", "--yes"]).expect_ok();
+    let dump_after = db.schema_dump();
+    assert!(
+        dump_before == dump_after,
+        "schema after rollback differs:\n{}",
+        text_diff(&dump_before, &dump_after)
+    );
+    assert_eq!(rows_before, db.row_checksums(&["stored"], "tenant_id").await);
+    assert_eq!(db.query_i64(placement).await, 6);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn odd_schema_batched_backfill_covers_tables_without_a_primary_key() {
     let db = fresh_db("odd_batched").await;

@@ -98,8 +98,9 @@ pub fn table_shape(table: &Table, ignore: &FingerprintIgnore) -> TableShape {
         .filter(|i| !ignore.owned(&i.name) && !i.is_partition_child)
         // An index the plan covered (`--cover-indexes`) reads as the one it replaced.
         .map(|i| {
-            without_included_column(&i.definition, &table.name, ignore.tenant_column)
-                .unwrap_or_else(|| i.definition.clone())
+            let definition = without_included_column(&i.definition, &table.name, ignore.tenant_column)
+                .unwrap_or_else(|| i.definition.clone());
+            in_tablespace(definition, &i.tablespace)
         })
         .collect();
     let checks = table
@@ -125,11 +126,12 @@ pub fn table_shape(table: &Table, ignore: &FingerprintIgnore) -> TableShape {
         // A key the plan scoped reads as the key it was (stage 7 put the tenant column in front).
         primary_key: table.primary_key.as_ref().map(|p| {
             let key = ignore.strip_tenant(&p.columns);
-            if key.len() < p.columns.len() {
+            let definition = if key.len() < p.columns.len() {
                 format!("PRIMARY KEY ({})", crate::sql::ident_list(key))
             } else {
                 p.definition.clone()
-            }
+            };
+            in_tablespace(definition, &p.tablespace)
         }),
         uniques,
         foreign_keys,
@@ -137,6 +139,15 @@ pub fn table_shape(table: &Table, ignore: &FingerprintIgnore) -> TableShape {
         checks,
         triggers,
         policies,
+    }
+}
+
+/// An index's own tablespace is part of its shape (the plan rebuilds it there); none, the
+/// common case, adds nothing, so plans saved before it was read keep their fingerprints.
+fn in_tablespace(definition: String, tablespace: &Option<String>) -> String {
+    match tablespace {
+        Some(tablespace) => format!("{definition} TABLESPACE {}", quote_ident(tablespace)),
+        None => definition,
     }
 }
 
@@ -174,7 +185,7 @@ fn unique_shape(u: &super::UniqueIndex, ignore: &FingerprintIgnore) -> String {
         Some(_) => text.push_str(" constraint"),
         None => text.push_str(" index"),
     }
-    text
+    in_tablespace(text, &u.tablespace)
 }
 
 fn foreign_key_shape(f: &super::ForeignKey, ignore: &FingerprintIgnore) -> String {

@@ -278,6 +278,13 @@ pub struct KeyConstraint {
     /// Its index is the table's CLUSTER index (`pg_index.indisclustered`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub clustered: bool,
+    /// `pg_get_indexdef()` of its index: the storage parameters (`WITH (…)`) that
+    /// `pg_get_constraintdef()` leaves out. `None` in catalogs read before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_definition: Option<String>,
+    /// Its index's tablespace when it has one of its own (neither definition prints it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -306,6 +313,9 @@ pub struct UniqueIndex {
     pub valid: bool,
     /// The index is a partition of a partitioned index (managed through its parent).
     pub is_partition_child: bool,
+    /// A tablespace of its own (`pg_get_indexdef()` does not print it); `None`: the database's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tablespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

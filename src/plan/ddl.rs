@@ -2,7 +2,7 @@
 
 use super::model::{Check, LockMode, Statement, StatementKind, TenantSpec, TimeoutProfile};
 use crate::catalog::UniqueIndex;
-use crate::sql::{QualifiedName, quote_ident, quote_literal};
+use crate::sql::{QualifiedName, index_storage_clause, quote_ident, quote_literal, with_tablespace};
 
 pub(super) fn regclass(name: &QualifiedName) -> String {
     format!("{}::pg_catalog.regclass", quote_literal(&name.to_string()))
@@ -62,31 +62,54 @@ pub(super) fn check(name: impl Into<String>, expect: i64, sql: String) -> Check 
     Check { name: name.into(), expect, sql }
 }
 
-/// Splice a leading column into an index definition printed by `pg_get_indexdef()`.
+/// Splice a leading column into a unique index's definition printed by `pg_get_indexdef()`.
 ///
 /// `CREATE UNIQUE INDEX name ON [ONLY] schema.table USING method (cols) ...` becomes
 /// `CREATE UNIQUE INDEX [CONCURRENTLY] new_name ON schema.table USING method (lead, cols) ...`;
-/// everything after the column list (INCLUDE, NULLS NOT DISTINCT, WITH, TABLESPACE, WHERE) is
-/// kept as written. Returns `None` when the text does not have the expected shape.
+/// everything after the column list (INCLUDE, NULLS NOT DISTINCT, WITH, WHERE) is kept as
+/// written, and the index's own tablespace, which `pg_get_indexdef()` never prints, is put
+/// back. Returns `None` when the text does not have the expected shape.
 pub(super) fn rewrite_index_definition(
-    definition: &str,
-    index_name: &str,
+    original: &UniqueIndex,
     table: &QualifiedName,
-    access_method: &str,
     new_name: &str,
     concurrently: bool,
     lead_column: Option<&str>,
 ) -> Option<String> {
-    let head = format!("CREATE UNIQUE INDEX {} ON ", quote_ident(index_name));
+    let (definition, method) = (&original.index_definition, &original.access_method);
+    let head = format!("CREATE UNIQUE INDEX {} ON ", quote_ident(&original.index_name));
     let rest = definition.strip_prefix(&head)?;
     let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
-    let after_table = rest.strip_prefix(&format!("{table} USING {access_method} ("))?;
+    let after_table = rest.strip_prefix(&format!("{table} USING {method} ("))?;
     let concurrently = if concurrently { "CONCURRENTLY " } else { "" };
     let lead = lead_column.map(|c| format!("{}, ", quote_ident(c))).unwrap_or_default();
-    Some(format!(
-        "CREATE UNIQUE INDEX {concurrently}{} ON {table} USING {access_method} ({lead}{after_table}",
+    let rewritten = format!(
+        "CREATE UNIQUE INDEX {concurrently}{} ON {table} USING {method} ({lead}{after_table}",
         quote_ident(new_name)
-    ))
+    );
+    match &original.tablespace {
+        Some(tablespace) => with_tablespace(&rewritten, table, tablespace),
+        None => Some(rewritten),
+    }
+}
+
+/// A unique constraint's definition as `pg_get_constraintdef()` prints it (`UNIQUE (a)`,
+/// `PRIMARY KEY (a) DEFERRABLE`), with the index parameters it leaves out put back: the
+/// index's storage parameters and its own tablespace, before any `DEFERRABLE`.
+pub(super) fn constraint_with_index_parameters(
+    definition: &str,
+    original: &UniqueIndex,
+    table: &QualifiedName,
+) -> String {
+    let mut parameters = String::new();
+    if let Some(with) = index_storage_clause(&original.index_definition, table) {
+        parameters.push_str(&format!(" {with}"));
+    }
+    if let Some(tablespace) = &original.tablespace {
+        parameters.push_str(&format!(" USING INDEX TABLESPACE {}", quote_ident(tablespace)));
+    }
+    let at = definition.find(" DEFERRABLE").unwrap_or(definition.len());
+    format!("{}{parameters}{}", &definition[..at], &definition[at..])
 }
 
 /// The `DEFERRABLE` clause of a constraint definition.
@@ -178,15 +201,30 @@ pub(super) fn duplicate_count_sql(table: &QualifiedName, unique: &UniqueIndex) -
 mod tests {
     use super::*;
 
+    fn unique(name: &str, definition: &str, tablespace: Option<&str>) -> UniqueIndex {
+        UniqueIndex {
+            index_name: name.into(),
+            constraint: None,
+            index_definition: definition.into(),
+            key_columns: Vec::new(),
+            key_column_names: None,
+            predicate: None,
+            access_method: "btree".into(),
+            nulls_not_distinct: false,
+            valid: true,
+            is_partition_child: false,
+            tablespace: tablespace.map(str::to_string),
+        }
+    }
+
     #[test]
     fn index_definitions_get_the_tenant_column_in_front() {
         let table = QualifiedName::new("public", "users");
         let def = "CREATE UNIQUE INDEX users_email_lower ON public.users USING btree (lower(email)) WHERE (deleted_at IS NULL)";
+        let original = unique("users_email_lower", def, None);
         let out = rewrite_index_definition(
-            def,
-            "users_email_lower",
+            &original,
             &table,
-            "btree",
             "users_email_lower_tenant_id",
             true,
             Some("tenant_id"),
@@ -196,25 +234,47 @@ mod tests {
             out,
             "CREATE UNIQUE INDEX CONCURRENTLY users_email_lower_tenant_id ON public.users USING btree (tenant_id, lower(email)) WHERE (deleted_at IS NULL)"
         );
+        // pg_get_indexdef() leaves the tablespace out: it is put back where the grammar has it.
+        let original = unique("users_email_lower", def, Some("fast"));
+        let out =
+            rewrite_index_definition(&original, &table, "users_email_lower_global", true, None).unwrap();
+        assert_eq!(
+            out,
+            "CREATE UNIQUE INDEX CONCURRENTLY users_email_lower_global ON public.users USING btree (lower(email)) TABLESPACE fast WHERE (deleted_at IS NULL)"
+        );
         let quoted = QualifiedName::new("Sales", "Order Items");
         let def = "CREATE UNIQUE INDEX \"UQ\" ON ONLY \"Sales\".\"Order Items\" USING btree (\"Code\") INCLUDE (x) NULLS NOT DISTINCT";
-        let out =
-            rewrite_index_definition(def, "UQ", &quoted, "btree", "uq2", false, Some("Tenant")).unwrap();
+        let out = rewrite_index_definition(&unique("UQ", def, None), &quoted, "uq2", false, Some("Tenant"))
+            .unwrap();
         assert_eq!(
             out,
             "CREATE UNIQUE INDEX uq2 ON \"Sales\".\"Order Items\" USING btree (\"Tenant\", \"Code\") INCLUDE (x) NULLS NOT DISTINCT"
         );
-        assert!(
-            rewrite_index_definition(
-                "CREATE INDEX x ON t USING btree (a)",
-                "x",
-                &table,
-                "btree",
-                "y",
-                true,
-                None
-            )
-            .is_none()
+        let plain = unique("x", "CREATE INDEX x ON t USING btree (a)", None);
+        assert!(rewrite_index_definition(&plain, &table, "y", true, None).is_none());
+    }
+
+    #[test]
+    fn constraint_definitions_get_back_the_index_parameters_pg_get_constraintdef_leaves_out() {
+        let table = QualifiedName::new("public", "users");
+        let def = "CREATE UNIQUE INDEX users_email_key ON ONLY public.users USING btree (email) WITH (fillfactor='70')";
+        let original = unique("users_email_key", def, Some("fast disk"));
+        assert_eq!(
+            constraint_with_index_parameters(
+                "UNIQUE (email) DEFERRABLE INITIALLY DEFERRED",
+                &original,
+                &table
+            ),
+            "UNIQUE (email) WITH (fillfactor='70') USING INDEX TABLESPACE \"fast disk\" DEFERRABLE INITIALLY DEFERRED"
+        );
+        let original = unique(
+            "users_pkey",
+            "CREATE UNIQUE INDEX users_pkey ON ONLY public.users USING btree (id)",
+            None,
+        );
+        assert_eq!(
+            constraint_with_index_parameters("PRIMARY KEY (id)", &original, &table),
+            "PRIMARY KEY (id)"
         );
     }
 

@@ -31,6 +31,10 @@ pub(super) async fn read_constraints(
                 con.conparentid <> 0 AS inherited,
                 coalesce((SELECT i.indisclustered FROM pg_catalog.pg_index i WHERE i.indexrelid = con.conindid), false)
                     AS clustered,
+                CASE WHEN con.contype = 'p' THEN pg_get_indexdef(con.conindid) END AS index_definition,
+                (SELECT t.spcname::text FROM pg_catalog.pg_class ic
+                   JOIN pg_catalog.pg_tablespace t ON t.oid = ic.reltablespace
+                  WHERE ic.oid = con.conindid AND con.contype = 'p') AS tablespace,
                 coalesce((SELECT json_agg(a.attname ORDER BY u.ord) FROM unnest(con.conkey) WITH ORDINALITY u(attnum, ord)
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = u.attnum), '[]') AS columns,
                 CASE WHEN con.contype = 'f' THEN json_build_array(fn.nspname, fc.relname) END AS referenced_table,
@@ -88,7 +92,14 @@ pub(super) async fn read_constraints(
         match kind.as_str() {
             "p" => {
                 let clustered = get(what, row, "clustered")?;
-                table.primary_key = Some(KeyConstraint { name, columns, definition, clustered })
+                table.primary_key = Some(KeyConstraint {
+                    name,
+                    columns,
+                    definition,
+                    clustered,
+                    index_definition: get(what, row, "index_definition")?,
+                    tablespace: get(what, row, "tablespace")?,
+                })
             }
             "u" => {
                 let info = UniqueConstraintInfo {
@@ -175,6 +186,7 @@ pub(super) async fn read_indexes(
                 nulls_not_distinct: get(what, row, "nulls_not_distinct")?,
                 valid,
                 is_partition_child,
+                tablespace: get(what, row, "tablespace")?,
             });
         } else if constraint_name.is_none() {
             table.indexes.push(Index {

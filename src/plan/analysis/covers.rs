@@ -11,7 +11,7 @@ use super::names::NameBook;
 use super::{Findings, Scope};
 use crate::catalog::{Index, TableKind};
 use crate::plan::model::Severity;
-use crate::sql::{QualifiedName, quote_ident, with_included_column};
+use crate::sql::{QualifiedName, quote_ident, with_included_column, with_tablespace};
 
 /// An application index the plan rebuilds with the tenant column included.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ pub(super) fn decide(
                 && i.key_column_names.is_some()
         });
         for index in lacking {
-            let cover = |temp: &str| with_included_column(&renamed(index, temp)?, name, column);
+            let cover = |temp: &str| with_included_column(&renamed(index, name, temp)?, name, column);
             let refused = if table.kind == TableKind::Partitioned {
                 // PostgreSQL cannot build a partitioned index concurrently, nor drop one.
                 Some(
@@ -65,13 +65,6 @@ pub(super) fn decide(
                      INDEX CONCURRENTLY the old one"
                         .to_string(),
                 )
-            } else if let Some(tablespace) = &index.tablespace {
-                // pg_get_indexdef() leaves the tablespace out: the copy would land elsewhere.
-                Some(format!(
-                    "by hand, TABLESPACE {}: --cover-indexes leaves an index in a tablespace of \
-                     its own alone",
-                    quote_ident(tablespace)
-                ))
             } else if cover("t").is_none() {
                 Some("by hand: --cover-indexes could not read its definition".to_string())
             } else {
@@ -87,7 +80,7 @@ pub(super) fn decide(
             covers.entry(name.clone()).or_default().push(CoveredIndex {
                 original: index.clone(),
                 cover_definition: cover(&temp_name).expect("its shape was checked above"),
-                restore_definition: renamed(index, &restore_name).expect("its shape was checked above"),
+                restore_definition: renamed(index, name, &restore_name).expect("its shape was checked above"),
                 temp_name,
                 retired_name,
                 restore_name,
@@ -97,13 +90,17 @@ pub(super) fn decide(
     covers
 }
 
-/// The index's definition as `CREATE INDEX CONCURRENTLY new_name …`; `None` when the printed
-/// definition does not have the shape expected of a non-unique index (the finding stays
-/// instead).
-fn renamed(index: &Index, new_name: &str) -> Option<String> {
+/// The index's definition as `CREATE INDEX CONCURRENTLY new_name …`, in the index's own
+/// tablespace (which `pg_get_indexdef()` leaves out); `None` when the printed definition does
+/// not have the shape expected of a non-unique index (the finding stays instead).
+fn renamed(index: &Index, table: &QualifiedName, new_name: &str) -> Option<String> {
     let head = format!("CREATE INDEX {} ON ", quote_ident(&index.name));
     let rest = index.definition.strip_prefix(&head)?;
-    Some(format!("CREATE INDEX CONCURRENTLY {} ON {rest}", quote_ident(new_name)))
+    let definition = format!("CREATE INDEX CONCURRENTLY {} ON {rest}", quote_ident(new_name));
+    match &index.tablespace {
+        Some(tablespace) => with_tablespace(&definition, table, tablespace),
+        None => Some(definition),
+    }
 }
 
 fn report(scope: &Scope, name: &QualifiedName, index: &Index, how: &str, findings: &mut Findings) {

@@ -244,11 +244,15 @@ fn primary_key(
             initially_deferred: false,
             inherited: false,
         }),
-        index_definition: format!(
-            "CREATE UNIQUE INDEX {} ON {name} USING btree ({})",
-            quote_ident(&pk.name),
-            ident_list(&pk.columns)
-        ),
+        // The key's own index definition keeps its storage parameters; a catalog read before
+        // it was recorded falls back to the plain one.
+        index_definition: pk.index_definition.clone().unwrap_or_else(|| {
+            format!(
+                "CREATE UNIQUE INDEX {} ON {name} USING btree ({})",
+                quote_ident(&pk.name),
+                ident_list(&pk.columns)
+            )
+        }),
         key_columns: pk.columns.iter().map(|c| quote_ident(c)).collect(),
         key_column_names: Some(pk.columns.clone()),
         predicate: None,
@@ -256,6 +260,7 @@ fn primary_key(
         nulls_not_distinct: false,
         valid: true,
         is_partition_child: false,
+        tablespace: pk.tablespace.clone(),
     };
     if partitioned {
         findings.add(
@@ -292,15 +297,8 @@ pub(super) fn decide_builds(
             if u.partitioned && o.constraint.is_some() {
                 continue;
             }
-            u.build_definition = rewrite_index_definition(
-                &o.index_definition,
-                &o.index_name,
-                table,
-                &o.access_method,
-                &u.temp_name,
-                !u.partitioned,
-                Some(&scope.tenant.column),
-            );
+            u.build_definition =
+                rewrite_index_definition(o, table, &u.temp_name, !u.partitioned, Some(&scope.tenant.column));
             if u.build_definition.is_none() {
                 findings.add(
                     Severity::Error,

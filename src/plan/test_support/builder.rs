@@ -3,68 +3,15 @@
 //! `pg_get_indexdef(oid, k, true)` prints them, sorted `relation_names`, partitions carrying
 //! their parent's cloned keys and triggers, and so on.
 
+use super::printed::{fk_definition, pg_object_name};
 use crate::catalog::{
     Catalog, Column, ForeignKey, Index, KeyConstraint, NamedDefinition, RoleInfo, ServerInfo, Table,
     TableKind, Trigger, UniqueConstraintInfo, UniqueIndex, View,
 };
-use crate::sql::{MAX_IDENTIFIER_BYTES, QualifiedName, ident_list, quote_ident};
+use crate::sql::{QualifiedName, ident_list, quote_ident};
 
 pub(crate) fn qn(schema: &str, name: &str) -> QualifiedName {
     QualifiedName::new(schema, name)
-}
-
-/// PostgreSQL's `makeObjectName()`: `name1_name2_label`, shortening the longer of the two names
-/// until the whole fits in 63 bytes (the names PostgreSQL gives keys and indexes by default).
-pub(crate) fn pg_object_name(name1: &str, name2: &str, label: &str) -> String {
-    let (mut a, mut b) = (name1.to_string(), name2.to_string());
-    let total = |a: &str, b: &str| a.len() + label.len() + 1 + if b.is_empty() { 0 } else { b.len() + 1 };
-    while total(&a, &b) > MAX_IDENTIFIER_BYTES {
-        if a.len() >= b.len() {
-            a.pop()
-        } else {
-            b.pop()
-        };
-    }
-    if b.is_empty() { format!("{a}_{label}") } else { format!("{a}_{b}_{label}") }
-}
-
-/// `pg_get_constraintdef()` of a foreign key.
-pub(crate) fn fk_definition(fk: &ForeignKey) -> String {
-    let action = |code: &str| match code {
-        "r" => Some("RESTRICT"),
-        "c" => Some("CASCADE"),
-        "n" => Some("SET NULL"),
-        "d" => Some("SET DEFAULT"),
-        _ => None,
-    };
-    let mut out = format!(
-        "FOREIGN KEY ({}) REFERENCES {}({})",
-        ident_list(&fk.columns),
-        fk.referenced_table,
-        ident_list(&fk.referenced_columns)
-    );
-    if fk.match_type == "f" {
-        out.push_str(" MATCH FULL");
-    }
-    if let Some(a) = action(&fk.on_update) {
-        out.push_str(&format!(" ON UPDATE {a}"));
-    }
-    if let Some(a) = action(&fk.on_delete) {
-        out.push_str(&format!(" ON DELETE {a}"));
-        if !fk.on_delete_columns.is_empty() {
-            out.push_str(&format!(" ({})", ident_list(&fk.on_delete_columns)));
-        }
-    }
-    if fk.deferrable {
-        out.push_str(" DEFERRABLE");
-    }
-    if fk.initially_deferred {
-        out.push_str(" INITIALLY DEFERRED");
-    }
-    if !fk.validated {
-        out.push_str(" NOT VALID");
-    }
-    out
 }
 
 pub(crate) struct TableBuilder {
@@ -138,6 +85,8 @@ impl TableBuilder {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             definition: format!("PRIMARY KEY ({})", ident_list(columns)),
             clustered: false,
+            index_definition: None,
+            tablespace: None,
         });
         self
     }
@@ -180,6 +129,7 @@ impl TableBuilder {
             nulls_not_distinct: false,
             valid: true,
             is_partition_child: false,
+            tablespace: None,
         });
         self
     }
@@ -203,6 +153,7 @@ impl TableBuilder {
             nulls_not_distinct: false,
             valid: true,
             is_partition_child: false,
+            tablespace: None,
         });
         self
     }

@@ -2,6 +2,7 @@
 //! no I/O.
 
 mod builder;
+mod printed;
 
 pub(crate) use builder::{CatalogBuilder, qn};
 

@@ -45,6 +45,8 @@ fn primary_key(t: &mut Table, columns: &[&str]) {
         columns: columns.iter().map(|c| c.to_string()).collect(),
         definition: format!("PRIMARY KEY ({})", ident_list(columns)),
         clustered: false,
+        index_definition: None,
+        tablespace: None,
     });
 }
 
@@ -71,6 +73,7 @@ fn unique(t: &mut Table, column: &str) {
         nulls_not_distinct: false,
         valid: true,
         is_partition_child: false,
+        tablespace: None,
     });
 }
 

@@ -5,9 +5,9 @@ use super::index_part;
 use crate::catalog::UniqueConstraintInfo;
 use crate::plan::analysis::{Analysis, Scope, ScopedUnique};
 use crate::plan::ddl::{
-    check, concurrent_index, deferrable_clause, drop_index_concurrently, duplicate_count_sql, exempt,
-    index_valid_check, long, regclass, rewrite_index_definition, splice_constraint_columns, stmt,
-    to_regclass,
+    check, concurrent_index, constraint_with_index_parameters, deferrable_clause, drop_index_concurrently,
+    duplicate_count_sql, exempt, index_valid_check, long, regclass, rewrite_index_definition,
+    splice_constraint_columns, stmt, to_regclass,
 };
 use crate::plan::machine::{names, state, transition};
 use crate::plan::model::{Check, Guard, LockMode, Part, Stage, Statement, Step};
@@ -214,15 +214,7 @@ fn swap_step(s: &Scope, table: &QualifiedName, uniques: &[ScopedUnique]) -> Opti
 /// The original's definition under its restore name, for the rollback to rebuild.
 fn restore_definition(table: &QualifiedName, u: &ScopedUnique, concurrently: bool) -> Option<String> {
     let o = &u.original;
-    rewrite_index_definition(
-        &o.index_definition,
-        &o.index_name,
-        table,
-        &o.access_method,
-        &u.restore_name,
-        concurrently,
-        None,
-    )
+    rewrite_index_definition(o, table, &u.restore_name, concurrently, None)
 }
 
 /// What a swap finds when the index it swaps is not there at all: the application dropped
@@ -447,7 +439,7 @@ fn leads_with_tenant_check(table: &QualifiedName, u: &ScopedUnique, tenant_colum
 #[cfg(test)]
 mod tests {
     use crate::plan::test_support::*;
-    use crate::plan::{LockMode, Stage, StatementKind};
+    use crate::plan::{LockMode, PlanOptions, PrimaryKeyScope, Stage, StatementKind};
 
     #[test]
     fn stage7_rebuilds_uniques_with_the_tenant_column_keeping_predicates_and_expressions() {
@@ -521,6 +513,46 @@ mod tests {
         offset(
             &rollback,
             "CREATE UNIQUE INDEX CONCURRENTLY users_username_active_idx_global ON public.users USING btree (username) WHERE (deleted_at IS NULL);\n",
+        );
+    }
+
+    #[test]
+    fn stage7_keeps_each_uniques_tablespace_and_storage_parameters_both_ways() {
+        // pg_get_indexdef() leaves out the tablespace, pg_get_constraintdef() the storage
+        // parameters too: every rebuild, forward and back, puts back what the index had.
+        let mut catalog = with_events(saas(PG15)).build();
+        let users = catalog.tables.iter_mut().find(|t| t.name == qn("public", "users")).unwrap();
+        users.uniques[0].tablespace = Some("fast disk".into());
+        let events = catalog.tables.iter_mut().find(|t| t.name == qn("public", "events")).unwrap();
+        let pk = events.primary_key.as_mut().unwrap();
+        pk.index_definition = Some(
+            "CREATE UNIQUE INDEX events_pkey ON ONLY public.events USING btree (id, created_at) \
+             WITH (fillfactor='80')"
+                .into(),
+        );
+        pk.tablespace = Some("fast".into());
+        let options = PlanOptions { scope_primary_keys: PrimaryKeyScope::All, ..Default::default() };
+        let plan = plan_with(&catalog, &options);
+        offset(
+            &forward_sql(step(&plan, "7.unique-build:public.users")),
+            "CREATE UNIQUE INDEX CONCURRENTLY users_email_key_tenant_id ON public.users USING btree \
+             (tenant_id, email) TABLESPACE \"fast disk\";\n",
+        );
+        offset(
+            &rollback_sql(step(&plan, "7.unique-swap:public.users")),
+            "CREATE UNIQUE INDEX CONCURRENTLY users_email_key_global ON public.users USING btree \
+             (email) TABLESPACE \"fast disk\";\n",
+        );
+        let events = step(&plan, "7.unique-swap:public.events");
+        offset(
+            &forward_sql(events),
+            "ADD CONSTRAINT events_pkey PRIMARY KEY (tenant_id, id, created_at) WITH (fillfactor='80') \
+             USING INDEX TABLESPACE fast;\n",
+        );
+        offset(
+            &rollback_sql(events),
+            "ADD CONSTRAINT events_pkey PRIMARY KEY (id, created_at) WITH (fillfactor='80') USING \
+             INDEX TABLESPACE fast;\n",
         );
     }
 
