@@ -80,6 +80,34 @@ async fn drift_in_the_middle_of_a_conversion_is_refused_for_the_steps_still_to_r
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_name_the_plan_creates_made_by_hand_after_planning_is_refused() {
+    let db = sample_db("taken_name", 500).await;
+    let dir = scratch_dir();
+    let plan = planned(&db, &dir, &[]).await;
+    // The name of stage 7's scoped copy of users_email_key, on the global key: the build would
+    // take it for its copy, and the swap would put a global unique back under the name.
+    let copy = "CREATE UNIQUE INDEX users_email_key_tenant_id ON public.users (lower(email)) \
+                WHERE deleted_at IS NULL";
+    db.exec(copy).await;
+    let before = db.schema_dump();
+    let refusal = "public.users_email_key_tenant_id exists, but the plan creates it in step \
+                   7.unique-build:public.users, which has not started";
+    db.tenantize(&["apply", &plan, "--yes"]).expect_code(5).expect_output(refusal);
+    assert_eq!(before, db.schema_dump());
+    assert!(!journal_exists(&db).await);
+    // Mid-run alike: the steps that ran are the plan's own, the one still to start is not.
+    db.exec("DROP INDEX public.users_email_key_tenant_id").await;
+    db.tenantize(&["apply", &plan, "--through", "indexes", "--yes"]).expect_ok();
+    db.exec(copy).await;
+    let before = db.schema_dump();
+    db.tenantize(&["apply", &plan, "--yes"]).expect_code(5).expect_output(refusal);
+    assert_eq!(before, db.schema_dump());
+    db.exec("DROP INDEX public.users_email_key_tenant_id").await;
+    db.tenantize(&["apply", &plan, "--yes"]).expect_ok();
+    db.tenantize(&["verify", &plan]).expect_ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_second_run_fails_at_once_naming_the_holder() {
     let db = sample_db("second_run", 500).await;
     let dir = scratch_dir();

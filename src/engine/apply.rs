@@ -1,10 +1,11 @@
 //! `apply`: run the steps still to do, in order, each journaled; resume interrupted ones.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::exec::Executor;
 use super::machine;
-use super::preflight::{drift, privilege_problems, tables_of};
+use super::preflight::{drift, names_taken_since_planning, privilege_problems, tables_of};
 use super::run::{Progress, locked_run, plan_record, step_failure};
 use super::step_checks::{observe_checks, run_checks};
 use super::{Control, EngineError, RunSettings, Session, elapsed_ms, emit};
@@ -130,8 +131,15 @@ async fn apply_locked(
         return Ok(outcome);
     }
     let report = drift(plan, &catalog, Some(&tables_of(&pending)));
-    if !report.is_empty() {
+    let never_started: BTreeSet<&str> = pending
+        .iter()
+        .filter(|s| entries.get(&s.id).is_none_or(|e| e.state == StepState::Pending && e.attempts == 0))
+        .map(|s| s.id.as_str())
+        .collect();
+    let taken = names_taken_since_planning(plan, &catalog, &never_started);
+    if !report.is_empty() || !taken.is_empty() {
         let mut lines = report.lines();
+        lines.extend(taken);
         if catalog.server.database != plan.source.database {
             lines.insert(
                 0,

@@ -8,7 +8,7 @@ use crate::catalog::{
     Catalog, FingerprintIgnore, TableShape, shape_diff, shape_fingerprint, table_shape, view_fingerprint,
 };
 use crate::plan::{Plan, Severity, Stage, Step};
-use crate::sql::QualifiedName;
+use crate::sql::{QualifiedName, quote_ident};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DriftReport {
@@ -169,6 +169,74 @@ pub fn privilege_problems(plan: &Plan, catalog: &Catalog, pending: &[&Step]) -> 
     problems
 }
 
+/// Names the plan gives what it creates that already exist although the step that first
+/// names them has never started: someone made them after planning. Drift leaves the plan's
+/// names out (mid-run they are its own work), and a step reads its objects by name, so a
+/// hand-made `<index>_tenant_id` would pass for the scoped copy and be swapped in. Checked
+/// in the schemas of that step's tables (relations and constraints share a namespace there;
+/// a policy's is its table's).
+pub fn names_taken_since_planning(
+    plan: &Plan,
+    catalog: &Catalog,
+    never_started: &BTreeSet<&str>,
+) -> Vec<String> {
+    let mut first_named_by: BTreeMap<&str, &Step> = BTreeMap::new();
+    for step in &plan.steps {
+        for name in &plan.drift.owned_names {
+            if !first_named_by.contains_key(name.as_str())
+                && step.all_statements().any(|s| mentions(&s.sql, name))
+            {
+                first_named_by.insert(name, step);
+            }
+        }
+    }
+    let mut taken: BTreeSet<QualifiedName> = catalog.relation_names.iter().cloned().collect();
+    for table in &catalog.tables {
+        let constraints = table
+            .primary_key
+            .iter()
+            .map(|p| &p.name)
+            .chain(table.foreign_keys.iter().map(|f| &f.name))
+            .chain(table.check_constraints.iter().map(|c| &c.name))
+            .chain(table.exclusion_constraints.iter().map(|c| &c.name))
+            .chain(table.uniques.iter().map(|u| &u.index_name));
+        taken.extend(constraints.map(|n| table.name.sibling(n.clone())));
+    }
+    let mut lines = Vec::new();
+    for (name, step) in first_named_by.into_iter().filter(|(_, s)| never_started.contains(s.id.as_str())) {
+        let schemas: BTreeSet<&str> = step.tables.iter().map(|t| t.schema.as_str()).collect();
+        let policy = step
+            .tables
+            .iter()
+            .filter_map(|t| catalog.table(t))
+            .find(|t| t.policies.iter().any(|p| p.name == name));
+        let held =
+            schemas.into_iter().map(|schema| QualifiedName::new(schema, name)).find(|q| taken.contains(q));
+        let holder = match (held, policy) {
+            (Some(q), _) => q.display_plain(),
+            (None, Some(t)) => format!("policy {name} on {}", t.name.display_plain()),
+            (None, None) => continue,
+        };
+        lines.push(format!(
+            "{holder} exists, but the plan creates it in step {}, which has not started: it was \
+             made after planning (the step would take it for its own work); drop or rename it, \
+             or plan again",
+            step.id
+        ));
+    }
+    lines
+}
+
+/// Whether `sql` names `name` (as `quote_ident` writes it) as a whole identifier.
+fn mentions(sql: &str, name: &str) -> bool {
+    let token = quote_ident(name);
+    let part_of_identifier = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    sql.match_indices(&token).any(|(at, _)| {
+        !sql[..at].chars().next_back().is_some_and(part_of_identifier)
+            && !sql[at + token.len()..].chars().next().is_some_and(part_of_identifier)
+    })
+}
+
 /// Tables the steps touch (for drift).
 pub fn tables_of(steps: &[&Step]) -> BTreeSet<QualifiedName> {
     steps.iter().flat_map(|s| s.tables.iter().cloned()).collect()
@@ -182,4 +250,20 @@ fn citus_shard_name(name: &QualifiedName, planned: &BTreeSet<&QualifiedName>) ->
     !id.is_empty()
         && id.bytes().all(|b| b.is_ascii_digit())
         && (planned.contains(&QualifiedName::new(&name.schema, base)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn a_name_is_mentioned_only_as_a_whole_identifier() {
+        let sql = "CREATE UNIQUE INDEX CONCURRENTLY users_email_key_tenant_id ON public.users (tenant_id, email);\n\
+                   ALTER INDEX public.\"Users_key\" RENAME TO x;";
+        assert!(mentions(sql, "users_email_key_tenant_id"));
+        assert!(!mentions(sql, "users_email_key"), "a prefix of a longer name");
+        assert!(!mentions(sql, "email_key_tenant_id"), "a suffix of a longer name");
+        assert!(mentions(sql, "Users_key"), "quoted as quote_ident writes it");
+        assert!(!mentions(sql, "users_key"));
+    }
 }
