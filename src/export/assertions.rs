@@ -15,20 +15,22 @@ pub(super) fn holds(check: &Check) -> String {
     format!("({}) = {}", check.sql.trim().trim_end_matches(';'), check.expect)
 }
 
-/// The step that overtakes `step`'s checks, if a later one does. A `--cover-indexes` step
-/// never does: it swaps only the application's own indexes, none an earlier step built, and
-/// taking it for one would make stage 6's index checks always pass.
+/// Which later step undoes or replaces an earlier one's work, so that the earlier one's
+/// checks no longer describe the schema after the plan, as `(earlier, later)` id prefixes of
+/// the same object: a unique's scoped copy (`7.unique-build`) is renamed into place by its
+/// swap, and a legacy role's default tenant (`8.legacy-role`) is taken away by the cutover.
+/// Nothing else overtakes: a rule as loose as "a later step of the same stage on the same
+/// tables" let one legacy role's check pass on another's, and stage 6's on a cover step's.
+const OVERTAKEN_BY: &[(&str, &str)] =
+    &[("7.unique-build:", "7.unique-swap:"), ("8.legacy-role:", "10.legacy-role:")];
+
+/// The step that overtakes `step`'s checks (see [`OVERTAKEN_BY`]), if the plan has it.
 pub(super) fn overtaken_by<'a>(plan: &'a Plan, step: &Step) -> Option<&'a Step> {
-    let at = plan.position(&step.id)?;
-    plan.steps[at + 1..].iter().rev().find(|s| {
-        s.stage == step.stage
-            && s.tables == step.tables
-            && !s.checks.is_empty()
-            && !s.id.starts_with(COVER_INDEXES)
+    OVERTAKEN_BY.iter().find_map(|(earlier, later)| {
+        let object = step.id.strip_prefix(earlier)?;
+        plan.step(&format!("{later}{object}")).filter(|s| !s.checks.is_empty())
     })
 }
-
-const COVER_INDEXES: &str = "6.cover-indexes:";
 
 /// A check and the SQL condition under which it is judged to hold after the plan.
 pub(super) struct Assertion {
@@ -75,14 +77,40 @@ mod tests {
     use crate::plan::test_support::*;
 
     #[test]
-    fn a_cover_indexes_step_overtakes_no_check_of_stage_6() {
+    fn only_a_step_that_replaces_an_earlier_ones_work_overtakes_its_checks() {
         let catalog = with_tags(saas(PG15)).build();
         let plan = plan_with(&catalog, &PlanOptions { cover_indexes: true, ..PlanOptions::default() });
         assert!(plan.step("6.cover-indexes:public.tags").is_some());
         let built = step(&plan, "6.indexes:public.tags");
         assert!(overtaken_by(&plan, built).is_none());
-        // A unique's scoped copy is still overtaken by its swap.
+        // A unique's scoped copy is overtaken by its swap.
         let copy = step(&plan, "7.unique-build:public.users");
         assert_eq!(overtaken_by(&plan, copy).map(|s| s.id.as_str()), Some("7.unique-swap:public.users"));
+        // Every other step is judged by its own checks, whatever shares its stage and tables.
+        for s in plan.steps.iter().filter(|s| !s.id.starts_with("7.unique-build:")) {
+            assert!(overtaken_by(&plan, s).is_none(), "{} overtaken", s.id);
+        }
+    }
+
+    #[test]
+    fn a_legacy_roles_default_is_overtaken_by_its_own_cutover_not_by_another_role() {
+        let mut catalog = saas(PG15).build();
+        catalog.legacy_roles = ["app_a", "app_b"]
+            .map(|name| crate::catalog::LegacyRole {
+                name: name.into(),
+                setting: None,
+                superuser: false,
+                bypass_rls: false,
+                can_login: true,
+                may_alter: true,
+            })
+            .to_vec();
+        let options =
+            PlanOptions { legacy_roles: vec!["app_a".into(), "app_b".into()], ..PlanOptions::default() };
+        let plan = plan_with(&catalog, &options);
+        let first = step(&plan, "8.legacy-role:app_a");
+        assert_eq!(overtaken_by(&plan, first).map(|s| s.id.as_str()), Some("10.legacy-role:app_a"));
+        let assertion = &of_step(&plan, first)[0];
+        assert!(!assertion.condition.contains("app_b"), "{}", assertion.condition);
     }
 }
