@@ -539,8 +539,18 @@ impl WizardArgs {
 /// The kinds of step (the part of a step id before `:`) that are not stage names, and their
 /// stage: stage 7's steps interleave (each unique is built, then the foreign keys that need it
 /// are rebuilt, then it is swapped in), so a run stops only after the whole stage.
-const STEP_KINDS: [(&str, Stage); 3] =
-    [("unique-build", Stage::Unique), ("foreign-keys", Stage::Unique), ("unique-swap", Stage::Unique)];
+/// The kinds of step whose name is not their stage's, as step ids begin after the number
+/// (`6.cover-indexes:…`); a legacy role has a step in stage 8 and one in 10, 8 is named.
+const STEP_KINDS: [(&str, Stage); 8] = [
+    ("cover-indexes", Stage::Indexes),
+    ("unique-build", Stage::Unique),
+    ("foreign-keys", Stage::Unique),
+    ("unique-swap", Stage::Unique),
+    ("legacy-role", Stage::Rls),
+    ("propagate-set", Stage::Distribute),
+    ("foreign-keys-off", Stage::Distribute),
+    ("foreign-keys-on", Stage::Distribute),
+];
 
 pub fn parse_stage(text: &str) -> Result<Stage, String> {
     if let Some(stage) = Stage::parse(text) {
@@ -566,6 +576,18 @@ pub fn parse_stage(text: &str) -> Result<Stage, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kind_of_step_given_as_a_stage_names_its_stage() {
+        for (kind, number) in
+            [("cover-indexes", 6), ("unique-swap", 7), ("legacy-role", 8), ("foreign-keys-off", 9)]
+        {
+            let error = parse_stage(kind).unwrap_err();
+            assert!(error.contains(&format!("names a kind of step in stage {number} (")), "{error}");
+        }
+        assert!(parse_stage("indexes").is_ok());
+        assert!(parse_stage("no-such-thing").unwrap_err().starts_with("unknown stage"));
+    }
 
     #[test]
     fn a_tenant_table_without_a_schema_goes_to_public_when_converted_else_the_first_schema() {

@@ -211,7 +211,8 @@ fn confirm_apply(
     let rows: i64 =
         step_ids.iter().filter_map(|id| model.plan.step(id)).map(|s| s.rows_estimate.max(0)).sum();
     if rows > 0 {
-        tail.push(Line::raw(format!("Touches about {} rows (planner estimate).", count(rows))));
+        let noun = if rows == 1 { "row" } else { "rows" };
+        tail.push(Line::raw(format!("Touches about {} {noun} (planner estimate).", count(rows))));
     }
     if let Some((lock, id, on)) = strongest_lock(model, step_ids) {
         let mut spans =

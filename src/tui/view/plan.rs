@@ -284,12 +284,13 @@ fn status_facts(model: &Model, index: usize) -> Vec<String> {
                 facts.push(format!("in {}", duration_ms(ms)));
             }
             if view.rows > 0 {
-                facts.push(format!("{} rows", count_u(view.rows)));
+                facts.push(format!("{} {}", count_u(view.rows), if view.rows == 1 { "row" } else { "rows" }));
             }
         }
         UiStepState::Pending | UiStepState::Skipped => {
             if let Some(step) = step.filter(|s| s.rows_estimate > 0) {
-                facts.push(format!("~{} rows to write", count(step.rows_estimate)));
+                let noun = if step.rows_estimate == 1 { "row" } else { "rows" };
+                facts.push(format!("~{} {noun} to write", count(step.rows_estimate)));
             }
         }
     }
