@@ -18,7 +18,7 @@ pub struct AppQuery {
     pub sql: &'static str,
 }
 
-pub const QUERIES: [AppQuery; 4] = [
+pub const QUERIES: [AppQuery; 5] = [
     AppQuery {
         name: "issue by primary key",
         sql: "SELECT id, title, status_id FROM public.issues WHERE id = :issue",
@@ -31,6 +31,12 @@ pub const QUERIES: [AppQuery; 4] = [
         name: "an issue's comments with authors",
         sql: "SELECT c.id, c.body, u.display_name FROM public.issue_comments c \
               JOIN public.users u ON u.id = c.author_id WHERE c.issue_id = :issue ORDER BY c.id",
+    },
+    AppQuery {
+        // An index-only scan of issue_comments (issue_id) before; after the conversion only
+        // with --cover-indexes (the policy's tenant condition needs the column in the index).
+        name: "an issue's comment count",
+        sql: "SELECT count(*) FROM public.issue_comments WHERE issue_id = :issue",
     },
     AppQuery {
         name: "insert an issue with a comment",
@@ -62,23 +68,32 @@ impl AppQuery {
 
 /// The relations a plan (EXPLAIN's JSON) reads with a sequential scan.
 pub fn sequential_scans(plan: &serde_json::Value) -> Vec<String> {
+    scans(plan, "Seq Scan")
+}
+
+/// The relations a plan (EXPLAIN's JSON) reads with an index-only scan.
+pub fn index_only_scans(plan: &serde_json::Value) -> Vec<String> {
+    scans(plan, "Index Only Scan")
+}
+
+fn scans(plan: &serde_json::Value, node_type: &str) -> Vec<String> {
     let mut found = Vec::new();
-    walk(plan, &mut found);
+    walk(plan, node_type, &mut found);
     found.sort();
     found.dedup();
     found
 }
 
-fn walk(node: &serde_json::Value, found: &mut Vec<String>) {
+fn walk(node: &serde_json::Value, node_type: &str, found: &mut Vec<String>) {
     match node {
-        serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, found)),
+        serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, node_type, found)),
         serde_json::Value::Object(map) => {
-            if map.get("Node Type").and_then(|t| t.as_str()) == Some("Seq Scan")
+            if map.get("Node Type").and_then(|t| t.as_str()) == Some(node_type)
                 && let Some(relation) = map.get("Relation Name").and_then(|r| r.as_str())
             {
                 found.push(relation.to_string());
             }
-            map.values().for_each(|v| walk(v, found));
+            map.values().for_each(|v| walk(v, node_type, found));
         }
         _ => {}
     }
@@ -102,5 +117,6 @@ mod tests {
             { "Node Type": "Index Scan", "Relation Name": "issues" },
             { "Node Type": "Seq Scan", "Relation Name": "users" } ] } }]);
         assert_eq!(sequential_scans(&plan), vec!["users".to_string()]);
+        assert!(index_only_scans(&plan).is_empty());
     }
 }
