@@ -6,7 +6,10 @@
 //! tenant column and every object the plan names) and reads a tenant-scoped unique or foreign
 //! key as the original it replaced (a leading tenant column is stripped), and a covered index
 //! as the one it replaced (an included tenant column at the end is stripped). Row counts, sizes,
-//! owners and RLS flags are left out: they change without changing the plan.
+//! owners and RLS flags are left out: they change without changing the plan. So are tablespaces:
+//! a rebuilt index lands in its original's own tablespace, but one without a tablespace of its
+//! own lands wherever `default_tablespace` points, and a partition's key index where its
+//! parent's does; neither is the application's change.
 
 use std::collections::BTreeSet;
 
@@ -98,9 +101,8 @@ pub fn table_shape(table: &Table, ignore: &FingerprintIgnore) -> TableShape {
         .filter(|i| !ignore.owned(&i.name) && !i.is_partition_child)
         // An index the plan covered (`--cover-indexes`) reads as the one it replaced.
         .map(|i| {
-            let definition = without_included_column(&i.definition, &table.name, ignore.tenant_column)
-                .unwrap_or_else(|| i.definition.clone());
-            in_tablespace(definition, &i.tablespace)
+            without_included_column(&i.definition, &table.name, ignore.tenant_column)
+                .unwrap_or_else(|| i.definition.clone())
         })
         .collect();
     let checks = table
@@ -126,12 +128,11 @@ pub fn table_shape(table: &Table, ignore: &FingerprintIgnore) -> TableShape {
         // A key the plan scoped reads as the key it was (stage 7 put the tenant column in front).
         primary_key: table.primary_key.as_ref().map(|p| {
             let key = ignore.strip_tenant(&p.columns);
-            let definition = if key.len() < p.columns.len() {
+            if key.len() < p.columns.len() {
                 format!("PRIMARY KEY ({})", crate::sql::ident_list(key))
             } else {
                 p.definition.clone()
-            };
-            in_tablespace(definition, &p.tablespace)
+            }
         }),
         uniques,
         foreign_keys,
@@ -139,15 +140,6 @@ pub fn table_shape(table: &Table, ignore: &FingerprintIgnore) -> TableShape {
         checks,
         triggers,
         policies,
-    }
-}
-
-/// An index's own tablespace is part of its shape (the plan rebuilds it there); none, the
-/// common case, adds nothing, so plans saved before it was read keep their fingerprints.
-fn in_tablespace(definition: String, tablespace: &Option<String>) -> String {
-    match tablespace {
-        Some(tablespace) => format!("{definition} TABLESPACE {}", quote_ident(tablespace)),
-        None => definition,
     }
 }
 
@@ -185,7 +177,7 @@ fn unique_shape(u: &super::UniqueIndex, ignore: &FingerprintIgnore) -> String {
         Some(_) => text.push_str(" constraint"),
         None => text.push_str(" index"),
     }
-    in_tablespace(text, &u.tablespace)
+    text
 }
 
 fn foreign_key_shape(f: &super::ForeignKey, ignore: &FingerprintIgnore) -> String {

@@ -173,8 +173,8 @@ pub fn privilege_problems(plan: &Plan, catalog: &Catalog, pending: &[&Step]) -> 
 /// names them has never started: someone made them after planning. Drift leaves the plan's
 /// names out (mid-run they are its own work), and a step reads its objects by name, so a
 /// hand-made `<index>_tenant_id` would pass for the scoped copy and be swapped in. Checked
-/// in the schemas of that step's tables (relations and constraints share a namespace there;
-/// a policy's is its table's).
+/// in the schema of that step's own table (relations and constraints share a namespace
+/// there), and a policy's name on the step's tables.
 pub fn names_taken_since_planning(
     plan: &Plan,
     catalog: &Catalog,
@@ -204,18 +204,21 @@ pub fn names_taken_since_planning(
     }
     let mut lines = Vec::new();
     for (name, step) in first_named_by.into_iter().filter(|(_, s)| never_started.contains(s.id.as_str())) {
-        let schemas: BTreeSet<&str> = step.tables.iter().map(|t| t.schema.as_str()).collect();
-        let policy = step
-            .tables
-            .iter()
-            .filter_map(|t| catalog.table(t))
-            .find(|t| t.policies.iter().any(|p| p.name == name));
-        let held =
-            schemas.into_iter().map(|schema| QualifiedName::new(schema, name)).find(|q| taken.contains(q));
-        let holder = match (held, policy) {
-            (Some(q), _) => q.display_plain(),
-            (None, Some(t)) => format!("policy {name} on {}", t.name.display_plain()),
-            (None, None) => continue,
+        // A policy's name is its table's alone; any other name lives in the schema of the
+        // step's own table, its first (a foreign-key step goes on to list the referenced ones).
+        let policy = format!("POLICY {} ON ", quote_ident(name));
+        let holder = if step.all_statements().any(|s| s.sql.contains(&policy)) {
+            let on = step.tables.iter().filter_map(|t| catalog.table(t));
+            match on.into_iter().find(|t| t.policies.iter().any(|p| p.name == name)) {
+                Some(t) => format!("policy {name} on {}", t.name.display_plain()),
+                None => continue,
+            }
+        } else {
+            let Some(own) = step.tables.first() else { continue };
+            match own.sibling(name) {
+                q if taken.contains(&q) => q.display_plain(),
+                _ => continue,
+            }
         };
         lines.push(format!(
             "{holder} exists, but the plan creates it in step {}, which has not started: it was \

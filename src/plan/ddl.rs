@@ -1,7 +1,7 @@
 //! Statement builders and definition splicing: the SQL text every stage is made of.
 
 use super::model::{Check, LockMode, Statement, StatementKind, TenantSpec, TimeoutProfile};
-use crate::catalog::UniqueIndex;
+use crate::catalog::{UniqueConstraintInfo, UniqueIndex};
 use crate::sql::{QualifiedName, index_storage_clause, quote_ident, quote_literal, with_tablespace};
 
 pub(super) fn regclass(name: &QualifiedName) -> String {
@@ -97,10 +97,11 @@ pub(super) fn rewrite_index_definition(
 /// `PRIMARY KEY (a) DEFERRABLE`), with the index parameters it leaves out put back: the
 /// index's storage parameters and its own tablespace, before any `DEFERRABLE`.
 pub(super) fn constraint_with_index_parameters(
-    definition: &str,
+    constraint: &UniqueConstraintInfo,
     original: &UniqueIndex,
     table: &QualifiedName,
 ) -> String {
+    let definition = &constraint.definition;
     let mut parameters = String::new();
     if let Some(with) = index_storage_clause(&original.index_definition, table) {
         parameters.push_str(&format!(" {with}"));
@@ -108,8 +109,10 @@ pub(super) fn constraint_with_index_parameters(
     if let Some(tablespace) = &original.tablespace {
         parameters.push_str(&format!(" USING INDEX TABLESPACE {}", quote_ident(tablespace)));
     }
-    let at = definition.find(" DEFERRABLE").unwrap_or(definition.len());
-    format!("{}{parameters}{}", &definition[..at], &definition[at..])
+    // The clause pg_get_constraintdef() ends with, not a quoted column named "x DEFERRABLE".
+    let deferrable = deferrable_clause(constraint.deferrable, constraint.initially_deferred);
+    let head = definition.strip_suffix(deferrable).unwrap_or(definition);
+    format!("{head}{parameters}{}", &definition[head.len()..])
 }
 
 /// The `DEFERRABLE` clause of a constraint definition.
@@ -259,23 +262,27 @@ mod tests {
         let table = QualifiedName::new("public", "users");
         let def = "CREATE UNIQUE INDEX users_email_key ON ONLY public.users USING btree (email) WITH (fillfactor='70')";
         let original = unique("users_email_key", def, Some("fast disk"));
+        let info = |definition: &str, deferrable: bool| UniqueConstraintInfo {
+            definition: definition.into(),
+            deferrable,
+            initially_deferred: deferrable,
+            inherited: false,
+        };
+        let deferred = info("UNIQUE (email) DEFERRABLE INITIALLY DEFERRED", true);
         assert_eq!(
-            constraint_with_index_parameters(
-                "UNIQUE (email) DEFERRABLE INITIALLY DEFERRED",
-                &original,
-                &table
-            ),
+            constraint_with_index_parameters(&deferred, &original, &table),
             "UNIQUE (email) WITH (fillfactor='70') USING INDEX TABLESPACE \"fast disk\" DEFERRABLE INITIALLY DEFERRED"
         );
-        let original = unique(
-            "users_pkey",
-            "CREATE UNIQUE INDEX users_pkey ON ONLY public.users USING btree (id)",
-            None,
-        );
+        // A column whose quoted name holds the word is not the clause.
+        let odd = info("UNIQUE (\"x DEFERRABLE\")", false);
         assert_eq!(
-            constraint_with_index_parameters("PRIMARY KEY (id)", &original, &table),
-            "PRIMARY KEY (id)"
+            constraint_with_index_parameters(&odd, &original, &table),
+            "UNIQUE (\"x DEFERRABLE\") WITH (fillfactor='70') USING INDEX TABLESPACE \"fast disk\""
         );
+        let def = "CREATE UNIQUE INDEX users_pkey ON ONLY public.users USING btree (id)";
+        let original = unique("users_pkey", def, None);
+        let key = info("PRIMARY KEY (id)", false);
+        assert_eq!(constraint_with_index_parameters(&key, &original, &table), "PRIMARY KEY (id)");
     }
 
     #[test]

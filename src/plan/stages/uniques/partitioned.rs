@@ -15,7 +15,7 @@ pub(super) fn swap_partitioned_constraint(
     let orig = &u.original.index_name;
     let qorig = quote_ident(orig);
     // pg_get_constraintdef() leaves out the index's storage parameters and tablespace.
-    let definition = &constraint_with_index_parameters(&constraint.definition, &u.original, table);
+    let definition = &constraint_with_index_parameters(constraint, &u.original, table);
     let scoped_definition = splice_constraint_columns(definition, &quote_ident(col));
     Part {
         name: orig.clone(),
