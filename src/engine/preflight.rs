@@ -201,6 +201,13 @@ pub fn names_taken_since_planning(
             .chain(table.exclusion_constraints.iter().map(|c| &c.name))
             .chain(table.uniques.iter().map(|u| &u.index_name));
         taken.extend(constraints.map(|n| table.name.sibling(n.clone())));
+        // An INVALID index (what an interrupted concurrent build leaves) is never taken for a
+        // step's work: the step drops it and builds again.
+        let invalid = table.indexes.iter().filter(|i| !i.valid).map(|i| &i.name);
+        let invalid = invalid.chain(table.uniques.iter().filter(|u| !u.valid).map(|u| &u.index_name));
+        for name in invalid {
+            taken.remove(&table.name.sibling(name.clone()));
+        }
     }
     let mut lines = Vec::new();
     for (name, step) in first_named_by.into_iter().filter(|(_, s)| never_started.contains(s.id.as_str())) {
