@@ -465,4 +465,23 @@ impl Catalog {
     pub fn relation_exists(&self, name: &QualifiedName) -> bool {
         self.relation_names.binary_search(name).is_ok()
     }
+
+    /// Every relation, and every constraint of a table (constraint names share a namespace
+    /// with the indexes behind them): the names a new index or constraint may not take.
+    pub fn relation_and_constraint_names(&self) -> std::collections::BTreeSet<QualifiedName> {
+        let mut taken: std::collections::BTreeSet<QualifiedName> =
+            self.relation_names.iter().cloned().collect();
+        for table in &self.tables {
+            let constraints = table
+                .primary_key
+                .iter()
+                .map(|p| &p.name)
+                .chain(table.foreign_keys.iter().map(|f| &f.name))
+                .chain(table.check_constraints.iter().map(|c| &c.name))
+                .chain(table.exclusion_constraints.iter().map(|c| &c.name))
+                .chain(table.uniques.iter().map(|u| &u.index_name));
+            taken.extend(constraints.map(|n| table.name.sibling(n.clone())));
+        }
+        taken
+    }
 }

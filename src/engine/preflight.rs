@@ -190,17 +190,8 @@ pub fn names_taken_since_planning(
             }
         }
     }
-    let mut taken: BTreeSet<QualifiedName> = catalog.relation_names.iter().cloned().collect();
+    let mut taken = catalog.relation_and_constraint_names();
     for table in &catalog.tables {
-        let constraints = table
-            .primary_key
-            .iter()
-            .map(|p| &p.name)
-            .chain(table.foreign_keys.iter().map(|f| &f.name))
-            .chain(table.check_constraints.iter().map(|c| &c.name))
-            .chain(table.exclusion_constraints.iter().map(|c| &c.name))
-            .chain(table.uniques.iter().map(|u| &u.index_name));
-        taken.extend(constraints.map(|n| table.name.sibling(n.clone())));
         // An INVALID index (what an interrupted concurrent build leaves) is never taken for a
         // step's work: the step drops it and builds again.
         let invalid = table.indexes.iter().filter(|i| !i.valid).map(|i| &i.name);

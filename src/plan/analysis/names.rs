@@ -29,22 +29,7 @@ impl NameBook {
     /// Every relation of the catalog, and every constraint (constraint names share a namespace
     /// with the indexes behind them).
     pub fn reserving_existing(catalog: &Catalog) -> NameBook {
-        let mut taken: BTreeSet<QualifiedName> = catalog.relation_names.iter().cloned().collect();
-        for table in &catalog.tables {
-            let schema = &table.name.schema;
-            let constraint_names = table
-                .primary_key
-                .iter()
-                .map(|p| p.name.clone())
-                .chain(table.foreign_keys.iter().map(|f| f.name.clone()))
-                .chain(table.check_constraints.iter().map(|c| c.name.clone()))
-                .chain(table.exclusion_constraints.iter().map(|c| c.name.clone()))
-                .chain(table.uniques.iter().map(|u| u.index_name.clone()));
-            for name in constraint_names {
-                taken.insert(QualifiedName::new(schema.clone(), name));
-            }
-        }
-        NameBook { taken, owned: BTreeSet::new() }
+        NameBook { taken: catalog.relation_and_constraint_names(), owned: BTreeSet::new() }
     }
 
     /// A name not used by any relation or constraint in `schema`, derived from `natural`.
